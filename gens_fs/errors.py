@@ -1,0 +1,52 @@
+"""The exception hierarchy of gens_fs.
+
+Every error is a :class:`GensError`; the ones that mean what a builtin means also subclass
+that builtin (``GenerationNotFound`` is a ``FileNotFoundError``), so existing ``except``
+clauses keep working. Messages name the stage, gen_id and path, and say what to do next.
+"""
+
+from __future__ import annotations
+
+
+class GensError(Exception):
+    """Base class of every error gens_fs raises on purpose."""
+
+
+class UnknownStage(GensError, ValueError):
+    """A stage name that is not one of ``STAGES``."""
+
+
+class InvalidGenId(GensError, ValueError):
+    """A gen_id that is empty, too long, or could escape its directory or act as a pattern."""
+
+
+class InvalidMetadata(GensError, ValueError):
+    """``metadata.json`` (or metadata passed to ``write``) that is not valid."""
+
+
+class UndecodableText(GensError, ValueError):
+    """An artifact file whose bytes are not UTF-8."""
+
+
+class GenerationNotFound(GensError, FileNotFoundError):
+    """The generation directory holds none of its files."""
+
+
+class GenerationExists(GensError, FileExistsError):
+    """A create-only write found the generation already committed."""
+
+
+class ParentNotFound(GensError):
+    """An essay or evaluation whose parent generation is not committed in the store."""
+
+
+class StorageError(GensError):
+    """The storage itself could not be used: bad URL, missing bucket, no credentials."""
+
+
+class InvalidMembership(GensError, ValueError):
+    """A cohort ``membership.csv`` that cannot be read as ``stage,gen_id`` rows."""
+
+
+class CohortNotFound(GensError, FileNotFoundError):
+    """No ``membership.csv`` for the cohort asked for."""

@@ -1,0 +1,118 @@
+"""Where things live in a gens store: stages, file names, gen_id rules and paths.
+
+Pure: no I/O and no fsspec. Every path is a POSIX string relative to a root; only this
+module builds them, so a gen_id or stage that could escape its directory is refused here,
+before anything touches a filesystem.
+
+A *data root* holds ``gens/`` and ``cohorts/`` side by side; a *gens root* is its ``gens/``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final, NamedTuple
+
+from gens_fs.errors import InvalidGenId, UnknownStage
+
+STAGES: Final = ("draft", "essay", "evaluation")
+PARENT_STAGE: Final[dict[str, str | None]] = {
+    "draft": None,
+    "essay": "draft",
+    "evaluation": "essay",
+}
+
+RAW_FILE: Final = "raw.txt"
+PARSED_FILE: Final = "parsed.txt"
+PROMPT_FILE: Final = "prompt.txt"
+METADATA_FILE: Final = "metadata.json"
+# The text artifacts by the name ``Generation`` gives them, in the order they are written.
+TEXT_FILES: Final[dict[str, str]] = {
+    "raw_text": RAW_FILE,
+    "parsed_text": PARSED_FILE,
+    "prompt_text": PROMPT_FILE,
+}
+ARTIFACT_FILES: Final = (RAW_FILE, PARSED_FILE, PROMPT_FILE, METADATA_FILE)
+
+GENS_DIR: Final = "gens"
+COHORTS_DIR: Final = "cohorts"
+MEMBERSHIP_FILE: Final = "membership.csv"
+
+MAX_GEN_ID_LENGTH: Final = 128
+# Letters, digits, "_", "-", "."; not starting with "." (hidden files, ".", ".."). Anything
+# else (slashes, backslashes, NUL, whitespace, glob characters) is refused.
+_GEN_ID_RE: Final = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
+
+
+def validate_stage(stage: object) -> str:
+    """Return ``stage`` if it is exactly one of ``STAGES``; else raise ``UnknownStage``."""
+    if not isinstance(stage, str) or stage not in STAGES:
+        raise UnknownStage(f"unknown stage {stage!r}: expected one of {', '.join(STAGES)}")
+    return stage
+
+
+def validate_gen_id(gen_id: object, *, kind: str = "gen_id") -> str:
+    """Return ``gen_id`` if it is a safe directory name; else raise ``InvalidGenId``.
+
+    ``kind`` names the thing in the message (cohort ids follow the same rule).
+    """
+    if not isinstance(gen_id, str):
+        raise InvalidGenId(f"{kind} must be a string, not {type(gen_id).__name__}")
+    if not is_valid_gen_id(gen_id):
+        raise InvalidGenId(
+            f"invalid {kind} {gen_id!r}: use 1 to {MAX_GEN_ID_LENGTH} letters, digits, '_', '-' "
+            "or '.', not starting with '.' and without '..'"
+        )
+    return gen_id
+
+
+def is_valid_gen_id(gen_id: str) -> bool:
+    """True if ``gen_id`` passes :func:`validate_gen_id`."""
+    return bool(_GEN_ID_RE.fullmatch(gen_id)) and ".." not in gen_id
+
+
+def parent_stage(stage: str) -> str | None:
+    """The stage a generation of ``stage`` descends from (``None`` for drafts)."""
+    return PARENT_STAGE[validate_stage(stage)]
+
+
+def generation_dir(stage: str, gen_id: str) -> str:
+    """``<stage>/<gen_id>``, relative to a gens root, after validating both."""
+    return f"{validate_stage(stage)}/{validate_gen_id(gen_id)}"
+
+
+def artifact_path(stage: str, gen_id: str, filename: str) -> str:
+    """``<stage>/<gen_id>/<filename>``, relative to a gens root."""
+    return f"{generation_dir(stage, gen_id)}/{filename}"
+
+
+def membership_path(cohort_id: str) -> str:
+    """``cohorts/<cohort_id>/membership.csv``, relative to a data root."""
+    return f"{COHORTS_DIR}/{validate_gen_id(cohort_id, kind='cohort_id')}/{MEMBERSHIP_FILE}"
+
+
+class GensFile(NamedTuple):
+    """A file inside a generation directory, as found in a listing."""
+
+    stage: str
+    gen_id: str
+    name: str
+
+
+def parse_gens_path(relpath: str) -> GensFile | None:
+    """Read ``<stage>/<gen_id>/<name>`` (relative to a gens root) back into its parts.
+
+    Returns ``None`` for anything that is not a file directly inside a valid generation
+    directory (temporary files, stray files, unknown stages), so listings can skip it.
+    """
+    parts = relpath.split("/")
+    if len(parts) != 3:
+        return None
+    stage, gen_id, name = parts
+    if stage not in STAGES or not is_valid_gen_id(gen_id) or not name or name.startswith("."):
+        return None
+    return GensFile(stage, gen_id, name)
+
+
+def join(root: str, relpath: str) -> str:
+    """Join a root and a relative POSIX path with exactly one slash."""
+    return f"{root.rstrip('/')}/{relpath}" if root else relpath
