@@ -1,0 +1,42 @@
+"""gens_fs: a gen-id-first store for LLM generation artifacts over any fsspec filesystem.
+
+Layout: ``<data_root>/gens/<stage>/<gen_id>/{raw.txt,parsed.txt,prompt.txt,metadata.json}``.
+"""
+
+from gens_fs.errors import (
+    CohortNotFound,
+    GenerationExists,
+    GenerationNotFound,
+    GensError,
+    InvalidGenId,
+    InvalidMembership,
+    InvalidMetadata,
+    ParentNotFound,
+    StorageError,
+    UndecodableText,
+    UnknownStage,
+)
+from gens_fs.layout import PARENT_STAGE, STAGES
+from gens_fs.models import Generation, GenerationMetadata
+from gens_fs.store import GensStore, load_generation
+
+__all__ = [
+    "PARENT_STAGE",
+    "STAGES",
+    "CohortNotFound",
+    "Generation",
+    "GenerationExists",
+    "GenerationMetadata",
+    "GenerationNotFound",
+    "GensError",
+    "GensStore",
+    "InvalidGenId",
+    "InvalidMembership",
+    "InvalidMetadata",
+    "ParentNotFound",
+    "StorageError",
+    "UndecodableText",
+    "UnknownStage",
+    "load_generation",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,280 @@
+"""The one boundary between gens_fs and fsspec: where backend quirks stop.
+
+``open_backend`` turns a root (path, URL or filesystem) into a :class:`Backend` that offers
+the few primitives the store needs, each batched:
+
+* ``read_many(paths)`` -> bytes or ``None`` (missing) per path, one request per file, all in
+  flight at once on async filesystems (s3fs), no existence probes first;
+* ``write_many(files)`` -> every file whole or not at all (atomic rename on local disk; an
+  object PUT is atomic by nature);
+* ``create(path, data)`` -> exclusive create, using the medium's own guarantee where it has
+  one (``os.link`` on local disk, ``If-None-Match: *`` on S3, the memory filesystem's
+  ``xb`` mode);
+* ``listing(prefix)`` -> every file under a prefix with its size, one recursive listing;
+* ``remove(paths)``.
+
+Errors that mean "the storage cannot be used" (no credentials, access denied, no endpoint)
+become :class:`StorageError` here, once, for everyone above.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from gens_fs.errors import StorageError
+
+# s3fs tuned for many small objects. Its default ``max_concurrency=10`` makes ``cat_file``
+# send a HEAD before every GET (to decide on ranged parallel reads); our artifacts are a few
+# KB, so one GET each is all we want. A larger connection pool lets fsspec's batched gather
+# (128 coroutines by default) actually run concurrently instead of queueing on 10 sockets.
+S3_DEFAULT_OPTIONS: dict[str, Any] = {
+    "max_concurrency": 1,
+    "config_kwargs": {"max_pool_connections": 64},
+}
+
+
+def _merge_defaults(defaults: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(defaults)
+    for key, value in options.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+@contextlib.contextmanager
+def storage_errors(root: str) -> Iterator[None]:
+    """Turn "this storage cannot be used" errors into ``StorageError`` naming the root."""
+    try:
+        yield
+    except PermissionError as exc:
+        raise StorageError(f"access denied to {root}: check your credentials ({exc})") from None
+    except Exception as exc:
+        name = type(exc).__name__
+        # botocore is optional for local-only users, so match its errors by name.
+        if name in {"NoCredentialsError", "PartialCredentialsError"}:
+            raise StorageError(
+                f"no credentials for {root}: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or "
+                "AWS_PROFILE, or pass storage options"
+            ) from None
+        if name in {"EndpointConnectionError", "ConnectTimeoutError", "InvalidEndpointError"}:
+            raise StorageError(f"cannot reach the storage endpoint for {root}: {exc}") from None
+        raise
+
+
+class Backend:
+    """Batched file primitives over any fsspec filesystem. Paths are the filesystem's own."""
+
+    def __init__(self, fs: Any, root: str) -> None:
+        self.fs = fs
+        self.root = root
+
+    @property
+    def exclusive_create(self) -> bool:
+        """True when ``create`` is atomic against concurrent writers on this medium."""
+        return False
+
+    def read_many(self, paths: list[str]) -> dict[str, bytes | None]:
+        """Read every path; a missing file reads as ``None``. One request per file."""
+        if not paths:
+            return {}
+        with storage_errors(self.root):
+            results = self.fs.cat(paths, on_error="return", **self._cat_kwargs())
+        out: dict[str, bytes | None] = {}
+        for path in paths:
+            value = results.get(path, FileNotFoundError(path))
+            if isinstance(value, FileNotFoundError):
+                out[path] = None
+            elif isinstance(value, BaseException):
+                with storage_errors(self.root):
+                    raise value
+            else:
+                out[path] = bytes(value)
+        return out
+
+    def _cat_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    def write_many(self, files: Mapping[str, bytes]) -> None:
+        """Write every file (overwriting); each file lands whole or not at all."""
+        if files:
+            with storage_errors(self.root):
+                self.fs.pipe(dict(files))
+
+    def create(self, path: str, data: bytes) -> bool:
+        """Create ``path`` only if it does not exist; False if it did.
+
+        The generic fallback checks then writes: two writers racing in the gap can both
+        "win". Subclasses override it with the medium's own exclusive create.
+        """
+        with storage_errors(self.root):
+            try:
+                self.fs.pipe_file(path, data, mode="create")
+            except FileExistsError:
+                return False
+        return True
+
+    def listing(self, prefix: str) -> dict[str, int]:
+        """Every file under the directory ``prefix`` with its size: one recursive listing."""
+        with storage_errors(self.root):
+            try:
+                found = self.fs.find(prefix, detail=True)
+            except FileNotFoundError:
+                return {}
+        base = prefix.rstrip("/") + "/"
+        return {
+            path: int(info.get("size") or 0)
+            for path, info in found.items()
+            if path.startswith(base) and info.get("type", "file") != "directory"
+        }
+
+    def remove(self, paths: Iterable[str]) -> None:
+        """Remove files; already-missing ones are fine."""
+        paths = list(paths)
+        if not paths:
+            return
+        with storage_errors(self.root):
+            try:
+                self.fs.rm(paths)
+            except FileNotFoundError:
+                for path in paths:
+                    with contextlib.suppress(FileNotFoundError):
+                        self.fs.rm_file(path)
+
+    def remove_dir(self, path: str) -> None:
+        """Remove an (emptied) directory where the medium has directories."""
+        with contextlib.suppress(FileNotFoundError, OSError):
+            self.fs.rmdir(path)
+
+
+class S3Backend(Backend):
+    """s3fs: GETs without HEAD probes, conditional PUT for exclusive create."""
+
+    @property
+    def exclusive_create(self) -> bool:
+        return True
+
+    def _cat_kwargs(self) -> dict[str, Any]:
+        # Also for a user-built S3FileSystem that kept the default max_concurrency.
+        return {"max_concurrency": 1}
+
+    def remove_dir(self, path: str) -> None:
+        """Object stores have no directories to remove."""
+
+
+class MemoryBackend(Backend):
+    """fsspec's memory filesystem: its ``xb`` open is a check-and-set under the GIL."""
+
+    @property
+    def exclusive_create(self) -> bool:
+        return True
+
+
+class LocalBackend(Backend):
+    """Local disk through the OS directly: atomic renames and ``os.link`` exclusive create.
+
+    Reads skip fsspec's file objects: a plain ``open().read()`` is what a pathlib reader does,
+    and the store's local ``load`` should cost no more than that.
+    """
+
+    @property
+    def exclusive_create(self) -> bool:
+        return True
+
+    def read_many(self, paths: list[str]) -> dict[str, bytes | None]:
+        out: dict[str, bytes | None] = {}
+        for path in paths:
+            try:
+                with open(path, "rb") as handle:
+                    out[path] = handle.read()
+            except (FileNotFoundError, NotADirectoryError):
+                out[path] = None
+        return out
+
+    def _write_temp(self, path: str, data: bytes) -> str:
+        directory = os.path.dirname(path)
+        os.makedirs(directory, exist_ok=True)
+        # Hidden temporary name in the same directory: listings skip it, and the rename
+        # that follows stays on one filesystem, so it is atomic.
+        temp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+        with open(temp, "wb") as handle:
+            handle.write(data)
+        return temp
+
+    def write_many(self, files: Mapping[str, bytes]) -> None:
+        for path, data in files.items():
+            temp = self._write_temp(path, data)
+            try:
+                os.replace(temp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)
+                raise
+
+    def create(self, path: str, data: bytes) -> bool:
+        temp = self._write_temp(path, data)
+        try:
+            os.link(temp, path)  # fails with EEXIST if the target exists: exclusive
+        except FileExistsError:
+            return False
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+        return True
+
+    def listing(self, prefix: str) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for directory, _dirs, names in os.walk(prefix):
+            for name in names:
+                full = os.path.join(directory, name)
+                with contextlib.suppress(FileNotFoundError):
+                    out[full.replace(os.sep, "/")] = os.stat(full).st_size
+        return out
+
+    def remove(self, paths: Iterable[str]) -> None:
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+
+def open_backend(
+    root: str | os.PathLike[str],
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    fs: Any = None,
+) -> Backend:
+    """Build the backend for ``root``: a local path, any fsspec URL (chained ones too), or a
+    path inside the filesystem ``fs``. S3 gets :data:`S3_DEFAULT_OPTIONS` under yours."""
+    text = os.fspath(root)
+    options = dict(storage_options or {})
+    try:
+        if fs is None:
+            protocol = fsspec.core.split_protocol(text)[0] or "file"
+            if protocol in ("s3", "s3a") and "::" not in text:
+                options = _merge_defaults(S3_DEFAULT_OPTIONS, options)
+            fs, path = fsspec.core.url_to_fs(text, **options)
+        else:
+            path = fs._strip_protocol(text)
+    except (ValueError, ImportError, TypeError) as exc:
+        raise StorageError(f"cannot open {text!r}: {exc}") from None
+    path = path.rstrip("/") or path
+    return _backend_for(fs, path)
+
+
+def _backend_for(fs: Any, root: str) -> Backend:
+    protocols = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    if isinstance(fs, LocalFileSystem):
+        return LocalBackend(fs, root)
+    if "s3" in protocols:
+        return S3Backend(fs, root)
+    if "memory" in protocols:
+        return MemoryBackend(fs, root)
+    return Backend(fs, root)

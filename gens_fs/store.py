@@ -1,0 +1,297 @@
+"""``GensStore``: read, write, list and delete generations under one gens root.
+
+The only module that reads or writes generation files. It builds paths with ``layout``,
+moves bytes with one batched ``Backend`` call per step, and keeps the spec's invariants:
+
+* ``metadata.json`` is the commit marker: written last, removed first. A generation is
+  *committed* (``exists``, listed by ``gen_ids``, usable as a parent) once it is there.
+* Essays and evaluations are written only when their parent is committed.
+* Writes are create-only unless ``overwrite=True``; the winner of a race is decided by the
+  medium's exclusive create of ``metadata.json`` (see ``Backend.create``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+from gens_fs.backend import Backend, open_backend
+from gens_fs.errors import (
+    GenerationExists,
+    GenerationNotFound,
+    InvalidMetadata,
+    ParentNotFound,
+    UndecodableText,
+)
+from gens_fs.layout import (
+    METADATA_FILE,
+    PARENT_STAGE,
+    TEXT_FILES,
+    artifact_path,
+    generation_dir,
+    is_valid_gen_id,
+    join,
+    validate_gen_id,
+    validate_stage,
+)
+from gens_fs.models import Generation, GenerationMetadata, parse_metadata, parse_metadata_json
+
+log = logging.getLogger(__name__)
+
+_NOT_FOUND_ADVICE = (
+    "check that the cohort's membership.csv lists this gen_id for the stage, and that "
+    "upstream parents exist"
+)
+
+
+class GensStore:
+    """A gens root (``<data_root>/gens``) on any fsspec filesystem.
+
+    ``root`` is a local path, a ``file://``, ``memory://`` or ``s3://bucket/prefix/gens``
+    URL, or any fsspec URL (chained ones too); with ``fs=`` a filesystem already built and a
+    path inside it. ``storage_options`` go to fsspec as they are (S3 gets tuned defaults
+    underneath: see ``gens_fs.backend.S3_DEFAULT_OPTIONS``).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        storage_options: Mapping[str, Any] | None = None,
+        fs: Any = None,
+    ) -> None:
+        self._backend: Backend = open_backend(root, storage_options=storage_options, fs=fs)
+
+    @property
+    def fs(self) -> Any:
+        """The fsspec filesystem underneath."""
+        return self._backend.fs
+
+    @property
+    def root(self) -> str:
+        """The gens root as a path of ``fs`` (no protocol)."""
+        return self._backend.root
+
+    @property
+    def exclusive_create(self) -> bool:
+        """True when create-only writes are atomic against concurrent writers here."""
+        return self._backend.exclusive_create
+
+    def __repr__(self) -> str:
+        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        return f"GensStore({protocol}://{self.root.lstrip('/')})"
+
+    def path(self, stage: str, gen_id: str, filename: str | None = None) -> str:
+        """The full path of a generation directory, or of one file in it."""
+        rel = (
+            generation_dir(stage, gen_id)
+            if filename is None
+            else artifact_path(stage, gen_id, filename)
+        )
+        return join(self.root, rel)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def load(self, stage: str, gen_id: str) -> Generation:
+        """Read one generation: one request per artifact file, all at once.
+
+        A missing optional file reads as ``None``; ``GenerationNotFound`` when none of the
+        files is there.
+        """
+        return self.load_many(stage, [gen_id])[gen_id]
+
+    def load_many(
+        self,
+        stage: str,
+        gen_ids: Iterable[str],
+        *,
+        missing: Literal["raise", "skip"] = "raise",
+    ) -> dict[str, Generation]:
+        """Read many generations of one stage in a single batch (concurrent on S3).
+
+        At most four GETs per generation and no listing. Generations with none of their
+        files raise one ``GenerationNotFound`` naming them all, or are left out with
+        ``missing="skip"``. The result keeps the order of ``gen_ids``.
+        """
+        validate_stage(stage)
+        ids = list(dict.fromkeys(validate_gen_id(g) for g in gen_ids))
+        names = [*TEXT_FILES.values(), METADATA_FILE]
+        paths = {(g, n): self.path(stage, g, n) for g in ids for n in names}
+        data = self._backend.read_many(list(paths.values()))
+        found: dict[str, Generation] = {}
+        not_found: list[str] = []
+        for gen_id in ids:
+            files = {name: data[paths[gen_id, name]] for name in names}
+            if all(value is None for value in files.values()):
+                not_found.append(gen_id)
+                continue
+            found[gen_id] = self._build(stage, gen_id, files)
+        if not_found and missing == "raise":
+            where = self.path(stage, not_found[0]) if len(not_found) == 1 else self.root
+            shown = ", ".join(not_found[:10]) + (" ..." if len(not_found) > 10 else "")
+            raise GenerationNotFound(
+                f"no {stage} generation {shown} under {where} "
+                f"({len(not_found)} missing): {_NOT_FOUND_ADVICE}"
+            )
+        return found
+
+    def _build(self, stage: str, gen_id: str, files: Mapping[str, bytes | None]) -> Generation:
+        texts = {
+            field: self._decode(files[name], stage, gen_id, name)
+            for field, name in TEXT_FILES.items()
+        }
+        raw_meta = files[METADATA_FILE]
+        metadata = None
+        if raw_meta is not None:
+            where = self.path(stage, gen_id, METADATA_FILE)
+            metadata = parse_metadata_json(raw_meta, where=where)
+        return Generation(stage=stage, gen_id=gen_id, metadata=metadata, **texts)
+
+    def _decode(self, data: bytes | None, stage: str, gen_id: str, name: str) -> str | None:
+        if data is None:
+            return None
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UndecodableText(
+                f"{self.path(stage, gen_id, name)} is not UTF-8 text "
+                f"(byte {exc.start}: {exc.reason}); inspect or rewrite that file"
+            ) from None
+
+    def exists(self, stage: str, gen_id: str) -> bool:
+        """True when the generation is committed (its ``metadata.json`` is there).
+
+        One request: a GET of the small ``metadata.json`` (a HEAD on S3 would cost the
+        same round trip, and s3fs follows a missing HEAD with a listing).
+        """
+        path = self.path(stage, gen_id, METADATA_FILE)
+        return self._backend.read_many([path])[path] is not None
+
+    def files(self, stage: str) -> dict[str, dict[str, int]]:
+        """Every generation directory of ``stage``: gen_id -> {file name: size}.
+
+        One recursive listing (paginated on S3). Incomplete generations (no
+        ``metadata.json``) are included; hidden and stray files are not.
+        """
+        stage_root = join(self.root, validate_stage(stage))
+        out: dict[str, dict[str, int]] = {}
+        prefix = stage_root + "/"
+        for path, size in self._backend.listing(stage_root).items():
+            parts = path[len(prefix) :].split("/")
+            if len(parts) != 2 or not is_valid_gen_id(parts[0]) or parts[1].startswith("."):
+                continue
+            out.setdefault(parts[0], {})[parts[1]] = size
+        return dict(sorted(out.items()))
+
+    def gen_ids(self, stage: str) -> list[str]:
+        """The committed gen_ids of ``stage``, sorted: one recursive listing."""
+        return [g for g, names in self.files(stage).items() if METADATA_FILE in names]
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def write(
+        self,
+        stage: str,
+        gen_id: str,
+        *,
+        metadata: GenerationMetadata | dict[str, Any],
+        raw: str | None = None,
+        parsed: str | None = None,
+        prompt: str | None = None,
+        overwrite: bool = False,
+    ) -> Generation:
+        """Write a generation: the text files first, ``metadata.json`` last (the commit).
+
+        Everything is checked before the first byte is written: stage, gen_id, metadata,
+        the parent (an essay's draft, an evaluation's essay, committed in this store) and,
+        unless ``overwrite``, that the generation is not committed already
+        (``GenerationExists``). The final commit is the medium's exclusive create, so of
+        concurrent create-only writers exactly one wins where ``exclusive_create`` is True.
+
+        With ``overwrite=True`` the old ``metadata.json`` is removed first (readers see an
+        uncommitted generation, never a mix) and text files not given are removed.
+        """
+        meta_path = self.path(stage, gen_id, METADATA_FILE)
+        meta = parse_metadata(metadata, where=meta_path)
+        texts = {"raw_text": raw, "parsed_text": parsed, "prompt_text": prompt}
+        for field, value in texts.items():
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{field.removesuffix('_text')} must be str, not {type(value)}")
+        self._check_parent(stage, gen_id, meta)
+
+        if not overwrite and self.exists(stage, gen_id):
+            raise self._exists_error(stage, gen_id)
+        encoded = meta.to_json().encode("utf-8")
+        given = {
+            self.path(stage, gen_id, TEXT_FILES[f]): v.encode("utf-8")
+            for f, v in texts.items()
+            if v is not None
+        }
+        if overwrite:
+            self._backend.remove([meta_path])
+        self._backend.write_many(given)
+        if overwrite:
+            stale = [self.path(stage, gen_id, name) for name in TEXT_FILES.values()]
+            self._backend.remove(p for p in stale if p not in given)
+            self._backend.write_many({meta_path: encoded})
+        elif not self._backend.create(meta_path, encoded):
+            raise self._exists_error(stage, gen_id)
+        log.debug("wrote %s", self.path(stage, gen_id))
+        return Generation(stage=stage, gen_id=gen_id, metadata=meta, **texts)
+
+    def _exists_error(self, stage: str, gen_id: str) -> GenerationExists:
+        return GenerationExists(
+            f"{stage} generation {gen_id} already exists at {self.path(stage, gen_id)}: "
+            "pass overwrite=True to replace it, or mint a new gen_id"
+        )
+
+    def _check_parent(self, stage: str, gen_id: str, meta: GenerationMetadata) -> None:
+        parent_stage = PARENT_STAGE[validate_stage(stage)]
+        validate_gen_id(gen_id)
+        parent_id = meta.parent_gen_id
+        if parent_stage is None:
+            if parent_id:
+                raise InvalidMetadata(
+                    f"draft {gen_id}: a draft has no parent, but parent_gen_id is {parent_id!r}"
+                )
+            return
+        if not parent_id:
+            raise ParentNotFound(
+                f"{stage} {gen_id} needs a parent_gen_id naming its {parent_stage} generation"
+            )
+        if not is_valid_gen_id(parent_id):
+            raise InvalidMetadata(f"{stage} {gen_id}: parent_gen_id {parent_id!r} is not valid")
+        if not self.exists(parent_stage, parent_id):
+            raise ParentNotFound(
+                f"{stage} {gen_id}: parent {parent_stage} {parent_id} is not in the store "
+                f"(no {self.path(parent_stage, parent_id, METADATA_FILE)}): write the "
+                f"{parent_stage} first"
+            )
+
+    def delete(self, stage: str, gen_id: str) -> None:
+        """Delete a generation: ``metadata.json`` first (uncommit), then every other file.
+
+        ``GenerationNotFound`` when there is nothing to delete. Children are not checked:
+        deleting a draft that essays still name leaves those essays with a missing parent.
+        """
+        directory = self.path(stage, gen_id)
+        files = self._backend.listing(directory)
+        if not files:
+            raise GenerationNotFound(f"no {stage} generation {gen_id} at {directory}")
+        meta_path = self.path(stage, gen_id, METADATA_FILE)
+        self._backend.remove([meta_path])
+        self._backend.remove(p for p in files if p != meta_path)
+        self._backend.remove_dir(directory)
+
+
+def load_generation(
+    gens_root: str | os.PathLike[str],
+    stage: str,
+    gen_id: str,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+) -> Generation:
+    """The spec's entry point: ``GensStore(gens_root, ...).load(stage, gen_id)``."""
+    return GensStore(gens_root, storage_options=storage_options).load(stage, gen_id)

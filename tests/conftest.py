@@ -1,0 +1,69 @@
+"""Shared fixtures: one moto S3 server per test run, and a ``store`` on local, memory and S3.
+
+The S3 server is moto in server mode on 127.0.0.1 (a free port): s3fs talks real HTTP to it,
+so what the tests see is what s3fs does against a bucket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import pytest
+
+from gens_fs import GensStore
+from gens_fs.testing.s3 import MotoServer, create_bucket, s3_storage_options
+
+BUCKET = "gens-test"
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    with MotoServer() as server:
+        create_bucket(server.endpoint_url, BUCKET)
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3_options(moto_server: MotoServer) -> dict[str, Any]:
+    return s3_storage_options(moto_server.endpoint_url)
+
+
+@pytest.fixture(params=["local", "memory", "s3"])
+def backend_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def data_root_url(
+    backend_name: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[str]:
+    """A fresh, empty data root (holds ``gens/`` and ``cohorts/``) on the backend."""
+    unique = uuid.uuid4().hex[:12]
+    if backend_name == "local":
+        yield str(tmp_path / "data")
+    elif backend_name == "memory":
+        url = f"memory://{unique}/data"
+        yield url
+        with contextlib.suppress(FileNotFoundError):
+            fsspec.filesystem("memory").rm(f"/{unique}", recursive=True)
+    else:
+        request.getfixturevalue("moto_server")
+        yield f"s3://{BUCKET}/{unique}/data"
+
+
+@pytest.fixture
+def storage_options(backend_name: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    if backend_name == "s3":
+        return dict(request.getfixturevalue("s3_options"))
+    return {}
+
+
+@pytest.fixture
+def store(data_root_url: str, storage_options: dict[str, Any]) -> GensStore:
+    """An empty ``GensStore`` on local disk, in memory, or in the moto S3 bucket."""
+    return GensStore(f"{data_root_url}/gens", storage_options=storage_options)
