@@ -3,6 +3,13 @@
 Layout: ``<data_root>/gens/<stage>/<gen_id>/{raw.txt,parsed.txt,prompt.txt,metadata.json}``.
 """
 
+from gens_fs.cohorts import (
+    DataRoot,
+    MembershipRow,
+    cohort_ids,
+    read_membership,
+    write_membership,
+)
 from gens_fs.errors import (
     CohortNotFound,
     GenerationExists,
@@ -24,6 +31,7 @@ __all__ = [
     "PARENT_STAGE",
     "STAGES",
     "CohortNotFound",
+    "DataRoot",
     "Generation",
     "GenerationExists",
     "GenerationMetadata",
@@ -33,10 +41,14 @@ __all__ = [
     "InvalidGenId",
     "InvalidMembership",
     "InvalidMetadata",
+    "MembershipRow",
     "ParentNotFound",
     "StorageError",
     "UndecodableText",
     "UnknownStage",
+    "cohort_ids",
     "load_generation",
+    "read_membership",
+    "write_membership",
 ]
 __version__ = "0.1.0"

@@ -1,0 +1,5 @@
+"""``python -m gens_fs`` runs the ``gens-fs`` command."""
+
+from gens_fs.cli import main
+
+main()

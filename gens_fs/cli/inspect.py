@@ -1,0 +1,1 @@
+"""``gens-fs ls | show | check | stats``: see a store from the shell."""

@@ -1,0 +1,1 @@
+"""``gens-fs sync``: mirror a data root to another storage."""
