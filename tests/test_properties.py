@@ -1,0 +1,90 @@
+"""Property tests: gen_id validation and metadata round trips."""
+
+from __future__ import annotations
+
+import json
+import string
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gens_fs import GenerationMetadata, GensStore, InvalidGenId
+from gens_fs.layout import generation_dir, parse_gens_path, validate_gen_id
+
+SAFE = string.ascii_letters + string.digits + "_-."
+safe_ids = st.text(SAFE, min_size=1, max_size=128).filter(
+    lambda s: not s.startswith(".") and ".." not in s
+)
+
+
+@given(safe_ids)
+def test_safe_ids_accepted_and_stay_in_their_directory(gen_id: str) -> None:
+    assert validate_gen_id(gen_id) == gen_id
+    path = generation_dir("essay", gen_id)
+    assert path.split("/") == ["essay", gen_id]
+    assert parse_gens_path(f"{path}/raw.txt") == ("essay", gen_id, "raw.txt")
+
+
+@given(st.text(max_size=140))
+def test_any_accepted_id_is_a_plain_name(gen_id: str) -> None:
+    try:
+        validate_gen_id(gen_id)
+    except InvalidGenId:
+        return
+    # Whatever passes cannot address another directory or act as a glob.
+    assert 1 <= len(gen_id) <= 128
+    assert set(gen_id) <= set(SAFE)
+    assert not gen_id.startswith(".") and ".." not in gen_id
+
+
+@given(st.text(min_size=1, max_size=20), st.sampled_from("/\\\x00 \t\n*?[]"))
+def test_ids_with_a_dangerous_character_refused(prefix: str, bad: str) -> None:
+    with pytest.raises(InvalidGenId):
+        validate_gen_id(prefix + bad)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+extra_keys = st.dictionaries(
+    st.text(min_size=1, max_size=12).filter(
+        lambda k: k not in GenerationMetadata.model_fields and k != "llm_model_id"
+    ),
+    json_values,
+    max_size=4,
+)
+
+
+@given(
+    task_id=st.text(max_size=20),
+    model_id=st.text(max_size=20),
+    parent=st.one_of(st.none(), safe_ids),
+    extra=extra_keys,
+)
+def test_metadata_json_round_trip_keeps_every_key(
+    task_id: str, model_id: str, parent: str | None, extra: dict[str, Any]
+) -> None:
+    raw = {"task_id": task_id, "template_id": "t", "model_id": model_id, "parent_gen_id": parent}
+    raw.update(extra)
+    model = GenerationMetadata.model_validate(raw)
+    again = GenerationMetadata.model_validate(json.loads(model.to_json()))
+    assert again == model
+    dumped = json.loads(model.to_json())
+    assert dumped["parent_gen_id"] == (parent or "")
+    for key, value in extra.items():
+        assert dumped[key] == value
+
+
+@settings(max_examples=25, deadline=None)
+@given(text=st.text(max_size=200), extra=extra_keys)
+def test_store_round_trip_in_memory(text: str, extra: dict[str, Any]) -> None:
+    store = GensStore("memory://props/gens")
+    metadata = {"task_id": "t", "template_id": "x", "model_id": "m", **extra}
+    written = store.write("draft", "d1", metadata=metadata, raw=text, parsed=text, overwrite=True)
+    assert store.load("draft", "d1") == written
