@@ -1,0 +1,136 @@
+"""Shared benchmark pieces: an S3 endpoint in its own process, and measuring helpers.
+
+The moto server and the counting/latency proxy (``gens_fs.testing.s3``) run in a child
+process, so the client CPU a benchmark reports (``time.process_time`` of this process, or
+``RUSAGE_CHILDREN`` for peer tools run as subprocesses) is the client's alone. The child is
+driven over a pipe: set latency, read and reset request counts, create buckets.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import resource
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+
+def _serve(conn: Connection) -> None:
+    from gens_fs.testing.s3 import MotoServer, S3Proxy, create_bucket
+
+    with MotoServer() as moto, S3Proxy(moto.endpoint_url) as proxy:
+        conn.send(proxy.endpoint_url)
+        while True:
+            command, arg = conn.recv()
+            if command == "stop":
+                conn.send(None)
+                return
+            if command == "latency":
+                proxy.latency_s = float(arg)
+                conn.send(None)
+            elif command == "counts":
+                proxy.wait_idle()
+                conn.send(proxy.counts())
+            elif command == "reset":
+                proxy.reset_counts()
+                conn.send(None)
+            elif command == "bucket":
+                create_bucket(moto.endpoint_url, str(arg))
+                conn.send(None)
+            elif command == "wipe":
+                moto.reset()
+                conn.send(None)
+
+
+class S3Service:
+    """moto + counting proxy in a child process; ``endpoint_url`` is the proxy's."""
+
+    def __init__(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(target=_serve, args=(child,), daemon=True)
+        self._process.start()
+        self.endpoint_url: str = self._conn.recv()
+
+    def _call(self, command: str, arg: object = None) -> Any:
+        self._conn.send((command, arg))
+        return self._conn.recv()
+
+    def set_latency(self, seconds: float) -> None:
+        self._call("latency", seconds)
+
+    def counts(self) -> dict[str, int]:
+        """Requests by kind since the last reset (waits for in-flight ones to finish)."""
+        return dict(self._call("counts"))
+
+    def reset_counts(self) -> None:
+        self._call("reset")
+
+    def create_bucket(self, name: str) -> None:
+        self._call("bucket", name)
+
+    def wipe(self) -> None:
+        """Delete every bucket and object."""
+        self._call("wipe")
+
+    def close(self) -> None:
+        if self._process.is_alive():
+            self._call("stop")
+            self._process.join(10)
+
+    def __enter__(self) -> S3Service:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class Measurement:
+    """One timed run: wall seconds, client CPU seconds, requests by kind."""
+
+    name: str
+    wall_s: float
+    cpu_s: float
+    requests: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def total_requests(self) -> int:
+        return sum(self.requests.values())
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@contextmanager
+def measure(name: str, service: S3Service | None = None) -> Iterator[Measurement]:
+    """Time the block; CPU is this process's plus any subprocess it waited for."""
+    result = Measurement(name, 0.0, 0.0)
+    if service is not None:
+        service.reset_counts()
+    cpu0, child0, wall0 = time.process_time(), _children_cpu(), time.perf_counter()
+    yield result
+    result.wall_s = time.perf_counter() - wall0
+    result.cpu_s = time.process_time() - cpu0 + _children_cpu() - child0
+    if service is not None:
+        result.requests = service.counts()
+
+
+def best_of(runs: int, fn: Callable[[], object]) -> float:
+    """The fastest of ``runs`` wall-clock timings of ``fn`` (less noise than the mean)."""
+    best = float("inf")
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def format_requests(requests: dict[str, int]) -> str:
+    return " ".join(f"{kind}={n}" for kind, n in sorted(requests.items())) or "-"
