@@ -15,6 +15,7 @@ moto, boto3 and botocore are imported lazily, inside the functions that use them
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import logging
 import random
@@ -293,7 +294,10 @@ class S3Proxy:
             raise RuntimeError("S3Proxy already started")
         self._server = _ProxyHTTPServer(self)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="S3Proxy", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # stop() waits up to one poll interval
+            name="S3Proxy",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -430,6 +434,9 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     """Serves one client connection: any number of keep-alive requests, in order."""
 
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in separate writes; with Nagle on, the body waits for the
+    # client's delayed ACK (~40 ms per response on Linux).
+    disable_nagle_algorithm = True
     server: _ProxyHTTPServer
     _upstream: http.client.HTTPConnection | None = None
 
@@ -532,6 +539,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     def _send_upstream(self, proxy: S3Proxy, body: bytes) -> http.client.HTTPResponse:
         if self._upstream is None:
             self._upstream = proxy._connect_upstream()
+            self._upstream.connect()
+            self._upstream.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn = self._upstream
         try:
             conn.putrequest(
@@ -738,22 +747,26 @@ def s3_storage_options(endpoint_url: str, *, max_attempts: int = 5, **extra: Any
         "config_kwargs": {
             "s3": {"addressing_style": "path"},
             "proxies": {},
-            "retries": {"max_attempts": max_attempts, "mode": "standard"},
+            "retries": {"total_max_attempts": max_attempts, "mode": "standard"},
         },
     }
     options.update(extra)
     return options
 
 
+@functools.lru_cache(maxsize=32)
 def boto3_client(endpoint_url: str, *, max_attempts: int = 5) -> Any:
-    """A boto3 S3 client for a loopback endpoint, configured like :func:`s3_storage_options`."""
+    """A boto3 S3 client for a loopback endpoint, configured like :func:`s3_storage_options`.
+
+    Cached per arguments (building a client costs ~0.1 s; clients are thread-safe).
+    """
     import boto3
     from botocore.config import Config
 
     config = Config(
         s3={"addressing_style": "path"},
         proxies={},
-        retries={"max_attempts": max_attempts, "mode": "standard"},
+        retries={"total_max_attempts": max_attempts, "mode": "standard"},
     )
     return boto3.session.Session().client(
         "s3",
