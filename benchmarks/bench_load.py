@@ -71,25 +71,34 @@ def bench_local(drafts: int, runs: int) -> list[str]:
             for stage, ids in synthetic.gen_ids.items():
                 store.load_many(stage, ids)
 
-        t_ours, t_plain, t_many = best_of(runs, ours), best_of(runs, plain), best_of(runs, ours_batched)
+        t_ours, t_plain, t_many = (
+            best_of(runs, ours),
+            best_of(runs, plain),
+            best_of(runs, ours_batched),
+        )
     n = len(pairs)
     return [
         f"### (a) local disk: {n} generations, best of {runs}",
         "",
         "| reader | total s | per generation µs | ratio to pathlib |",
         "|---|---|---|---|",
-        f"| pathlib reader (baseline) | {t_plain:.3f} | {t_plain / n * 1e6:.0f} | 1.00 |",
-        f"| `GensStore.load` one at a time | {t_ours:.3f} | {t_ours / n * 1e6:.0f} | {t_ours / t_plain:.2f} |",
-        f"| `GensStore.load_many` per stage | {t_many:.3f} | {t_many / n * 1e6:.0f} | {t_many / t_plain:.2f} |",
+        _row("pathlib reader (baseline)", t_plain, n, t_plain),
+        _row("`GensStore.load` one at a time", t_ours, n, t_plain),
+        _row("`GensStore.load_many` per stage", t_many, n, t_plain),
         "",
     ]
+
+
+def _row(name: str, seconds: float, count: int, baseline: float) -> str:
+    return f"| {name} | {seconds:.3f} | {seconds / count * 1e6:.0f} | {seconds / baseline:.2f} |"
 
 
 def bench_s3(drafts: int, latencies: list[float], samples: dict[float, int]) -> list[str]:
     lines = [
         "### (b) S3 through the counting proxy: every evaluation of the store",
         "",
-        "| latency | method | generations | wall s | client CPU s | requests | speed-up of load_many |",
+        "| latency | method | generations | wall s | client CPU s | requests "
+        "| time / load_many's |",
         "|---|---|---|---|---|---|---|",
     ]
     with S3Service() as service:
@@ -136,16 +145,28 @@ def bench_s3(drafts: int, latencies: list[float], samples: dict[float, int]) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--drafts", type=int, default=170, help="drafts in the store (x9 generations; evaluations = 6x)")
-    parser.add_argument("--latencies", type=float, nargs="+", default=[0, 10, 100], help="added ms per request")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--drafts",
+        type=int,
+        default=170,
+        help="drafts in the store (x9 generations; evaluations = 6x)",
+    )
+    parser.add_argument(
+        "--latencies", type=float, nargs="+", default=[0, 10, 100], help="added ms per request"
+    )
     parser.add_argument("--runs", type=int, default=5, help="local runs (best of)")
     args = parser.parse_args()
     latencies = [ms / 1000 for ms in args.latencies]
     # Sequential baselines at high latency would take minutes; they read a sample.
     samples = {0.0: 10**9, 0.01: 200, 0.1: 40}
     started = time.strftime("%Y-%m-%d %H:%M")
-    out = [f"## bench_load ({started}, `python benchmarks/bench_load.py {' '.join(sys.argv[1:])}`)", ""]
+    out = [
+        f"## bench_load ({started}, `python benchmarks/bench_load.py {' '.join(sys.argv[1:])}`)",
+        "",
+    ]
     out += bench_local(args.drafts, args.runs)
     out += bench_s3(args.drafts, latencies, samples)
     print("\n".join(out))
