@@ -219,9 +219,17 @@ class GensStore:
         for field, value in texts.items():
             if value is not None and not isinstance(value, str):
                 raise TypeError(f"{field.removesuffix('_text')} must be str, not {type(value)}")
-        self._check_parent(stage, gen_id, meta)
-
-        if not overwrite and self.exists(stage, gen_id):
+        parent_meta = self._parent_metadata_path(stage, gen_id, meta)
+        # One round trip answers both questions: is the parent committed, are we?
+        probes = [p for p in (parent_meta, None if overwrite else meta_path) if p is not None]
+        committed = self._backend.read_many(probes)
+        if parent_meta is not None and committed[parent_meta] is None:
+            parent_stage, parent_id = PARENT_STAGE[stage], meta.parent_gen_id
+            raise ParentNotFound(
+                f"{stage} {gen_id}: parent {parent_stage} {parent_id} is not in the store "
+                f"(no {parent_meta}): write the {parent_stage} first"
+            )
+        if not overwrite and committed[meta_path] is not None:
             raise self._exists_error(stage, gen_id)
         encoded = meta.to_json().encode("utf-8")
         given = {
@@ -247,7 +255,10 @@ class GensStore:
             "pass overwrite=True to replace it, or mint a new gen_id"
         )
 
-    def _check_parent(self, stage: str, gen_id: str, meta: GenerationMetadata) -> None:
+    def _parent_metadata_path(
+        self, stage: str, gen_id: str, meta: GenerationMetadata
+    ) -> str | None:
+        """Check the parent pointer's form; return the parent's ``metadata.json`` to probe."""
         parent_stage = PARENT_STAGE[validate_stage(stage)]
         validate_gen_id(gen_id)
         parent_id = meta.parent_gen_id
@@ -256,19 +267,14 @@ class GensStore:
                 raise InvalidMetadata(
                     f"draft {gen_id}: a draft has no parent, but parent_gen_id is {parent_id!r}"
                 )
-            return
+            return None
         if not parent_id:
             raise ParentNotFound(
                 f"{stage} {gen_id} needs a parent_gen_id naming its {parent_stage} generation"
             )
         if not is_valid_gen_id(parent_id):
             raise InvalidMetadata(f"{stage} {gen_id}: parent_gen_id {parent_id!r} is not valid")
-        if not self.exists(parent_stage, parent_id):
-            raise ParentNotFound(
-                f"{stage} {gen_id}: parent {parent_stage} {parent_id} is not in the store "
-                f"(no {self.path(parent_stage, parent_id, METADATA_FILE)}): write the "
-                f"{parent_stage} first"
-            )
+        return self.path(parent_stage, parent_id, METADATA_FILE)
 
     def delete(self, stage: str, gen_id: str) -> None:
         """Delete a generation: ``metadata.json`` first (uncommit), then every other file.

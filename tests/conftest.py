@@ -16,7 +16,7 @@ import fsspec
 import pytest
 
 from gens_fs import GensStore
-from gens_fs.testing.s3 import MotoServer, create_bucket, s3_storage_options
+from gens_fs.testing.s3 import MotoServer, S3Proxy, create_bucket, s3_storage_options
 
 BUCKET = "gens-test"
 
@@ -67,3 +67,17 @@ def storage_options(backend_name: str, request: pytest.FixtureRequest) -> dict[s
 def store(data_root_url: str, storage_options: dict[str, Any]) -> GensStore:
     """An empty ``GensStore`` on local disk, in memory, or in the moto S3 bucket."""
     return GensStore(f"{data_root_url}/gens", storage_options=storage_options)
+
+
+@pytest.fixture
+def s3_proxy(moto_server: MotoServer) -> Iterator[S3Proxy]:
+    """A counting proxy in front of the session's moto server (for request budgets)."""
+    with S3Proxy(moto_server.endpoint_url) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def counted_store(s3_proxy: S3Proxy) -> GensStore:
+    """An empty S3 ``GensStore`` whose every request goes through ``s3_proxy``."""
+    options = s3_storage_options(s3_proxy.endpoint_url)
+    return GensStore(f"s3://{BUCKET}/{uuid.uuid4().hex[:12]}/gens", storage_options=options)
