@@ -88,3 +88,22 @@ def test_store_round_trip_in_memory(text: str, extra: dict[str, Any]) -> None:
     metadata = {"task_id": "t", "template_id": "x", "model_id": "m", **extra}
     written = store.write("draft", "d1", metadata=metadata, raw=text, parsed=text, overwrite=True)
     assert store.load("draft", "d1") == written
+
+
+rows = st.lists(st.tuples(st.sampled_from(["draft", "essay", "evaluation"]), safe_ids), max_size=20)
+
+
+@given(rows=rows, bom=st.booleans(), crlf=st.booleans(), extra=st.booleans())
+def test_membership_parse_format_round_trip(
+    rows: list[tuple[str, str]], bom: bool, crlf: bool, extra: bool
+) -> None:
+    from gens_fs.cohorts import MembershipRow, format_membership, parse_membership
+
+    expected = list(dict.fromkeys(MembershipRow(stage=s, gen_id=g) for s, g in rows))
+    assert parse_membership(format_membership(expected), where="m.csv") == expected
+    # The same rows as another tool might write them.
+    newline = "\r\n" if crlf else "\n"
+    header = "stage,gen_id" + (",note" if extra else "")
+    lines = [header] + [f"{s},{g}" + (",x" if extra else "") for s, g in rows]
+    data = ("\ufeff" if bom else "") + newline.join(lines) + newline
+    assert parse_membership(data.encode(), where="m.csv") == expected
