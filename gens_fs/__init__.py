@@ -23,7 +23,7 @@ from gens_fs.errors import (
     UndecodableText,
     UnknownStage,
 )
-from gens_fs.layout import PARENT_STAGE, STAGES
+from gens_fs.layout import PARENT_STAGE, STAGES, new_gen_id
 from gens_fs.models import Generation, GenerationMetadata
 from gens_fs.store import GensStore, load_generation
 
@@ -48,6 +48,7 @@ __all__ = [
     "UnknownStage",
     "cohort_ids",
     "load_generation",
+    "new_gen_id",
     "read_membership",
     "write_membership",
 ]

@@ -9,6 +9,7 @@ A *data root* holds ``gens/`` and ``cohorts/`` side by side; a *gens root* is it
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Final, NamedTuple
 
@@ -116,3 +117,25 @@ def parse_gens_path(relpath: str) -> GensFile | None:
 def join(root: str, relpath: str) -> str:
     """Join a root and a relative POSIX path with exactly one slash."""
     return f"{root.rstrip('/')}/{relpath}" if root else relpath
+
+
+_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def new_gen_id(stage: str, task_id: str, *parts: object, length: int = 16) -> str:
+    """A deterministic short base36 gen_id for jobs that mint ids.
+
+    The same ``(stage, task_id, *parts)`` always gives the same id (a retried job writes to
+    the same directory, and a create-only write then refuses the duplicate); pass an
+    attempt number or a run id in ``parts`` to get a fresh one. 16 base36 characters carry
+    about 82 bits of a SHA-256 digest.
+    """
+    if not 8 <= length <= 32:
+        raise ValueError("length must be between 8 and 32")
+    key = "\x1f".join([validate_stage(stage), str(task_id), *map(str, parts)])
+    number = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest(), "big")
+    digits: list[str] = []
+    while len(digits) < length:
+        number, rem = divmod(number, 36)
+        digits.append(_BASE36[rem])
+    return "".join(digits)

@@ -107,3 +107,14 @@ def test_membership_parse_format_round_trip(
     lines = [header] + [f"{s},{g}" + (",x" if extra else "") for s, g in rows]
     data = ("\ufeff" if bom else "") + newline.join(lines) + newline
     assert parse_membership(data.encode(), where="m.csv") == expected
+
+
+@given(task_id=st.text(max_size=30), attempt=st.integers(0, 5))
+def test_new_gen_id_is_deterministic_and_valid(task_id: str, attempt: int) -> None:
+    from gens_fs import new_gen_id
+
+    first = new_gen_id("essay", task_id, attempt)
+    assert first == new_gen_id("essay", task_id, attempt)
+    assert validate_gen_id(first) == first and len(first) == 16
+    assert first != new_gen_id("essay", task_id, attempt + 1)
+    assert first != new_gen_id("draft", task_id, attempt)
