@@ -290,7 +290,10 @@ def open_backend(
         else:
             path = fs._strip_protocol(text)
     except (ValueError, ImportError, TypeError) as exc:
-        raise StorageError(f"cannot open {text!r}: {exc}") from None
+        raise StorageError(
+            f"cannot open {text!r}: {exc}; give a local path or a URL such as "
+            "s3://bucket/prefix (S3 needs s3fs)"
+        ) from None
     path = path.rstrip("/") or path
     return _backend_for(fs, path)
 
