@@ -76,14 +76,18 @@ def ls(
     rows = list_generations(data_root, stages=stages, cohort=cohort)
 
     def human() -> None:
-        table = Table(title=f"generations in {data_root.url}", title_justify="left")
+        table = Table(
+            title=f"generations in {data_root.url}",
+            title_justify="left",
+            caption="sizes: bytes of raw.txt/parsed.txt/prompt.txt (- when absent)",
+            caption_justify="left",
+        )
         table.add_column("stage", no_wrap=True)
-        table.add_column("gen_id", overflow="fold")
+        table.add_column("gen_id", no_wrap=True)
         table.add_column("state", no_wrap=True)
         for column in ("parent", "template", "model"):
-            table.add_column(column, overflow="fold")
-        for column in ("raw", "parsed", "prompt"):
-            table.add_column(column, justify="right", no_wrap=True)
+            table.add_column(column, overflow="fold", min_width=6)
+        table.add_column("sizes", justify="right", no_wrap=True)
         for row in rows:
             table.add_row(
                 row.stage,
@@ -92,9 +96,7 @@ def ls(
                 row.parent_gen_id or "-",
                 row.template_id or "-",
                 row.model_id or "-",
-                _size(row.sizes, RAW_FILE),
-                _size(row.sizes, PARSED_FILE),
-                _size(row.sizes, PROMPT_FILE),
+                "/".join(_size(row.sizes, name) for name in (RAW_FILE, PARSED_FILE, PROMPT_FILE)),
             )
         console.print(table)
         console.print(f"{len(rows)} generation{'s' if len(rows) != 1 else ''}")
@@ -105,7 +107,7 @@ def ls(
 def _state(row: GenerationEntry) -> str:
     if not row.committed:
         return "incomplete"
-    return "invalid metadata" if row.metadata_error else "ok"
+    return "bad metadata" if row.metadata_error else "ok"
 
 
 @app.command()
