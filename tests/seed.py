@@ -40,7 +40,7 @@ COHORT_C2 = b"\xef\xbb\xbfgen_id,stage,note\r\nd1,draft,x\r\nd1,draft,dup\r\n"
 def seed(data_root: str, storage_options: dict[str, Any] | None = None) -> DataRoot:
     root = DataRoot(data_root, storage_options=storage_options)
     store = root.store()
-    full = {"raw": "raw text", "parsed": "parsed text", "prompt": "the prompt"}
+    full: dict[str, Any] = {"raw": "raw text", "parsed": "parsed text", "prompt": "the prompt"}
     store.write("draft", "d1", metadata=META, **full)
     store.write("draft", "d-stray", metadata={**META, "model_id": "model-y"}, **full)
     store.write("draft", "d-emptyparsed", metadata=META, raw="raw", parsed="", prompt="p")

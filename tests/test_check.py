@@ -158,14 +158,17 @@ def test_missing_prompt_only_for_drafts_and_essays() -> None:
 
 def test_not_in_any_cohort_needs_known_memberships() -> None:
     files = {"draft": {"d": COMPLETE, "stray": COMPLETE, "half": {"raw.txt": 0}}}
-    listed = {"c": rows(("draft", "d"), ("draft", "half"))}
+    listed: dict[str, MembershipResult] = {"c": rows(("draft", "d"), ("draft", "half"))}
     report = find_problems(snapshot(files, memberships=listed))
     info = [f for f in report.findings if f.kind == "not_in_any_cohort"]
     assert [(f.gen_id, f.severity) for f in info] == [("stray", "info")]
     # No cohorts at all: the store does not use them; say nothing.
     assert "not_in_any_cohort" not in {f.kind for f in find_problems(snapshot(files)).findings}
     # One membership unreadable: its rows are unknown, so staying silent beats guessing.
-    broken = {**listed, "bad": InvalidMembership("cohorts/bad/membership.csv:2: unknown stage")}
+    broken: dict[str, MembershipResult] = {
+        **listed,
+        "bad": InvalidMembership("cohorts/bad/membership.csv:2: unknown stage"),
+    }
     report = find_problems(snapshot(files, memberships=broken))
     assert {f.kind for f in report.findings} == {
         "invalid_membership", "incomplete", "missing_prompt",
