@@ -3,6 +3,7 @@
 Layout: ``<data_root>/gens/<stage>/<gen_id>/{raw.txt,parsed.txt,prompt.txt,metadata.json}``.
 """
 
+from gens_fs.check import CheckReport, Finding, check
 from gens_fs.cohorts import (
     DataRoot,
     MembershipRow,
@@ -23,6 +24,7 @@ from gens_fs.errors import (
     UndecodableText,
     UnknownStage,
 )
+from gens_fs.inventory import GenerationEntry, StoreStats, list_generations, stats
 from gens_fs.layout import PARENT_STAGE, STAGES, new_gen_id
 from gens_fs.models import Generation, GenerationMetadata
 from gens_fs.store import GensStore, load_generation
@@ -30,9 +32,12 @@ from gens_fs.store import GensStore, load_generation
 __all__ = [
     "PARENT_STAGE",
     "STAGES",
+    "CheckReport",
     "CohortNotFound",
     "DataRoot",
+    "Finding",
     "Generation",
+    "GenerationEntry",
     "GenerationExists",
     "GenerationMetadata",
     "GenerationNotFound",
@@ -44,12 +49,16 @@ __all__ = [
     "MembershipRow",
     "ParentNotFound",
     "StorageError",
+    "StoreStats",
     "UndecodableText",
     "UnknownStage",
+    "check",
     "cohort_ids",
+    "list_generations",
     "load_generation",
     "new_gen_id",
     "read_membership",
+    "stats",
     "write_membership",
 ]
 __version__ = "0.1.0"

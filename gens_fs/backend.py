@@ -11,7 +11,8 @@ the few primitives the store needs, each batched:
   one (``os.link`` on local disk, ``If-None-Match: *`` on S3, the memory filesystem's
   ``xb`` mode);
 * ``listing(prefix)`` -> every file under a prefix with its size, one recursive listing;
-* ``remove(paths)``.
+* ``remove(paths)``;
+* ``check_root()`` -> fail early, in one request, when the root cannot exist (no bucket).
 
 Errors that mean "the storage cannot be used" (no credentials, access denied, no endpoint)
 become :class:`StorageError` here, once, for everyone above.
@@ -81,6 +82,15 @@ class Backend:
     def exclusive_create(self) -> bool:
         """True when ``create`` is atomic against concurrent writers on this medium."""
         return False
+
+    def url(self, path: str) -> str:
+        """``path`` as a user would type it: with its protocol (a plain path on local disk)."""
+        return str(self.fs.unstrip_protocol(path))
+
+    def check_root(self) -> None:
+        """Raise ``StorageError`` when the root's container cannot be reached or does not
+        exist (on S3: one HEAD of the bucket). The root itself may be empty or absent: a
+        data root is created by its first write. Nothing to check elsewhere."""
 
     def read_many(self, paths: list[str]) -> dict[str, bytes | None]:
         """Read every path; a missing file reads as ``None``. One request per file."""
@@ -169,6 +179,19 @@ class S3Backend(Backend):
     def remove_dir(self, path: str) -> None:
         """Object stores have no directories to remove."""
 
+    def check_root(self) -> None:
+        bucket = self.root.split("/", 1)[0]
+        if not bucket:
+            raise StorageError(f"{self.url(self.root)!r} names no bucket: use s3://BUCKET/PREFIX")
+        with storage_errors(self.url(self.root)):
+            try:
+                self.fs.call_s3("head_bucket", Bucket=bucket)
+            except FileNotFoundError:
+                raise StorageError(
+                    f"bucket {bucket} does not exist (or is not visible with these "
+                    "credentials): check the URL, AWS_ENDPOINT_URL and AWS_PROFILE"
+                ) from None
+
 
 class MemoryBackend(Backend):
     """fsspec's memory filesystem: its ``xb`` open is a check-and-set under the GIL."""
@@ -188,6 +211,9 @@ class LocalBackend(Backend):
     @property
     def exclusive_create(self) -> bool:
         return True
+
+    def url(self, path: str) -> str:
+        return path
 
     def read_many(self, paths: list[str]) -> dict[str, bytes | None]:
         out: dict[str, bytes | None] = {}
@@ -264,7 +290,10 @@ def open_backend(
         else:
             path = fs._strip_protocol(text)
     except (ValueError, ImportError, TypeError) as exc:
-        raise StorageError(f"cannot open {text!r}: {exc}") from None
+        raise StorageError(
+            f"cannot open {text!r}: {exc}; give a local path or a URL such as "
+            "s3://bucket/prefix (S3 needs s3fs)"
+        ) from None
     path = path.rstrip("/") or path
     return _backend_for(fs, path)
 

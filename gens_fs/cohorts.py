@@ -102,9 +102,17 @@ class DataRoot:
     def gens_root(self) -> str:
         return join(self.root, GENS_DIR)
 
-    def store(self) -> GensStore:
-        """A ``GensStore`` on this data root's ``gens/`` (same filesystem)."""
-        return GensStore(self.gens_root, fs=self.backend.fs)
+    @property
+    def url(self) -> str:
+        """The data root as a user would type it (a plain path on local disk)."""
+        return self.backend.url(self.root)
+
+    def store(self, *, side_writes: bool = False) -> GensStore:
+        """A ``GensStore`` on this data root's ``gens/`` (same filesystem); with
+        ``side_writes`` it also writes raw texts under ``3_generation/`` here."""
+        return GensStore(
+            self.gens_root, fs=self.backend.fs, side_write_root=self.root if side_writes else None
+        )
 
     def membership_file(self, cohort_id: str) -> str:
         return join(self.root, membership_path(cohort_id))
@@ -119,6 +127,25 @@ class DataRoot:
             )
         return parse_membership(data, where=path)
 
+    def read_memberships(self) -> dict[str, list[MembershipRow] | InvalidMembership]:
+        """Every cohort's rows, in one listing and one batch of GETs (one per cohort).
+
+        A file that does not parse comes back as its ``InvalidMembership`` error, so a
+        caller looking at all cohorts can report it and go on.
+        """
+        paths = {c: self.membership_file(c) for c in self.cohort_ids()}
+        data = self.backend.read_many(list(paths.values()))
+        out: dict[str, list[MembershipRow] | InvalidMembership] = {}
+        for cohort_id, path in paths.items():
+            raw = data[path]
+            if raw is None:  # removed since the listing
+                continue
+            try:
+                out[cohort_id] = parse_membership(raw, where=path)
+            except InvalidMembership as exc:
+                out[cohort_id] = exc
+        return out
+
     def write_membership(self, cohort_id: str, rows: Iterable[MembershipRow]) -> None:
         path = self.membership_file(cohort_id)
         self.backend.write_many({path: format_membership(rows)})
@@ -131,6 +158,17 @@ class DataRoot:
             if len(parts) == 2 and parts[1] == MEMBERSHIP_FILE and is_valid_gen_id(parts[0]):
                 ids.add(parts[0])
         return sorted(ids)
+
+
+def open_data_root(
+    data_root: str | os.PathLike[str] | DataRoot,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+) -> DataRoot:
+    """``data_root`` itself if it is a ``DataRoot`` already, else a new one on it."""
+    if isinstance(data_root, DataRoot):
+        return data_root
+    return DataRoot(data_root, storage_options=storage_options)
 
 
 def _rows(

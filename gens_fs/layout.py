@@ -37,6 +37,8 @@ ARTIFACT_FILES: Final = (RAW_FILE, PARSED_FILE, PROMPT_FILE, METADATA_FILE)
 GENS_DIR: Final = "gens"
 COHORTS_DIR: Final = "cohorts"
 MEMBERSHIP_FILE: Final = "membership.csv"
+# The spec's optional raw side-writes for debugging: <data_root>/3_generation/<stage>_raw/.
+SIDE_WRITE_DIR: Final = "3_generation"
 
 MAX_GEN_ID_LENGTH: Final = 128
 # Letters, digits, "_", "-", "."; not starting with "." (hidden files, ".", ".."). Anything
@@ -89,6 +91,11 @@ def artifact_path(stage: str, gen_id: str, filename: str) -> str:
 def membership_path(cohort_id: str) -> str:
     """``cohorts/<cohort_id>/membership.csv``, relative to a data root."""
     return f"{COHORTS_DIR}/{validate_gen_id(cohort_id, kind='cohort_id')}/{MEMBERSHIP_FILE}"
+
+
+def raw_side_write_path(stage: str, gen_id: str) -> str:
+    """``3_generation/<stage>_raw/<gen_id>.txt``, relative to a data root."""
+    return f"{SIDE_WRITE_DIR}/{validate_stage(stage)}_raw/{validate_gen_id(gen_id)}.txt"
 
 
 class GensFile(NamedTuple):

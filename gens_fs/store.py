@@ -8,6 +8,8 @@ moves bytes with one batched ``Backend`` call per step, and keeps the spec's inv
 * Essays and evaluations are written only when their parent is committed.
 * Writes are create-only unless ``overwrite=True``; the winner of a race is decided by the
   medium's exclusive create of ``metadata.json`` (see ``Backend.create``).
+* Optional raw side-writes (the spec's Notes) are best effort: after the commit, never
+  failing it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from gens_fs.layout import (
     generation_dir,
     is_valid_gen_id,
     join,
+    raw_side_write_path,
     validate_gen_id,
     validate_stage,
 )
@@ -53,6 +56,11 @@ class GensStore:
     URL, or any fsspec URL (chained ones too); with ``fs=`` a filesystem already built and a
     path inside it. ``storage_options`` go to fsspec as they are (S3 gets tuned defaults
     underneath: see ``gens_fs.backend.S3_DEFAULT_OPTIONS``).
+
+    ``side_write_root``, a data root on the same filesystem (path or URL), turns on the
+    spec's raw side-writes: each ``write`` with a raw text also writes it to
+    ``<side_write_root>/3_generation/<stage>_raw/<gen_id>.txt``, after the commit and best
+    effort (a failure is logged as a warning and never fails the write).
     """
 
     def __init__(
@@ -61,8 +69,13 @@ class GensStore:
         *,
         storage_options: Mapping[str, Any] | None = None,
         fs: Any = None,
+        side_write_root: str | os.PathLike[str] | None = None,
     ) -> None:
         self._backend: Backend = open_backend(root, storage_options=storage_options, fs=fs)
+        self.side_write_root: str | None = None
+        if side_write_root is not None:
+            stripped = self.fs._strip_protocol(os.fspath(side_write_root))
+            self.side_write_root = str(stripped).rstrip("/") or str(stripped)
 
     @property
     def fs(self) -> Any:
@@ -160,6 +173,59 @@ class GensStore:
                 f"(byte {exc.start}: {exc.reason}); inspect or rewrite that file"
             ) from None
 
+    def metadata_many(
+        self, keys: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], GenerationMetadata | InvalidMetadata | None]:
+        """The metadata of many ``(stage, gen_id)`` pairs, any stages, in one batch.
+
+        One GET per ``metadata.json`` and no listing. Problems come back as values, not
+        raised, so a caller reasoning over many generations can report each one: ``None``
+        when the file is absent, the ``InvalidMetadata`` error when it does not parse.
+        """
+        paths = {(s, g): self.path(s, g, METADATA_FILE) for s, g in dict.fromkeys(keys)}
+        data = self._backend.read_many(list(paths.values()))
+        out: dict[tuple[str, str], GenerationMetadata | InvalidMetadata | None] = {}
+        for key, path in paths.items():
+            raw = data[path]
+            try:
+                out[key] = None if raw is None else parse_metadata_json(raw, where=path)
+            except InvalidMetadata as exc:
+                out[key] = exc
+        return out
+
+    def lineage(self, stage: str, gen_id: str) -> list[Generation]:
+        """The generation and its ancestors, from the draft down to the one asked for.
+
+        One ``load`` per level (at most three, each one batch of four GETs). Every link must
+        be committed: ``GenerationNotFound`` if the generation itself is absent,
+        ``ParentNotFound`` naming the first link that is missing, incomplete or unnamed.
+        """
+        chain = [self.load(stage, gen_id)]
+        while (parent_stage := chain[-1].parent_stage) is not None:
+            child = chain[-1]
+            what = f"{child.stage} {child.gen_id}"
+            if child.metadata is None:
+                raise ParentNotFound(
+                    f"{what} has no {METADATA_FILE}, so its parent is unknown: the write did "
+                    f"not finish; rewrite it or delete {self.path(child.stage, child.gen_id)}"
+                )
+            parent_id = child.parent_gen_id
+            if parent_id is None or not is_valid_gen_id(parent_id):
+                raise ParentNotFound(
+                    f"{what}: parent_gen_id {parent_id or ''!r} does not name a "
+                    f"{parent_stage} generation; fix {self.path(child.stage, child.gen_id)}/"
+                    f"{METADATA_FILE}"
+                )
+            parent = self.load_many(parent_stage, [parent_id], missing="skip").get(parent_id)
+            if parent is None or not parent.is_committed:
+                raise ParentNotFound(
+                    f"{what}: parent {parent_stage} {parent_id} is not in the store (no "
+                    f"{self.path(parent_stage, parent_id, METADATA_FILE)}): restore or "
+                    f"regenerate the {parent_stage}"
+                )
+            chain.append(parent)
+        return chain[::-1]
+
     def exists(self, stage: str, gen_id: str) -> bool:
         """True when the generation is committed (its ``metadata.json`` is there).
 
@@ -247,7 +313,18 @@ class GensStore:
         elif not self._backend.create(meta_path, encoded):
             raise self._exists_error(stage, gen_id)
         log.debug("wrote %s", self.path(stage, gen_id))
+        if raw is not None and self.side_write_root is not None:
+            self._side_write_raw(stage, gen_id, raw)
         return Generation(stage=stage, gen_id=gen_id, metadata=meta, **texts)
+
+    def _side_write_raw(self, stage: str, gen_id: str, raw: str) -> None:
+        """Best effort: one more write; any failure is logged, never raised."""
+        assert self.side_write_root is not None
+        path = join(self.side_write_root, raw_side_write_path(stage, gen_id))
+        try:
+            self._backend.write_many({path: raw.encode("utf-8")})
+        except Exception as exc:
+            log.warning("raw side-write of %s %s to %s failed: %s", stage, gen_id, path, exc)
 
     def _exists_error(self, stage: str, gen_id: str) -> GenerationExists:
         return GenerationExists(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from typing import Annotated, Any, NoReturn
@@ -11,6 +12,8 @@ import typer
 from pydantic import BaseModel
 from rich.console import Console
 
+from gens_fs.backend import LocalBackend
+from gens_fs.cohorts import DataRoot
 from gens_fs.errors import GensError
 
 app = typer.Typer(
@@ -79,6 +82,22 @@ def parse_options(pairs: list[str] | None) -> dict[str, Any]:
             node = child
         node[leaf] = value
     return options
+
+
+def open_root(url: str, options: list[str] | None, *, must_exist: bool = True) -> DataRoot:
+    """The data root ``url`` with ``--option`` storage options, checked before any work.
+
+    One cheap request: on S3 a HEAD of the bucket (``Backend.check_root``; a missing bucket
+    or bad credentials become one line). With ``must_exist`` a local root must be an
+    existing directory (a typo would otherwise look like an empty store).
+    """
+    root = DataRoot(url, storage_options=parse_options(options))
+    root.backend.check_root()
+    if must_exist and isinstance(root.backend, LocalBackend) and not os.path.isdir(root.root):
+        raise UsageError(
+            f"data root {url} does not exist: give the folder that holds gens/ and cohorts/"
+        )
+    return root
 
 
 def emit(

@@ -1,0 +1,370 @@
+"""The spec's troubleshooting list as code: findings over a data root.
+
+:func:`find_problems` is pure: a :class:`~gens_fs.inventory.StoreSnapshot` (listings with
+sizes, parsed metadata, membership rows) in, a :class:`CheckReport` out. :func:`check` only
+reads the snapshot, batched (see :func:`check` for the request count), and calls it.
+
+Rules, one finding each (kind, severity):
+
+* ``missing_generation`` (error): a membership row whose generation has no directory.
+* ``incomplete`` (error): a generation directory without ``metadata.json``.
+* ``invalid_metadata`` (error): ``metadata.json`` that does not parse or lacks a required
+  field, a draft naming a parent, or a ``parent_gen_id`` that is not a valid gen_id.
+* ``missing_parent_id`` (error): an essay or evaluation with an empty ``parent_gen_id``.
+* ``missing_parent`` (error): an essay or evaluation whose parent is not committed (judged
+  from the parent stage's listing: no ``metadata.json`` there).
+* ``invalid_membership`` (error): a ``membership.csv`` that does not parse (only when
+  checking all cohorts; asking for that cohort raises ``InvalidMembership`` instead).
+* ``empty_parsed`` (warning): ``parsed.txt`` empty or absent while ``raw.txt`` is not empty
+  (from the listing's sizes; no text file is read).
+* ``missing_prompt`` (warning): a draft or essay without a non-empty ``prompt.txt``.
+* ``not_in_any_cohort`` (info): a committed generation no cohort lists. Reported only when
+  checking everything, at least one cohort exists and every membership file parsed (a store
+  that does not use cohorts, or whose memberships are unknown, would drown in it).
+
+An incomplete generation gets only ``incomplete`` and the text-file warnings; its
+metadata-based rules cannot run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, computed_field
+
+from gens_fs.cohorts import DataRoot, open_data_root
+from gens_fs.errors import InvalidMembership, InvalidMetadata
+from gens_fs.inventory import StoreSnapshot, read_snapshot
+from gens_fs.layout import (
+    GENS_DIR,
+    METADATA_FILE,
+    PARENT_STAGE,
+    PARSED_FILE,
+    PROMPT_FILE,
+    RAW_FILE,
+    STAGES,
+    artifact_path,
+    generation_dir,
+    is_valid_gen_id,
+    join,
+    membership_path,
+)
+
+Severity = Literal["error", "warning", "info"]
+FindingKind = Literal[
+    "missing_generation",
+    "incomplete",
+    "invalid_metadata",
+    "missing_parent_id",
+    "missing_parent",
+    "invalid_membership",
+    "empty_parsed",
+    "missing_prompt",
+    "not_in_any_cohort",
+]
+SEVERITY: Final[dict[str, Severity]] = {
+    "missing_generation": "error",
+    "incomplete": "error",
+    "invalid_metadata": "error",
+    "missing_parent_id": "error",
+    "missing_parent": "error",
+    "invalid_membership": "error",
+    "empty_parsed": "warning",
+    "missing_prompt": "warning",
+    "not_in_any_cohort": "info",
+}
+# Stages whose generations normally carry their prompt (the spec's "Not seeing prompts").
+PROMPTED_STAGES: Final = ("draft", "essay")
+
+_ADVICE: Final[dict[str, str]] = {
+    "missing_generation": (
+        "check that the membership lists the right gen_id for the stage, and that the "
+        "generation (and its upstream parents) were written to this store"
+    ),
+    "incomplete": (
+        "its write did not finish (metadata.json is written last); rewrite the generation "
+        "or delete its directory"
+    ),
+    "invalid_metadata": (
+        "fix or rewrite metadata.json: it needs task_id, template_id, model_id and, for "
+        "essays and evaluations, parent_gen_id"
+    ),
+    "missing_parent_id": "set parent_gen_id in metadata.json to the parent's gen_id",
+    "missing_parent": (
+        "ensure upstream parents exist: restore or regenerate the parent, or fix parent_gen_id"
+    ),
+    "invalid_membership": "fix the file; every row needs a known stage and a safe gen_id",
+    "empty_parsed": ("the generator or parser may have failed; inspect raw.txt and metadata.json"),
+    "missing_prompt": (
+        "prompt side-writes are best effort, but drafts and essays generated via LLM "
+        "normally have prompt.txt; regenerate if you need the prompt"
+    ),
+    "not_in_any_cohort": (
+        "membership.csv is the source of truth: add it to a cohort, or delete it if stray"
+    ),
+}
+_SEVERITY_ORDER: Final = {"error": 0, "warning": 1, "info": 2}
+_STAGE_ORDER: Final = {s: i for i, s in enumerate(STAGES)}
+
+
+class Finding(BaseModel):
+    """One problem (or remark) about one generation or membership file.
+
+    ``path`` is the file or directory to look at, under the report's ``data_root``;
+    ``cohort`` names the membership involved, when one is.
+    """
+
+    kind: FindingKind
+    severity: Severity
+    stage: str | None
+    gen_id: str | None
+    path: str
+    message: str
+    cohort: str | None = None
+
+
+class CheckSummary(BaseModel):
+    """How much was looked at and what was found."""
+
+    generations: int
+    cohorts: int
+    errors: int
+    warnings: int
+    infos: int
+    by_kind: dict[str, int]
+
+
+class CheckReport(BaseModel):
+    """The findings of a check, worst first, and their summary. ``ok``: no errors."""
+
+    data_root: str
+    cohort: str | None
+    stages: list[str]
+    findings: list[Finding]
+    summary: CheckSummary
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def ok(self) -> bool:
+        return self.summary.errors == 0
+
+
+def _finding(
+    kind: FindingKind,
+    what: str,
+    *,
+    path: str,
+    stage: str | None = None,
+    gen_id: str | None = None,
+    cohort: str | None = None,
+) -> Finding:
+    return Finding(
+        kind=kind,
+        severity=SEVERITY[kind],
+        stage=stage,
+        gen_id=gen_id,
+        path=path,
+        message=f"{what}: {_ADVICE[kind]}",
+        cohort=cohort,
+    )
+
+
+class _Paths:
+    """Where findings point: full paths (URLs off local disk) under the data root."""
+
+    def __init__(self, data_root: str) -> None:
+        self.data_root = data_root
+
+    def gen(self, stage: str, gen_id: str, name: str | None = None) -> str:
+        rel = generation_dir(stage, gen_id) if name is None else artifact_path(stage, gen_id, name)
+        return join(self.data_root, f"{GENS_DIR}/{rel}")
+
+    def membership(self, cohort_id: str) -> str:
+        return join(self.data_root, membership_path(cohort_id))
+
+
+def _generation_findings(
+    snapshot: StoreSnapshot, paths: _Paths, stage: str, gen_id: str
+) -> Iterator[Finding]:
+    files = snapshot.files_of(stage, gen_id) or {}
+    where = {"stage": stage, "gen_id": gen_id}
+    name = f"{stage} {gen_id}"
+    raw_size, parsed_size = files.get(RAW_FILE, 0), files.get(PARSED_FILE)
+    if raw_size and not parsed_size:
+        state = "missing" if parsed_size is None else "empty"
+        yield _finding(
+            "empty_parsed",
+            f"{name}: parsed.txt is {state} while raw.txt has {raw_size} bytes",
+            path=paths.gen(stage, gen_id, PARSED_FILE),
+            **where,
+        )
+    if stage in PROMPTED_STAGES and not files.get(PROMPT_FILE):
+        state = "empty" if PROMPT_FILE in files else "missing"
+        yield _finding(
+            "missing_prompt",
+            f"{name}: prompt.txt is {state}",
+            path=paths.gen(stage, gen_id, PROMPT_FILE),
+            **where,
+        )
+
+    meta_path = paths.gen(stage, gen_id, METADATA_FILE)
+    meta = snapshot.metadata.get((stage, gen_id))
+    if METADATA_FILE not in files or meta is None:  # absent, or removed since the listing
+        present = ", ".join(sorted(files)) or "nothing"
+        yield _finding(
+            "incomplete",
+            f"{name} has {present} but no {METADATA_FILE}",
+            path=paths.gen(stage, gen_id),
+            **where,
+        )
+        return
+    if isinstance(meta, InvalidMetadata):
+        yield _finding("invalid_metadata", str(meta), path=meta_path, **where)
+        return
+
+    parent_stage, parent_id = PARENT_STAGE[stage], meta.parent_gen_id
+    if parent_stage is None:
+        if parent_id:
+            yield _finding(
+                "invalid_metadata",
+                f"{meta_path}: a draft has no parent, but parent_gen_id is {parent_id!r}",
+                path=meta_path,
+                **where,
+            )
+    elif not parent_id:
+        yield _finding(
+            "missing_parent_id",
+            f"{name} has no parent_gen_id naming its {parent_stage}",
+            path=meta_path,
+            **where,
+        )
+    elif not is_valid_gen_id(parent_id):
+        yield _finding(
+            "invalid_metadata",
+            f"{meta_path}: parent_gen_id {parent_id!r} is not a valid gen_id",
+            path=meta_path,
+            **where,
+        )
+    elif not snapshot.is_committed(parent_stage, parent_id):
+        state = (
+            f"is incomplete (no {METADATA_FILE})"
+            if snapshot.files_of(parent_stage, parent_id) is not None
+            else "is not on disk"
+        )
+        yield _finding(
+            "missing_parent",
+            f"{name}: parent {parent_stage} {parent_id} {state}",
+            path=meta_path,
+            **where,
+        )
+
+
+def find_problems(snapshot: StoreSnapshot) -> CheckReport:
+    """Every finding over ``snapshot``, worst first. Pure: no I/O."""
+    paths = _Paths(snapshot.data_root)
+    findings: list[Finding] = []
+    listed_somewhere: set[tuple[str, str]] = set()
+    for cohort_id, rows in snapshot.memberships.items():
+        if isinstance(rows, InvalidMembership):
+            findings.append(
+                _finding(
+                    "invalid_membership",
+                    str(rows),
+                    path=paths.membership(cohort_id),
+                    cohort=cohort_id,
+                )
+            )
+            continue
+        for row in rows:
+            listed_somewhere.add((row.stage, row.gen_id))
+            if row.stage in snapshot.stages and snapshot.files_of(row.stage, row.gen_id) is None:
+                findings.append(
+                    _finding(
+                        "missing_generation",
+                        f"cohort {cohort_id} lists {row.stage} {row.gen_id}, which has no "
+                        "directory",
+                        path=paths.gen(row.stage, row.gen_id),
+                        stage=row.stage,
+                        gen_id=row.gen_id,
+                        cohort=cohort_id,
+                    )
+                )
+    for stage, gen_id in snapshot.scope:
+        findings.extend(_generation_findings(snapshot, paths, stage, gen_id))
+
+    memberships_known = bool(snapshot.memberships) and not any(
+        isinstance(rows, InvalidMembership) for rows in snapshot.memberships.values()
+    )
+    if snapshot.cohort is None and memberships_known:
+        for stage, gen_id in snapshot.scope:
+            if snapshot.is_committed(stage, gen_id) and (stage, gen_id) not in listed_somewhere:
+                findings.append(
+                    _finding(
+                        "not_in_any_cohort",
+                        f"{stage} {gen_id} is in no cohort's membership.csv",
+                        path=paths.gen(stage, gen_id),
+                        stage=stage,
+                        gen_id=gen_id,
+                    )
+                )
+    findings.sort(
+        key=lambda f: (
+            _SEVERITY_ORDER[f.severity],
+            f.kind,
+            _STAGE_ORDER.get(f.stage or "", len(STAGES)),
+            f.gen_id or "",
+            f.path,
+        )
+    )
+    return CheckReport(
+        data_root=snapshot.data_root,
+        cohort=snapshot.cohort,
+        stages=list(snapshot.stages),
+        findings=findings,
+        summary=_summarize(findings, snapshot),
+    )
+
+
+def _summarize(findings: list[Finding], snapshot: StoreSnapshot) -> CheckSummary:
+    severities = Counter(f.severity for f in findings)
+    return CheckSummary(
+        generations=len(snapshot.scope),
+        cohorts=len(snapshot.memberships),
+        errors=severities["error"],
+        warnings=severities["warning"],
+        infos=severities["info"],
+        by_kind=dict(sorted(Counter(f.kind for f in findings).items())),
+    )
+
+
+def check(
+    data_root: str | os.PathLike[str] | DataRoot,
+    *,
+    cohort: str | None = None,
+    stages: Iterable[str] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+) -> CheckReport:
+    """Check a data root against the spec's invariants and troubleshooting list.
+
+    Scope: with ``cohort``, that cohort's members of ``stages`` (all stages by default;
+    their parents are checked for existence wherever they are); without, every generation
+    of ``stages`` and every cohort's membership. ``CohortNotFound`` or
+    ``InvalidMembership`` when the cohort asked for is absent or unreadable.
+
+    Requests (each batch all in flight at once on S3): one recursive listing per stage in
+    scope or parent of one; without ``cohort``, one listing of ``cohorts/`` plus one GET per
+    cohort, with it one GET of its ``membership.csv``; one GET per committed
+    ``metadata.json`` in scope. No text file is read.
+    """
+    root = open_data_root(data_root, storage_options=storage_options)
+    snapshot = read_snapshot(
+        root,
+        stages=stages,
+        cohort=cohort,
+        all_memberships=cohort is None,
+        parent_stages=True,
+    )
+    return find_problems(snapshot)

@@ -1,0 +1,284 @@
+"""``check``: the pure rules over hand-built snapshots, then the I/O over a seeded data root
+on local, memory and S3 (with the request count on S3)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any, get_args
+
+import pytest
+
+from gens_fs import (
+    CheckReport,
+    CohortNotFound,
+    GenerationMetadata,
+    InvalidMembership,
+    InvalidMetadata,
+    MembershipRow,
+    check,
+    list_generations,
+    stats,
+)
+from gens_fs.check import SEVERITY, FindingKind, find_problems
+from gens_fs.inventory import MembershipResult, MetadataResult, StoreSnapshot
+from tests.seed import COHORT_ROWS, EXPECTED, seed
+
+# -- the pure part -------------------------------------------------------------------------
+
+COMPLETE = {"raw.txt": 5, "parsed.txt": 3, "prompt.txt": 4, "metadata.json": 80}
+
+
+def md(parent: str = "") -> GenerationMetadata:
+    return GenerationMetadata(task_id="t", template_id="tpl", model_id="m", parent_gen_id=parent)
+
+
+def snapshot(
+    files: Mapping[str, Mapping[str, Mapping[str, int]]],
+    metadata: Mapping[tuple[str, str], MetadataResult] | None = None,
+    memberships: Mapping[str, MembershipResult] | None = None,
+    *,
+    cohort: str | None = None,
+) -> StoreSnapshot:
+    """A snapshot whose scope is every generation listed; metadata defaults to valid."""
+    scope = tuple((s, g) for s in ("draft", "essay", "evaluation") for g in files.get(s, {}))
+    meta: dict[tuple[str, str], MetadataResult] = {
+        k: md() for k in scope if "metadata.json" in files[k[0]][k[1]]
+    }
+    meta.update(metadata or {})
+    return StoreSnapshot(
+        data_root="s3://b/data",
+        stages=("draft", "essay", "evaluation"),
+        files=files,
+        scope=scope,
+        metadata=meta,
+        memberships=memberships or {},
+        cohort=cohort,
+    )
+
+
+def kinds(report: CheckReport) -> set[tuple[str, str | None, str | None]]:
+    return {(f.kind, f.stage, f.gen_id) for f in report.findings}
+
+
+def rows(*pairs: tuple[str, str]) -> list[MembershipRow]:
+    return [MembershipRow(stage=s, gen_id=g) for s, g in pairs]
+
+
+def test_a_healthy_lineage_has_no_findings() -> None:
+    report = find_problems(
+        snapshot(
+            {"draft": {"d": COMPLETE}, "essay": {"e": COMPLETE}, "evaluation": {"v": COMPLETE}},
+            {("essay", "e"): md("d"), ("evaluation", "v"): md("e")},
+            {"c": rows(("draft", "d"), ("essay", "e"), ("evaluation", "v"))},
+        )
+    )
+    assert report.findings == []
+    assert report.ok
+    assert report.summary.generations == 3
+
+
+def test_missing_generation_names_the_cohort() -> None:
+    report = find_problems(snapshot({"draft": {}}, memberships={"c": rows(("draft", "d9"))}))
+    (finding,) = report.findings
+    assert (finding.kind, finding.severity, finding.cohort) == ("missing_generation", "error", "c")
+    assert finding.path == "s3://b/data/gens/draft/d9"
+    assert "membership lists the right gen_id" in finding.message
+    assert not report.ok
+
+
+def test_incomplete_only_text_rules_apply() -> None:
+    report = find_problems(snapshot({"draft": {"d": {"raw.txt": 3, "parsed.txt": 1}}}))
+    assert kinds(report) == {("incomplete", "draft", "d"), ("missing_prompt", "draft", "d")}
+    incomplete = next(f for f in report.findings if f.kind == "incomplete")
+    assert "has parsed.txt, raw.txt but no metadata.json" in incomplete.message
+
+
+def test_metadata_gone_since_listing_reads_as_incomplete() -> None:
+    report = find_problems(snapshot({"draft": {"d": COMPLETE}}, {("draft", "d"): None}))
+    assert kinds(report) == {("incomplete", "draft", "d")}
+
+
+@pytest.mark.parametrize(
+    ("stage", "meta", "kind", "text"),
+    [
+        ("draft", InvalidMetadata("x/metadata.json: not valid UTF-8 JSON"), "invalid_metadata",
+         "not valid UTF-8 JSON"),
+        ("draft", md("d0"), "invalid_metadata", "a draft has no parent"),
+        ("essay", md("../up"), "invalid_metadata", "is not a valid gen_id"),
+        ("essay", md(""), "missing_parent_id", "has no parent_gen_id naming its draft"),
+        ("essay", md("gone"), "missing_parent", "parent draft gone is not on disk"),
+        ("evaluation", md("half"), "missing_parent", "parent essay half is incomplete"),
+    ],
+)  # fmt: skip
+def test_metadata_rules(stage: str, meta: MetadataResult, kind: str, text: str) -> None:
+    files = {"draft": {}, "essay": {"half": {"raw.txt": 1}}, "evaluation": {}}
+    files[stage] = {**files[stage], "g": COMPLETE}
+    report = find_problems(snapshot(files, {(stage, "g"): meta}))
+    found = [f for f in report.findings if f.gen_id == "g"]
+    assert [(f.kind, f.severity) for f in found] == [(kind, "error")]
+    assert text in found[0].message
+    assert found[0].path == f"s3://b/data/gens/{stage}/g/metadata.json"
+
+
+@pytest.mark.parametrize(
+    ("sizes", "expected"),
+    [
+        ({"raw.txt": 9, "parsed.txt": 0}, "parsed.txt is empty while raw.txt has 9 bytes"),
+        ({"raw.txt": 9}, "parsed.txt is missing while raw.txt has 9 bytes"),
+        ({"raw.txt": 0, "parsed.txt": 0}, None),
+        ({"parsed.txt": 0}, None),
+    ],
+)
+def test_empty_parsed_from_sizes(sizes: dict[str, int], expected: str | None) -> None:
+    files = {"evaluation": {"v": {**sizes, "metadata.json": 9}}, "essay": {"e": COMPLETE}}
+    report = find_problems(snapshot(files, {("evaluation", "v"): md("e")}))
+    found = [f for f in report.findings if f.kind == "empty_parsed"]
+    if expected is None:
+        assert found == []
+    else:
+        assert found[0].severity == "warning"
+        assert expected in found[0].message
+        assert "the generator or parser may have failed" in found[0].message
+
+
+def test_missing_prompt_only_for_drafts_and_essays() -> None:
+    bare = {"raw.txt": 1, "parsed.txt": 1, "metadata.json": 9}
+    report = find_problems(
+        snapshot(
+            {"draft": {"d": bare}, "essay": {"e": {**bare, "prompt.txt": 0}}, "evaluation": {
+                "v": bare}},
+            {("essay", "e"): md("d"), ("evaluation", "v"): md("e")},
+        )
+    )  # fmt: skip
+    assert kinds(report) == {("missing_prompt", "draft", "d"), ("missing_prompt", "essay", "e")}
+    assert report.ok  # warnings only
+
+
+def test_not_in_any_cohort_needs_known_memberships() -> None:
+    files = {"draft": {"d": COMPLETE, "stray": COMPLETE, "half": {"raw.txt": 0}}}
+    listed: dict[str, MembershipResult] = {"c": rows(("draft", "d"), ("draft", "half"))}
+    report = find_problems(snapshot(files, memberships=listed))
+    info = [f for f in report.findings if f.kind == "not_in_any_cohort"]
+    assert [(f.gen_id, f.severity) for f in info] == [("stray", "info")]
+    # No cohorts at all: the store does not use them; say nothing.
+    assert "not_in_any_cohort" not in {f.kind for f in find_problems(snapshot(files)).findings}
+    # One membership unreadable: its rows are unknown, so staying silent beats guessing.
+    broken: dict[str, MembershipResult] = {
+        **listed,
+        "bad": InvalidMembership("cohorts/bad/membership.csv:2: unknown stage"),
+    }
+    report = find_problems(snapshot(files, memberships=broken))
+    assert {f.kind for f in report.findings} == {
+        "invalid_membership", "incomplete", "missing_prompt",
+    }  # fmt: skip
+    bad = next(f for f in report.findings if f.kind == "invalid_membership")
+    assert (bad.cohort, bad.path) == ("bad", "s3://b/data/cohorts/bad/membership.csv")
+    # Scoped to a cohort: the others are out of view, so nothing is "in no cohort".
+    scoped = find_problems(snapshot(files, memberships=listed, cohort="c"))
+    assert "not_in_any_cohort" not in {f.kind for f in scoped.findings}
+
+
+def test_report_order_summary_and_json() -> None:
+    files = {"draft": {"a": {"raw.txt": 2, "metadata.json": 9}, "b": {"raw.txt": 1}}}
+    report = find_problems(snapshot(files, memberships={"c": rows(("draft", "z"))}))
+    assert [(f.severity, f.kind, f.gen_id) for f in report.findings] == [
+        ("error", "incomplete", "b"),
+        ("error", "missing_generation", "z"),
+        ("warning", "empty_parsed", "a"),
+        ("warning", "empty_parsed", "b"),
+        ("warning", "missing_prompt", "a"),
+        ("warning", "missing_prompt", "b"),
+        ("info", "not_in_any_cohort", "a"),
+    ]
+    assert report.summary.errors == 2 and report.summary.warnings == 4
+    assert report.summary.by_kind == {
+        "empty_parsed": 2, "incomplete": 1, "missing_generation": 1, "missing_prompt": 2,
+        "not_in_any_cohort": 1,
+    }  # fmt: skip
+    data = json.loads(report.model_dump_json())
+    assert data["ok"] is False
+    assert set(data["findings"][0]) == {
+        "kind", "severity", "stage", "gen_id", "path", "message", "cohort",
+    }  # fmt: skip
+    assert set(SEVERITY) == set(get_args(FindingKind))
+
+
+# -- the I/O part, on every backend --------------------------------------------------------
+
+
+def test_check_seeded_root(data_root_url: str, storage_options: dict[str, Any]) -> None:
+    seed(data_root_url, storage_options)
+    report = check(data_root_url, storage_options=storage_options)
+    assert kinds(report) == EXPECTED
+    assert not report.ok
+    assert report.summary.cohorts == 2
+    assert report.summary.generations == 10
+    assert report.summary.errors == 5 and report.summary.warnings == 2
+    assert report.summary.infos == 1
+
+    def bare(url: str) -> str:
+        return url.split("://")[-1].lstrip("/")
+
+    for finding in report.findings:
+        assert bare(finding.path).startswith(bare(data_root_url))
+
+
+def test_check_scoped(data_root_url: str, storage_options: dict[str, Any]) -> None:
+    seed(data_root_url, storage_options)
+    clean = check(data_root_url, cohort="c2", storage_options=storage_options)
+    assert clean.ok and clean.findings == [] and clean.summary.generations == 1
+    c1 = check(data_root_url, cohort="c1", storage_options=storage_options)
+    assert kinds(c1) == EXPECTED - {("not_in_any_cohort", "draft", "d-stray")}
+    assert c1.summary.generations == len(COHORT_ROWS) - 1  # e-gone is not on disk
+    drafts = check(data_root_url, stages=["draft"], storage_options=storage_options)
+    assert kinds(drafts) == {k for k in EXPECTED if k[1] == "draft"}
+    with pytest.raises(CohortNotFound, match="known cohorts: c1, c2"):
+        check(data_root_url, cohort="nope", storage_options=storage_options)
+
+
+def test_check_reports_broken_membership_but_raises_when_asked_for_it(
+    data_root_url: str, storage_options: dict[str, Any]
+) -> None:
+    root = seed(data_root_url, storage_options)
+    root.backend.write_many({root.membership_file("bad"): b"stage,gen_id\nsketch,d1\n"})
+    report = check(root)
+    assert ("invalid_membership", None, None) in kinds(report)
+    assert "not_in_any_cohort" not in {f.kind for f in report.findings}
+    with pytest.raises(InvalidMembership, match=r"membership\.csv:2: unknown stage"):
+        check(root, cohort="bad")
+
+
+def test_list_and_stats(data_root_url: str, storage_options: dict[str, Any]) -> None:
+    seed(data_root_url, storage_options)
+    rows_ = list_generations(data_root_url, stages=["essay"], storage_options=storage_options)
+    assert [r.gen_id for r in rows_] == ["e-noprompt", "e-orphan", "e1"]
+    assert rows_[2].parent_gen_id == "d1" and rows_[2].sizes["parsed.txt"] == len("parsed text")
+    c2 = list_generations(data_root_url, cohort="c2", storage_options=storage_options)
+    assert [(r.stage, r.gen_id) for r in c2] == [("draft", "d1")]
+    result = stats(data_root_url, storage_options=storage_options).stages
+    assert result["draft"].generations == 5 and result["draft"].incomplete == 1
+    assert result["draft"].invalid_metadata == 1
+    assert result["draft"].by_model == {"model-x": 2, "model-y": 1}
+    assert result["evaluation"].by_template == {"tpl-a": 1, "tpl-b": 1}
+    assert result["essay"].bytes > 0
+
+
+@pytest.mark.parametrize("backend_name", ["s3"])
+def test_check_request_count_on_s3(data_root_url: str, storage_options: dict[str, Any]) -> None:
+    """Listings per stage + one for cohorts, one GET per membership and per metadata.json."""
+    root = seed(data_root_url, storage_options)
+    calls: Counter[str] = Counter()
+
+    def count(event_name: str, **_: Any) -> None:
+        calls[event_name.rsplit(".", 1)[-1]] += 1
+
+    client = root.backend.fs.s3
+    client.meta.events.register("before-call.s3", count)
+    try:
+        check(root)
+    finally:
+        client.meta.events.unregister("before-call.s3", count)
+    # 3 stage listings + 1 cohorts listing; 2 membership GETs + 9 committed metadata GETs.
+    assert calls == {"ListObjectsV2": 4, "GetObject": 11}

@@ -1,0 +1,93 @@
+"""``GensStore.lineage``, the optional raw side-writes, batched metadata reads and the
+backend's root check, on local, memory and S3."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gens_fs import (
+    DataRoot,
+    GenerationMetadata,
+    GenerationNotFound,
+    GensStore,
+    InvalidMetadata,
+    ParentNotFound,
+    StorageError,
+)
+from gens_fs.backend import open_backend
+from tests.test_store import meta, plant, write_lineage
+
+
+def test_lineage_from_draft_down(store: GensStore) -> None:
+    write_lineage(store)
+    chain = store.lineage("evaluation", "v1")
+    assert [(g.stage, g.gen_id) for g in chain] == [
+        ("draft", "d1"),
+        ("essay", "e1"),
+        ("evaluation", "v1"),
+    ]
+    assert chain[0].parsed_text == "draft parsed"
+    assert [g.gen_id for g in store.lineage("draft", "d1")] == ["d1"]
+
+
+def test_lineage_names_the_missing_link(store: GensStore) -> None:
+    write_lineage(store)
+    store.delete("draft", "d1")
+    with pytest.raises(ParentNotFound, match="essay e1: parent draft d1 is not in the store"):
+        store.lineage("evaluation", "v1")
+    plant(store, "draft", "d1", "raw.txt", b"half written")
+    with pytest.raises(ParentNotFound, match="parent draft d1 is not in the store"):
+        store.lineage("essay", "e1")
+    plant(store, "essay", "e2", "raw.txt", b"no metadata")
+    with pytest.raises(ParentNotFound, match=r"essay e2 has no metadata\.json"):
+        store.lineage("essay", "e2")
+    with pytest.raises(GenerationNotFound):
+        store.lineage("evaluation", "nope")
+
+
+def test_metadata_many_reports_problems_as_values(store: GensStore) -> None:
+    write_lineage(store)
+    plant(store, "essay", "bad", "metadata.json", b"{not json")
+    got = store.metadata_many([("draft", "d1"), ("essay", "bad"), ("evaluation", "none")])
+    assert isinstance(got["draft", "d1"], GenerationMetadata)
+    assert isinstance(got["essay", "bad"], InvalidMetadata)
+    assert got["evaluation", "none"] is None
+
+
+def test_raw_side_writes(data_root_url: str, storage_options: dict[str, Any]) -> None:
+    root = DataRoot(data_root_url, storage_options=storage_options)
+    store = root.store(side_writes=True)
+    store.write("draft", "d1", metadata=meta(), raw="the raw ✓", parsed="p")
+    store.write("draft", "d2", metadata=meta(), parsed="no raw, no side-write")
+    side = f"{root.root}/3_generation/draft_raw"
+    assert root.backend.read_many([f"{side}/d1.txt"])[f"{side}/d1.txt"] == "the raw ✓".encode()
+    assert root.backend.read_many([f"{side}/d2.txt"])[f"{side}/d2.txt"] is None
+    # Off by default.
+    root.store().write("essay", "e1", metadata=meta("d1"), raw="r")
+    assert root.backend.read_many([f"{root.root}/3_generation/essay_raw/e1.txt"]) == {
+        f"{root.root}/3_generation/essay_raw/e1.txt": None
+    }
+
+
+def test_side_write_failure_is_logged_never_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a regular file where a directory should be")
+    store = GensStore(tmp_path / "data" / "gens", side_write_root=blocker)
+    with caplog.at_level(logging.WARNING, logger="gens_fs.store"):
+        store.write("draft", "d1", metadata=meta(), raw="kept")
+    assert store.load("draft", "d1").raw_text == "kept"
+    assert "raw side-write of draft d1" in caplog.text
+    assert blocker.read_text().startswith("a regular file")
+
+
+def test_check_root(s3_options: dict[str, Any], tmp_path: Path) -> None:
+    open_backend("s3://gens-test/any/prefix", storage_options=s3_options).check_root()
+    open_backend(tmp_path / "does-not-exist-yet").check_root()
+    with pytest.raises(StorageError, match="bucket no-such-bucket does not exist"):
+        open_backend("s3://no-such-bucket/x", storage_options=s3_options).check_root()
