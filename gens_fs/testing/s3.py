@@ -660,6 +660,28 @@ def _xml_escape(text: str) -> str:
 # -- moto --------------------------------------------------------------------------------
 
 
+def _cache_moto_module_list() -> None:
+    """Make moto's request dispatch stop re-reading its own package directory.
+
+    moto's server asks ``moto.backends.list_of_moto_modules()`` on every request, and that
+    lists moto's folder and stats ~180 entries each time: measured here, about a third of
+    the server's CPU per S3 GET. The list cannot change while the process runs, so it is
+    computed once. Behaviour is unchanged; only the server gets cheaper, which matters
+    because the server's CPU bounds every tool in the benchmarks on a 2-core machine.
+    """
+    import moto.backends
+
+    if getattr(moto.backends.list_of_moto_modules, "gens_fs_cached", False):
+        return
+    modules = tuple(moto.backends.list_of_moto_modules())
+
+    def cached() -> tuple[str, ...]:
+        return modules
+
+    cached.gens_fs_cached = True  # type: ignore[attr-defined]
+    moto.backends.list_of_moto_modules = cached
+
+
 class MotoServer:
     """moto in server mode (a werkzeug thread in this process) on ``127.0.0.1``, free port.
 
@@ -679,6 +701,7 @@ class MotoServer:
             raise RuntimeError("MotoServer already started")
         from moto.server import ThreadedMotoServer
 
+        _cache_moto_module_list()
         if self._quiet:
             logging.getLogger("werkzeug").setLevel(logging.WARNING)
         server = ThreadedMotoServer(ip_address=LOOPBACK, port=0, verbose=False)
