@@ -28,6 +28,7 @@ from gens_fs.inventory import GenerationEntry, StoreStats, list_generations, sta
 from gens_fs.layout import PARENT_STAGE, STAGES, new_gen_id
 from gens_fs.models import Generation, GenerationMetadata
 from gens_fs.store import GensStore, load_generation
+from gens_fs.sync import SyncReport, TooManyDeletes, sync
 
 __all__ = [
     "PARENT_STAGE",
@@ -50,6 +51,8 @@ __all__ = [
     "ParentNotFound",
     "StorageError",
     "StoreStats",
+    "SyncReport",
+    "TooManyDeletes",
     "UndecodableText",
     "UnknownStage",
     "check",
@@ -59,6 +62,7 @@ __all__ = [
     "new_gen_id",
     "read_membership",
     "stats",
+    "sync",
     "write_membership",
 ]
 __version__ = "0.1.0"
