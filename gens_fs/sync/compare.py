@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileEntry:
     """One file in a listing: its size, the S3 ETag (unquoted) when the listing had one, and
     its MD5 (hex) when we hashed it."""
