@@ -254,23 +254,31 @@ class S3Backend(Backend):
         """Every object under ``prefix/`` with its size and ETag: ListObjectsV2 pages only.
 
         No HEAD, and no second listing when the prefix is empty (``fs.find`` sends both).
-        A missing bucket raises ``StorageError``: listing a prefix never fails otherwise.
+        Each page is reduced to ``FileInfo`` as it arrives (s3fs's ``_lsdir`` would keep
+        every page's full dicts until the end: about 1 KB per object, a gigabyte for a
+        million files). A missing bucket raises ``StorageError``; listing a prefix never
+        fails otherwise.
         """
+        bucket, key, _ = self.fs.split_path(prefix)
+        base = prefix.rstrip("/") + "/"
+
+        async def collect() -> dict[str, FileInfo]:
+            out: dict[str, FileInfo] = {}
+            async for info in self.fs._iterdir(bucket, delimiter="", prefix=key.rstrip("/") + "/"):
+                name = info["name"]
+                if info.get("type") != "directory" and name.startswith(base):
+                    out[name] = FileInfo(int(info.get("size") or 0), _unquote(info.get("ETag")))
+            return out
+
         with storage_errors(self.root):
             try:
-                found = sync(self.fs.loop, self.fs._lsdir, prefix, delimiter="")
+                found: dict[str, FileInfo] = sync(self.fs.loop, collect)
+                return found
             except FileNotFoundError:
-                bucket = self.fs.split_path(prefix)[0]
                 raise StorageError(
                     f"bucket {bucket!r} does not exist (or is not visible with these "
                     f"credentials): create it or fix the URL {self.root}"
                 ) from None
-        base = prefix.rstrip("/") + "/"
-        return {
-            info["name"]: FileInfo(int(info.get("size") or 0), _unquote(info.get("ETag")))
-            for info in found
-            if info.get("type") != "directory" and info["name"].startswith(base)
-        }
 
     def same_service(self, other: Backend) -> bool:
         if not isinstance(other, S3Backend):

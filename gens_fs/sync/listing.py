@@ -27,7 +27,11 @@ def list_files(backend: Backend, roots: Iterable[str], scope: SyncScope) -> dict
     base = join(backend.root, "")
     out: dict[str, FileEntry] = {}
     for root in roots:
-        for path, info in backend.listing_info(join(backend.root, root)).items():
+        found = backend.listing_info(join(backend.root, root))
+        while found:
+            # popitem frees each full-path key as its relpath replaces it: a million-file
+            # listing never holds both spellings at once.
+            path, info = found.popitem()
             if path.startswith(base):
                 relpath = path[len(base) :]
                 if visible(relpath) and scope.contains(relpath):

@@ -1,0 +1,158 @@
+"""Listing and planning a sync over 10^4, 10^5 and 10^6 files: time and peak memory.
+
+    python -m benchmarks.bench_scale                  # 1e4, 1e5, 1e6 files
+    python -m benchmarks.bench_scale --sizes 10000    # a quick look
+
+The listings are fake but go through the real code: a stand-in for s3fs's ``_iterdir`` yields
+the same dicts s3fs builds from ListObjectsV2 pages (key, size, ETag, ...) and the real
+``S3Backend.listing_info`` -> ``list_files`` -> ``parents_needed`` -> ``make_plan`` run on
+them. The destination is the source minus 1% of generations, plus 1% of files with a new
+ETag (an incremental resync). Each size runs in a fresh process so its peak RSS
+(``ru_maxrss``, interpreter and imports included) is its own. Target: under 1 GB at 10^6
+files, and time growing linearly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import resource
+import subprocess
+import sys
+import time
+from typing import Any
+
+from fsspec.asyn import get_loop
+
+from gens_fs.backend import S3Backend
+from gens_fs.layout import STAGES
+from gens_fs.sync.listing import list_files
+from gens_fs.sync.plan import SyncScope, generation_of, make_plan, parents_needed
+
+FILES_PER_GENERATION = 4
+NAMES = ("metadata.json", "parsed.txt", "prompt.txt", "raw.txt")
+
+
+class FakeListingFS:
+    """Just enough of s3fs for ``S3Backend.listing_info``: ``loop``, ``split_path``, ``_iterdir``."""
+
+    protocol = ("s3", "s3a")
+    async_impl = True
+
+    def __init__(self, files: int, *, variant: int) -> None:
+        self.loop = get_loop()
+        self.files = files
+        self.variant = variant  # 0: source; 1: destination (1% missing, 1% changed)
+
+    def split_path(self, path: str) -> tuple[str, str, None]:
+        bucket, _, key = path.partition("/")
+        return bucket, key, None
+
+    async def _iterdir(self, bucket: str, delimiter: str = "", prefix: str = "") -> Any:
+        # Like s3fs: one page of 1,000 dicts at a time.
+        page: list[dict[str, Any]] = []
+        for entry in self._entries(f"{bucket}/{prefix.rstrip('/')}"):
+            page.append(entry)
+            if len(page) == 1000:
+                await asyncio.sleep(0)
+                for item in page:
+                    yield item
+                page = []
+        for item in page:
+            yield item
+
+    def _entries(self, prefix: str) -> Any:
+        if not prefix.endswith("/gens"):
+            return  # cohorts/: none in this store
+        bucket_root = prefix.removesuffix("/gens")
+        drafts = max(1, self.files // (FILES_PER_GENERATION * 9))
+        for stage, count in zip(STAGES, (drafts, 2 * drafts, 6 * drafts), strict=True):
+            for i in range(count):
+                if self.variant and i % 100 == 7:
+                    continue  # 1% of generations missing at the destination
+                for n, name in enumerate(NAMES):
+                    key = f"{bucket_root}/gens/{stage}/{stage[0]}{i:08d}/{name}"
+                    changed = bool(self.variant) and i % 100 == 13 and n == 3
+                    relpath = key[len(bucket_root) + 1 :]
+                    etag = hashlib.md5(f"{relpath}{changed}".encode()).hexdigest()
+                    yield {
+                        "Key": key,
+                        "name": key,
+                        "type": "file",
+                        "size": 1000 + n,
+                        "Size": 1000 + n,
+                        "ETag": f'"{etag}"',
+                        "StorageClass": "STANDARD",
+                        "LastModified": "2026-11-29T00:00:00Z",
+                    }
+
+
+def parent_of(key: tuple[str, str]) -> str:
+    stage, gen_id = key
+    index = int(gen_id[1:])
+    return f"d{index // 2:08d}" if stage == "essay" else f"e{index // 3:08d}"
+
+
+def run_one(files: int) -> dict[str, Any]:
+    scope = SyncScope.build()
+    src = S3Backend(FakeListingFS(files, variant=0), "bench/src")
+    dst = S3Backend(FakeListingFS(files, variant=1), "bench/dst")
+    t0 = time.perf_counter()
+    src_files = list_files(src, scope.roots(), scope)
+    dst_files = list_files(dst, scope.roots(), scope)
+    t1 = time.perf_counter()
+    needed = parents_needed(src_files, dst_files)
+    parents = {key: parent_of(key) for r in needed if (key := generation_of(r)) is not None}
+    plan = make_plan(src_files, dst_files, scope, parents=parents, delete=True)
+    t2 = time.perf_counter()
+    return {
+        "files": len(src_files),
+        "list_s": round(t1 - t0, 3),
+        "plan_s": round(t2 - t1, 3),
+        "copies": len(plan.copies),
+        "skipped": plan.skipped,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args.one)))
+        return
+    rows = []
+    for size in args.sizes:
+        out = subprocess.run(
+            [sys.executable, "-m", "benchmarks.bench_scale", "--one", str(size)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        rows.append(json.loads(out))
+        print(f"{size}: {rows[-1]}", file=sys.stderr)
+    base = rows[0]
+    print(f"## bench_scale ({time.strftime('%Y-%m-%d %H:%M')}, `python -m benchmarks.bench_scale`)")
+    print()
+    print("| files | list s | plan s | µs per file (list+plan) | copies planned | peak RSS MB |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        per_file = (row["list_s"] + row["plan_s"]) / row["files"] * 1e6
+        print(
+            f"| {row['files']:,} | {row['list_s']} | {row['plan_s']} | {per_file:.1f} | "
+            f"{row['copies']:,} | {row['peak_rss_mb']} |"
+        )
+    last = rows[-1]
+    growth = (last["list_s"] + last["plan_s"]) / (base["list_s"] + base["plan_s"])
+    print()
+    print(f"Time grew {growth:.0f}x for {last['files'] / base['files']:.0f}x the files.")
+
+
+if __name__ == "__main__":
+    main()
