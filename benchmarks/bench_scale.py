@@ -36,7 +36,7 @@ NAMES = ("metadata.json", "parsed.txt", "prompt.txt", "raw.txt")
 
 
 class FakeListingFS:
-    """Just enough of s3fs for ``S3Backend.listing_info``: ``loop``, ``split_path``, ``_iterdir``."""
+    """The parts of s3fs that ``S3Backend.listing_info`` uses: loop, split_path, _iterdir."""
 
     protocol = ("s3", "s3a")
     async_impl = True
