@@ -244,3 +244,44 @@ def test_plan_invariants(
     else:
         assert all(result[r] == e for r, e in src.items())
     assert not set(plan.delete_paths) & set(src)
+
+
+scopes = st.one_of(
+    st.builds(
+        lambda stages: SyncScope.build(stages),
+        st.lists(st.sampled_from(["draft", "essay", "evaluation"]), unique=True, max_size=3),
+    ),
+    st.builds(
+        lambda ids: SyncScope.build(
+            cohort="c1",
+            generations=close_over_parents(
+                [("evaluation", f"v{i}") for i in ids],
+                lambda ks: {k: parents_of(6).get(k) for k in ks},
+            ),
+        ),
+        keys,
+    ),
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(src_ids=keys, dst_ids=keys, scope=scopes)
+def test_plan_never_leaves_its_scope(
+    src_ids: list[int], dst_ids: list[int], scope: SyncScope
+) -> None:
+    """Copies and deletes stay inside the scope; a cohort's closure holds every ancestor."""
+    src = store(0)
+    for i in src_ids:
+        src.update(lineage(i))
+    dst = {"cohorts/c1/membership.csv": entry(b"old")}
+    for i in dst_ids:
+        dst.update(lineage(i))
+    dst["gens/draft/stray/raw.txt"] = entry(b"stray")
+    plan = make_plan(src, dst, scope, parents=parents_of(6), delete=True)
+    touched = [c.relpath for c in plan.copies] + list(plan.delete_paths)
+    assert all(scope.contains(r) for r in touched)
+    if scope.generations is not None:
+        for stage, gen_id in scope.generations:
+            parent = parents_of(6).get((stage, gen_id))
+            if parent is not None:
+                assert (PARENT[stage], parent) in scope.generations
