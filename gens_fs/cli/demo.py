@@ -4,13 +4,17 @@ with nothing to configure."""
 
 from __future__ import annotations
 
+import tempfile
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
+from gens_fs.check import check
 from gens_fs.cli._common import app, console, fail
+from gens_fs.cohorts import write_membership
 from gens_fs.store import GensStore
+from gens_fs.sync import sync
 
 SAMPLE_DRAFTS = 3
 
@@ -85,4 +89,27 @@ def demo(
         console.print(
             f'store.load("evaluation", "eval-2")["parsed_text"] == {gen["parsed_text"]!r}; '
             f"its essay is {gen.parent_gen_id}"
+        )
+        write_membership(
+            f"s3://{bucket}/data",
+            "demo-cohort",
+            [("evaluation", "eval-0"), ("evaluation", "eval-1")],
+            storage_options=options,
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            local = f"{tmp}/data"
+            report = sync(f"s3://{bucket}/data", local, cohort="demo-cohort", src_options=options)
+            console.print(
+                f"sync --cohort demo-cohort to {local}: copied {report.copied} files "
+                f"({report.bytes} bytes), errors {len(report.errors)}"
+            )
+            again = sync(f"s3://{bucket}/data", local, cohort="demo-cohort", src_options=options)
+            console.print(f"the same sync again: copied {again.copied}, skipped {again.skipped}")
+            found = check(local)
+            console.print(
+                f"check of the copy: {found.summary.errors} errors, "
+                f"{found.summary.warnings} warnings ({', '.join(sorted(found.summary.by_kind))})"
+            )
+        console.print(
+            "Next: gens-fs --help; gens-fs ls/show/check/stats ROOT; gens-fs sync SRC DST"
         )
