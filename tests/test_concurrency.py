@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -17,6 +18,7 @@ from gens_fs import GenerationExists, GensStore
 from gens_fs.models import parse_metadata_json
 
 PROCESSES = 8
+T = TypeVar("T")
 META = {"task_id": "t", "template_id": "x", "model_id": "m"}
 
 
@@ -30,7 +32,7 @@ def _race_create(root: str, options: dict[str, Any], who: int, barrier: Any) -> 
     return f"won {who}"
 
 
-def _write_many(root: str, options: dict[str, Any], who: int, count: int, barrier: Any) -> int:
+def _write_many(root: str, options: dict[str, Any], count: int, who: int, barrier: Any) -> int:
     store = GensStore(root, storage_options=options)
     barrier.wait()
     for i in range(count):
@@ -45,18 +47,21 @@ def _roots(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> tuple[s
     return f"s3://gens-test/{tmp_path.name}/gens", options
 
 
+def _in_processes(target: Callable[..., T], *args: Any) -> list[T]:
+    """Run ``target(*args, who, barrier)`` in PROCESSES fresh processes that start together."""
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Manager() as manager:
+        barrier = manager.Barrier(PROCESSES)
+        with ctx.Pool(PROCESSES) as pool:
+            return pool.starmap(target, [(*args, who, barrier) for who in range(PROCESSES)])
+
+
 @pytest.mark.parametrize("kind", ["local", "s3"])
 def test_racing_creators_exactly_one_wins(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     root, options = _roots(kind, tmp_path, request)
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Manager() as manager:
-        barrier = manager.Barrier(PROCESSES)
-        with ctx.Pool(PROCESSES) as pool:
-            results = pool.starmap(
-                _race_create, [(root, options, who, barrier) for who in range(PROCESSES)]
-            )
+    results = _in_processes(_race_create, root, options)
     winners = [r for r in results if r.startswith("won")]
     assert len(winners) == 1, results
     winner = int(winners[0].split()[1])
@@ -70,13 +75,7 @@ def test_exclusive_create_primitive_under_a_process_race(
 ) -> None:
     # Without the store's early "already committed?" check, the medium alone must decide.
     root, options = _roots(kind, tmp_path, request)
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Manager() as manager:
-        barrier = manager.Barrier(PROCESSES)
-        with ctx.Pool(PROCESSES) as pool:
-            results = pool.starmap(
-                _race_primitive, [(root, options, who, barrier) for who in range(PROCESSES)]
-            )
+    results = _in_processes(_race_primitive, root, options)
     assert sorted(results) == [False] * (PROCESSES - 1) + [True]
 
 
@@ -107,14 +106,7 @@ def test_many_writers_distinct_generations_all_land(
     kind: str, per_process: int, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     root, options = _roots(kind, tmp_path, request)
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Manager() as manager:
-        barrier = manager.Barrier(PROCESSES)
-        with ctx.Pool(PROCESSES) as pool:
-            counts = pool.starmap(
-                _write_many,
-                [(root, options, who, per_process, barrier) for who in range(PROCESSES)],
-            )
+    counts = _in_processes(_write_many, root, options, per_process)
     assert sum(counts) == PROCESSES * per_process
     store = GensStore(root, storage_options=options)
     listing = store.files("draft")
