@@ -89,3 +89,12 @@ def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     from botocore.retries.standard import ExponentialBackoff
 
     monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.0)
+
+
+def cli_options(s3_options: dict[str, Any]) -> list[str]:
+    """The ``-o KEY=VALUE`` flags of ``gens-fs`` for these s3fs options' endpoint."""
+    endpoint = s3_options["client_kwargs"]["endpoint_url"]
+    return [
+        "-o", "key=testing", "-o", "secret=testing",
+        "-o", f"client_kwargs.endpoint_url={endpoint}", "-o", "client_kwargs.region_name=us-east-1",
+    ]  # fmt: skip

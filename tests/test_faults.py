@@ -24,14 +24,13 @@ from typing import Any
 
 import fsspec
 import pytest
+from conftest import BUCKET
 
 from gens_fs import check, sync
 from gens_fs.sync import RetryPolicy, SyncReport
 from gens_fs.testing.invariants import generation_dir, mirror_problems, snapshot
 from gens_fs.testing.s3 import FaultPlan, MotoServer, S3Proxy, create_bucket, s3_storage_options
 from gens_fs.testing.synthetic import make_store
-
-from conftest import BUCKET
 
 DIRECTIONS = ["local-s3", "s3-local", "s3-s3"]
 # drafts=3: 27 generations, 109 files, so at least 109 requests take part in the plan.

@@ -17,6 +17,7 @@ from typing import Any
 import fsspec
 import pytest
 import s3fs
+from conftest import cli_options
 
 from gens_fs import GensStore, StorageError, SyncReport, TooManyDeletes, sync, write_membership
 from gens_fs.backend import Backend
@@ -102,14 +103,6 @@ def cli(*args: str) -> int:
     with pytest.raises(SystemExit) as exited:
         main(list(args))
     return int(exited.value.code or 0)
-
-
-def cli_options(s3_options: dict[str, Any]) -> list[str]:
-    endpoint = s3_options["client_kwargs"]["endpoint_url"]
-    return [
-        "-o", "key=testing", "-o", "secret=testing",
-        "-o", f"client_kwargs.endpoint_url={endpoint}", "-o", "client_kwargs.region_name=us-east-1",
-    ]  # fmt: skip
 
 
 # -- mirroring across backends -------------------------------------------------------------
