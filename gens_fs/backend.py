@@ -94,6 +94,9 @@ def storage_errors(root: str) -> Iterator[None]:
             ) from None
         if name in {"EndpointConnectionError", "ConnectTimeoutError", "InvalidEndpointError"}:
             raise StorageError(f"cannot reach the storage endpoint for {root}: {exc}") from None
+        if isinstance(exc, TypeError) and "unexpected keyword argument" in str(exc):
+            # s3fs hands unknown storage options to the client it builds on first use
+            raise StorageError(f"a storage option for {root} is not known: {exc}") from None
         raise
 
 
