@@ -4,7 +4,8 @@
 the few primitives the store needs, each batched:
 
 * ``read_many(paths)`` -> bytes or ``None`` (missing) per path, one request per file, all in
-  flight at once on async filesystems (s3fs), no existence probes first;
+  flight at once on async filesystems (s3fs), no existence probes first; ``read_each`` the
+  same with a failed read's exception as its value instead of raising;
 * ``write_many(files)`` -> every file whole or not at all (atomic rename on local disk; an
   object PUT is atomic by nature);
 * ``create(path, data)`` -> exclusive create, using the medium's own guarantee where it has
@@ -93,6 +94,9 @@ def storage_errors(root: str) -> Iterator[None]:
             ) from None
         if name in {"EndpointConnectionError", "ConnectTimeoutError", "InvalidEndpointError"}:
             raise StorageError(f"cannot reach the storage endpoint for {root}: {exc}") from None
+        if isinstance(exc, TypeError) and "unexpected keyword argument" in str(exc):
+            # s3fs hands unknown storage options to the client it builds on first use
+            raise StorageError(f"a storage option for {root} is not known: {exc}") from None
         raise
 
 
@@ -119,18 +123,28 @@ class Backend:
 
     def read_many(self, paths: list[str]) -> dict[str, bytes | None]:
         """Read every path; a missing file reads as ``None``. One request per file."""
+        out: dict[str, bytes | None] = {}
+        for path, value in self.read_each(paths).items():
+            if isinstance(value, Exception):
+                with storage_errors(self.root):
+                    raise value
+            out[path] = value
+        return out
+
+    def read_each(self, paths: list[str]) -> dict[str, bytes | Exception | None]:
+        """Like :meth:`read_many`, but a file that cannot be read (after the client's own
+        retries) gives its exception instead of failing the whole batch."""
         if not paths:
             return {}
         with storage_errors(self.root):
             results = self.fs.cat(paths, on_error="return", **self._cat_kwargs())
-        out: dict[str, bytes | None] = {}
+        out: dict[str, bytes | Exception | None] = {}
         for path in paths:
             value = results.get(path, FileNotFoundError(path))
             if isinstance(value, FileNotFoundError):
                 out[path] = None
-            elif isinstance(value, BaseException):
-                with storage_errors(self.root):
-                    raise value
+            elif isinstance(value, Exception):
+                out[path] = value
             else:
                 out[path] = bytes(value)
         return out
@@ -347,6 +361,15 @@ class LocalBackend(Backend):
                     out[path] = handle.read()
             except (FileNotFoundError, NotADirectoryError):
                 out[path] = None
+        return out
+
+    def read_each(self, paths: list[str]) -> dict[str, bytes | Exception | None]:
+        out: dict[str, bytes | Exception | None] = {}
+        for path in paths:
+            try:
+                out.update(self.read_many([path]))
+            except OSError as exc:
+                out[path] = exc
         return out
 
     def _write_temp(self, path: str, data: bytes) -> str:

@@ -81,3 +81,20 @@ def counted_store(s3_proxy: S3Proxy) -> GensStore:
     """An empty S3 ``GensStore`` whose every request goes through ``s3_proxy``."""
     options = s3_storage_options(s3_proxy.endpoint_url)
     return GensStore(f"s3://{BUCKET}/{uuid.uuid4().hex[:12]}/gens", storage_options=options)
+
+
+@pytest.fixture
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore retries at once: its backoff (up to seconds per attempt) only slows tests."""
+    from botocore.retries.standard import ExponentialBackoff
+
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.0)
+
+
+def cli_options(s3_options: dict[str, Any]) -> list[str]:
+    """The ``-o KEY=VALUE`` flags of ``gens-fs`` for these s3fs options' endpoint."""
+    endpoint = s3_options["client_kwargs"]["endpoint_url"]
+    return [
+        "-o", "key=testing", "-o", "secret=testing",
+        "-o", f"client_kwargs.endpoint_url={endpoint}", "-o", "client_kwargs.region_name=us-east-1",
+    ]  # fmt: skip

@@ -5,7 +5,6 @@ s3fs sends; botocore's own retries are below it)."""
 from __future__ import annotations
 
 import collections
-import json
 import os
 import signal
 import subprocess
@@ -18,11 +17,13 @@ from typing import Any
 import fsspec
 import pytest
 import s3fs
+from conftest import cli_options
 
 from gens_fs import GensStore, StorageError, SyncReport, TooManyDeletes, sync, write_membership
 from gens_fs.backend import Backend
 from gens_fs.cli import main
 from gens_fs.sync.execute import STALL_AFTER_ENV
+from gens_fs.testing.invariants import mirror_problems, snapshot
 
 BUCKET = "gens-test"
 KINDS = {
@@ -70,23 +71,6 @@ def write_store(root: str, options: dict[str, Any], n: int = 3) -> None:
     write_membership(root, "c2", [("draft", "d2")], storage_options=options)
 
 
-def snapshot(root: str, options: dict[str, Any]) -> dict[str, bytes]:
-    """Every visible file under a data root, by relpath."""
-    fs, path = fsspec.core.url_to_fs(root, **options)
-    fs.invalidate_cache()
-    try:
-        found = fs.find(path)
-    except FileNotFoundError:
-        return {}
-    base = path.rstrip("/") + "/"
-    rel = [p[len(base) :] for p in found]
-    keep = [r for r in rel if not any(part.startswith(".") for part in r.split("/"))]
-    if not keep:
-        return {}
-    data = fs.cat([base + r for r in keep])
-    return {r: bytes(data[base + r]) for r in keep}
-
-
 def count_files(root: str, options: dict[str, Any]) -> int:
     """How many files are under a data root (a listing, no reads)."""
     fs, path = fsspec.core.url_to_fs(root, **options)
@@ -95,23 +79,6 @@ def count_files(root: str, options: dict[str, Any]) -> int:
         return len(fs.find(path))
     except FileNotFoundError:
         return 0
-
-
-def check_invariants(src: dict[str, bytes], dst: dict[str, bytes]) -> None:
-    """Every committed generation at dst has all of src's files for it, byte for byte, and
-    a committed parent."""
-    for relpath, data in dst.items():
-        parts = relpath.split("/")
-        if parts[0] != "gens" or parts[-1] != "metadata.json":
-            continue
-        prefix = "/".join(parts[:3]) + "/"
-        expected = {r: d for r, d in src.items() if r.startswith(prefix)}
-        got = {r: d for r, d in dst.items() if r.startswith(prefix)}
-        assert got == expected, f"committed {prefix} is incomplete or differs"
-        parent = json.loads(data)["parent_gen_id"]
-        parent_stage = {"essay": "draft", "evaluation": "essay"}.get(parts[1])
-        if parent_stage:
-            assert f"gens/{parent_stage}/{parent}/metadata.json" in dst, f"{prefix}: no parent"
 
 
 def root_on(kind: str, tmp_path: Path, name: str) -> str:
@@ -136,14 +103,6 @@ def cli(*args: str) -> int:
     with pytest.raises(SystemExit) as exited:
         main(list(args))
     return int(exited.value.code or 0)
-
-
-def cli_options(s3_options: dict[str, Any]) -> list[str]:
-    endpoint = s3_options["client_kwargs"]["endpoint_url"]
-    return [
-        "-o", "key=testing", "-o", "secret=testing",
-        "-o", f"client_kwargs.endpoint_url={endpoint}", "-o", "client_kwargs.region_name=us-east-1",
-    ]  # fmt: skip
 
 
 # -- mirroring across backends -------------------------------------------------------------
@@ -214,7 +173,7 @@ def test_cohort_brings_exactly_its_generations_and_their_ancestors(tmp_path: Pat
     assert gens == {"gens/evaluation/v1", "gens/essay/e1", "gens/draft/d1"}
     assert {r for r in got if r.startswith("cohorts/")} == {"cohorts/c1/membership.csv"}
     assert report.copied == len(got)
-    check_invariants(snapshot(src, {}), got)
+    assert mirror_problems(snapshot(src, {}), got) == []
 
 
 def test_stage_filter(tmp_path: Path) -> None:
@@ -285,14 +244,17 @@ def test_failed_file_leaves_its_lineage_uncommitted_and_rerun_converges(
 
     monkeypatch.setattr("gens_fs.backend.LocalBackend.write_file", flaky, raising=False)
     report = sync(src, dst, delete=True)
-    assert [e.path for e in report.errors] == ["gens/essay/e1/raw.txt"]
+    # c1 lists v1, left uncommitted: its membership waits; c2 (d2) does not.
+    assert [e.path for e in report.errors] == ["gens/essay/e1/raw.txt", "cohorts/c1/membership.csv"]
+    assert "evaluation/v1" in report.errors[1].error
     assert report.uncommitted == ["essay/e1", "evaluation/v1"]
     assert calls[f"{dst}/gens/draft/d2/raw.txt"] == 2
     got = snapshot(dst, {})
     assert (
         "gens/essay/e1/metadata.json" not in got and "gens/evaluation/v1/metadata.json" not in got
     )
-    check_invariants(snapshot(src, {}), got)
+    assert "cohorts/c1/membership.csv" not in got and "cohorts/c2/membership.csv" in got
+    assert mirror_problems(snapshot(src, {}), got) == []
     monkeypatch.undo()
     assert sync(src, dst).ok
     assert snapshot(dst, {}) == snapshot(src, {})
@@ -310,7 +272,7 @@ def test_invariants_hold_after_every_single_write(
 
     async def checked(self: Backend, path: str, data: bytes) -> None:
         await original(self, path, data)
-        check_invariants(src_files, snapshot(dst, {}))
+        assert mirror_problems(src_files, snapshot(dst, {})) == []
         checks.append(path)
 
     monkeypatch.setattr("gens_fs.backend.MemoryBackend.write_file", checked, raising=False)
@@ -345,7 +307,7 @@ def test_killed_run_leaves_a_valid_destination_and_rerun_completes(
         proc.wait()
     killed = snapshot(dst, do)
     assert len(killed) >= stall_after and killed != src_files
-    check_invariants(src_files, killed)
+    assert mirror_problems(src_files, killed) == []
     report = sync(src, dst, dst_options=do)
     assert report.ok and report.skipped >= stall_after
     assert snapshot(dst, do) == src_files

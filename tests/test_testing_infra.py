@@ -234,12 +234,8 @@ def test_injected_faults_are_reproducible(proxy: S3Proxy, bucket: str) -> None:
 
 
 def test_503_and_500_are_s3_errors_that_s3fs_retries(
-    proxy: S3Proxy, bucket: str, monkeypatch: pytest.MonkeyPatch
+    proxy: S3Proxy, bucket: str, no_backoff: None
 ) -> None:
-    from botocore.retries.standard import ExponentialBackoff
-
-    # Retry at once: botocore's backoff (up to seconds per attempt) only slows the test.
-    monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.0)
     fs = s3fs_for(proxy.endpoint_url, max_attempts=10)
     proxy.faults = FaultPlan(rate=0.4, seed=11, kinds=("500", "503"), only_ops=("PUT", "GET"))
     data = {f"{bucket}/r/{i}.txt": f"payload {i}".encode() for i in range(6)}

@@ -19,17 +19,24 @@ A no-op resync therefore costs the listings and nothing else.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from gens_fs.backend import Backend, open_backend
+from gens_fs.backend import Backend, open_backend, storage_errors
 from gens_fs.cohorts import parse_membership
 from gens_fs.errors import CohortNotFound, StorageError
 from gens_fs.layout import join, membership_path
 from gens_fs.sync.compare import FileEntry, hashes_needed, unchanged
-from gens_fs.sync.execute import DEFAULT_JOBS, ProgressCallback, run_plan
+from gens_fs.sync.execute import (
+    DEFAULT_JOBS,
+    ProgressCallback,
+    RetryPolicy,
+    is_transient,
+    run_plan,
+)
 from gens_fs.sync.listing import fill_md5, list_files
 from gens_fs.sync.plan import (
     GenKey,
@@ -43,6 +50,8 @@ from gens_fs.sync.plan import (
     parents_needed,
 )
 from gens_fs.sync.report import PlannedAction, SyncError, SyncReport
+
+log = logging.getLogger(__name__)
 
 
 def sync(
@@ -60,6 +69,7 @@ def sync(
     src_options: Mapping[str, Any] | None = None,
     dst_options: Mapping[str, Any] | None = None,
     verify: bool = False,
+    retry: RetryPolicy | None = None,
 ) -> SyncReport:
     """Make the data root ``dst`` hold what ``src`` holds, within the scope.
 
@@ -73,7 +83,8 @@ def sync(
     ``metadata.json``) has all its files and a committed parent. ``delete`` removes files in
     scope that ``src`` lacks, after every copy succeeded, children first; ``max_delete``
     refuses (``TooManyDeletes``, nothing changed) a plan deleting more files. ``dry_run``
-    changes nothing and lists the plan in ``SyncReport.actions``.
+    changes nothing and lists the plan in ``SyncReport.actions``. ``retry`` sets the
+    file-level retries of transient errors (on top of the storage client's own retries).
 
     Raises ``StorageError`` for an unusable storage (bad URL, missing bucket or source
     directory, no credentials) and ``CohortNotFound`` for an unknown cohort; files that fail
@@ -110,6 +121,7 @@ def sync(
             jobs=jobs or DEFAULT_JOBS,
             prefetched=prefetched,
             progress=progress,
+            retry=retry,
         )
         report.copied, report.bytes, report.deleted = result.copied, result.bytes, result.deleted
         report.errors += result.errors
@@ -221,13 +233,20 @@ def _read_parents(
     source: Backend, metadata_relpaths: list[str], prefetched: dict[str, bytes]
 ) -> dict[GenKey, str | None]:
     """``parent_gen_id`` from each source ``metadata.json`` (one batched read; the bytes are
-    kept in ``prefetched`` for the copy). Unreadable or missing ones map to ``None``."""
+    kept in ``prefetched`` for the copy). Unreadable or missing ones map to ``None`` (so the
+    plan holds their generation back and reports it); a transient read failure is one of
+    those, not a failure of the whole sync."""
     wanted = [r for r in metadata_relpaths if r not in prefetched]
     paths = {r: join(source.root, r) for r in wanted}
-    data = source.read_many(list(paths.values())) if paths else {}
+    data = source.read_each(list(paths.values())) if paths else {}
     for relpath, path in paths.items():
         blob = data.get(path)
-        if blob is not None:
+        if isinstance(blob, Exception):
+            if not is_transient(blob):
+                with storage_errors(source.root):
+                    raise blob
+            log.warning("sync: cannot read %s: %s", relpath, blob)
+        elif blob is not None:
             prefetched[relpath] = blob
     out: dict[GenKey, str | None] = {}
     for relpath in metadata_relpaths:

@@ -24,15 +24,18 @@ import os
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from gens_fs.backend import Backend
+from gens_fs.cohorts import parse_membership
 from gens_fs.errors import GensError
 from gens_fs.layout import join
 from gens_fs.sync.plan import FileCopy, GenKey, SyncPlan
 from gens_fs.sync.report import SyncError
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 DEFAULT_JOBS = 32
 
@@ -148,7 +151,7 @@ class Executor:
         await self._copy_phase(plan.files)
         for phase in plan.commits:
             await self._copy_phase(self._committable(phase))
-        await self._copy_phase(plan.cohort_files)
+        await self._copy_phase(await self._listable(plan.cohort_files, plan))
         if plan.deletes:
             if self.result.errors or plan.held:
                 self.result.deletes_skipped = True
@@ -168,6 +171,40 @@ class Executor:
             else:
                 out.append(commit)
         return out
+
+    async def _listable(self, cohort_files: tuple[FileCopy, ...], plan: SyncPlan) -> list[FileCopy]:
+        """The membership CSVs that list no generation left uncommitted by this run (failed,
+        or held by the plan); the others are reported and wait for a rerun, so a
+        destination's cohort never names a generation it does not have. Costs nothing when
+        all went well; otherwise one read per CSV (reused for the copy)."""
+        blocked = self._failed | {(h.stage, h.gen_id) for h in plan.held}
+        if not blocked:
+            return list(cohort_files)
+        ready = []
+        for copy in cohort_files:
+            try:
+                data = self.prefetched.get(copy.relpath)
+                if data is None:
+                    path = join(self.src.root, copy.relpath)
+                    data = await self._retrying(functools.partial(self.src.read_file, path))
+                    self.prefetched[copy.relpath] = data
+            except Exception as exc:
+                self._fail(copy, exc)
+                continue
+            try:
+                rows = parse_membership(data, where=copy.relpath)
+            except GensError:
+                rows = []  # not ours to judge: copied as it is
+            waiting = sorted(
+                {f"{r.stage}/{r.gen_id}" for r in rows if (r.stage, r.gen_id) in blocked}
+            )
+            if waiting:
+                listed = ", ".join(waiting[:3]) + (", ..." if len(waiting) > 3 else "")
+                error = f"not synced: it lists generations left uncommitted ({listed})"
+                self.result.errors.append(SyncError(path=copy.relpath, error=error))
+            else:
+                ready.append(copy)
+        return ready
 
     async def _copy_phase(self, copies: list[FileCopy] | tuple[FileCopy, ...]) -> None:
         if not copies:
@@ -208,17 +245,18 @@ class Executor:
             data = await self.src.read_file(src_path)
         await self.dst.write_file(dst_path, data)
 
-    async def _retrying(self, attempt: Callable[[], Awaitable[None]]) -> None:
+    async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
         policy = self.retry
-        for n in range(policy.attempts):
+        tries = 0
+        while True:
             try:
-                await attempt()
-                return
+                return await attempt()
             except Exception as exc:
-                if n + 1 >= policy.attempts or not is_transient(exc):
+                tries += 1
+                if tries >= policy.attempts or not is_transient(exc):
                     raise
-                delay = min(policy.max_delay, policy.base_delay * 2**n)
-                log.info("sync: retrying after %s (attempt %d)", exc, n + 2)
+                delay = min(policy.max_delay, policy.base_delay * 2 ** (tries - 1))
+                log.info("sync: retrying after %s (attempt %d)", exc, tries + 1)
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
 
     async def _delete_phases(self, phases: tuple[tuple[str, ...], ...]) -> None:

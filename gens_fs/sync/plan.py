@@ -306,7 +306,7 @@ def _parent_rule(
         return None, None
     parent_id = parents.get(key)
     if not parent_id:
-        return None, "its metadata.json names no readable parent_gen_id"
+        return None, "its metadata.json could not be read or names no parent_gen_id"
     parent = (parent_stage, parent_id)
     if parent in held:
         return None, f"its parent {parent_stage} {parent_id} is held"
