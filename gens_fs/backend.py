@@ -251,6 +251,11 @@ class S3Backend(Backend):
     def remove_dir(self, path: str) -> None:
         """Object stores have no directories to remove."""
 
+    def listing(self, prefix: str) -> dict[str, int]:
+        """ListObjectsV2 pages only (see :meth:`listing_info`); a missing bucket is a
+        ``StorageError``, not an empty store."""
+        return {path: info.size for path, info in self.listing_info(prefix).items()}
+
     def check_root(self) -> None:
         bucket = self.root.split("/", 1)[0]
         if not bucket:

@@ -342,3 +342,15 @@ def test_s3_root_from_standard_aws_environment(
         assert load_generation("s3://gens-test/env-test/gens", "draft", "d1").raw_text == "via env"
     finally:
         s3fs.S3FileSystem.clear_instance_cache()
+
+
+def test_missing_bucket_is_a_storage_error_not_an_empty_store(
+    s3_options: dict[str, Any],
+) -> None:
+    from gens_fs import StorageError, check
+
+    store = GensStore("s3://no-such-bucket-here/data/gens", storage_options=s3_options)
+    with pytest.raises(StorageError, match="no-such-bucket-here"):
+        store.gen_ids("draft")
+    with pytest.raises(StorageError, match="does not exist"):
+        check("s3://no-such-bucket-here/data", storage_options=s3_options)
