@@ -95,7 +95,9 @@ def test_library_reports_errors_and_logs_never_hold_the_secret(
         texts.append(sync(local, root + "-lib", dst_options=options).model_dump_json())
         texts.append(sync(root, local + "-back", src_options=options).model_dump_json())
         texts.append(check(root, storage_options=options).model_dump_json())
-        texts.append(check("s3://no-such-bucket-x1/d", storage_options=options).model_dump_json())
+        with pytest.raises(GensError) as missing:
+            check("s3://no-such-bucket-x1/d", storage_options=options)
+        texts += [str(missing.value), repr(missing.value)]
         failing: list[tuple[str, dict[str, Any]]] = [
             ("s3://no-such-bucket-x1/data", options),
             (root, {**options, "no_such_option": 1}),
