@@ -163,7 +163,7 @@ def test_cohort_scope_is_the_closure_and_its_membership() -> None:
     )
     assert closure == {("evaluation", "v1"), ("essay", "e1"), ("draft", "d1")}
     scope = SyncScope.build(cohort="c1", generations=closure)
-    assert scope.roots() == ("cohorts/c1", "gens")
+    assert scope.roots() == ("cohorts/c1", "gens/draft", "gens/essay", "gens/evaluation")
     plan = make_plan(store(3), {}, scope, parents=parents_of(3))
     gens = {c.relpath.split("/")[2] for c in plan.copies if c.relpath.startswith("gens/")}
     assert gens == {"v1", "e1", "d1"}

@@ -1,4 +1,5 @@
-"""Listing both sides of a sync: one recursive listing per scope root, no request per file.
+"""Listing both sides of a sync: one recursive listing per scope root (concurrent on S3),
+no request per file.
 
 ``list_files`` gives ``{relpath: FileEntry}`` relative to the data root, with the S3 ETag
 when the backend is S3 (ListObjectsV2 pages only: no HEAD, no GET). ``fill_md5`` then hashes
@@ -26,16 +27,15 @@ def list_files(backend: Backend, roots: Iterable[str], scope: SyncScope) -> dict
     Hidden and temporary files (a leading ``.``) and stray files are left out."""
     base = join(backend.root, "")
     out: dict[str, FileEntry] = {}
-    for root in roots:
-        found = backend.listing_info(join(backend.root, root))
-        while found:
-            # popitem frees each full-path key as its relpath replaces it: a million-file
-            # listing never holds both spellings at once.
-            path, info = found.popitem()
-            if path.startswith(base):
-                relpath = path[len(base) :]
-                if visible(relpath) and scope.contains(relpath):
-                    out[relpath] = FileEntry(info.size, info.etag)
+    found = backend.listing_info_many([join(backend.root, root) for root in roots])
+    while found:
+        # popitem frees each full-path key as its relpath replaces it: a million-file
+        # listing never holds both spellings at once.
+        path, info = found.popitem()
+        if path.startswith(base):
+            relpath = path[len(base) :]
+            if visible(relpath) and scope.contains(relpath):
+                out[relpath] = FileEntry(info.size, info.etag)
     return out
 
 

@@ -116,9 +116,11 @@ class SyncScope:
         return self.stages
 
     def roots(self) -> tuple[str, ...]:
-        """The directories to list on each side (one recursive listing each)."""
+        """The directories to list on each side (one recursive listing each). One per stage,
+        not ``gens/`` whole: on S3 their page chains run side by side, for about the same
+        number of pages."""
         stages = self._stages_listed()
-        gens = (GENS_DIR,) if stages == STAGES else tuple(f"{GENS_DIR}/{s}" for s in stages)
+        gens = tuple(f"{GENS_DIR}/{s}" for s in stages)
         if self.cohort is not None:
             return (f"{COHORTS_DIR}/{self.cohort}", *gens)
         return (*gens, COHORTS_DIR) if self.cohorts else gens
