@@ -26,6 +26,7 @@ from gens_fs.errors import (
 from gens_fs.layout import PARENT_STAGE, STAGES, new_gen_id
 from gens_fs.models import Generation, GenerationMetadata
 from gens_fs.store import GensStore, load_generation
+from gens_fs.sync import SyncReport, TooManyDeletes, sync
 
 __all__ = [
     "PARENT_STAGE",
@@ -44,12 +45,15 @@ __all__ = [
     "MembershipRow",
     "ParentNotFound",
     "StorageError",
+    "SyncReport",
+    "TooManyDeletes",
     "UndecodableText",
     "UnknownStage",
     "cohort_ids",
     "load_generation",
     "new_gen_id",
     "read_membership",
+    "sync",
     "write_membership",
 ]
 __version__ = "0.1.0"

@@ -11,7 +11,14 @@ the few primitives the store needs, each batched:
   one (``os.link`` on local disk, ``If-None-Match: *`` on S3, the memory filesystem's
   ``xb`` mode);
 * ``listing(prefix)`` -> every file under a prefix with its size, one recursive listing;
+  ``listing_info(prefix)`` the same with the content hash the listing gives for free (the S3
+  ETag), no request per file;
 * ``remove(paths)``.
+
+For transfers (``gens_fs.sync``) there are coroutine versions of one-file primitives,
+``read_file`` / ``write_file`` / ``copy_file`` / ``remove_files``, so many can be in flight on
+fsspec's event loop: on S3 exactly one GET, one PUT, one server-side COPY, or one bulk DELETE
+per 1000 keys, never a HEAD first.
 
 Errors that mean "the storage cannot be used" (no credentials, access denied, no endpoint)
 become :class:`StorageError` here, once, for everyone above.
@@ -23,9 +30,10 @@ import contextlib
 import os
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import fsspec
+from fsspec.asyn import sync
 from fsspec.implementations.local import LocalFileSystem
 
 from gens_fs.errors import StorageError
@@ -34,10 +42,27 @@ from gens_fs.errors import StorageError
 # send a HEAD before every GET (to decide on ranged parallel reads); our artifacts are a few
 # KB, so one GET each is all we want. A larger connection pool lets fsspec's batched gather
 # (128 coroutines by default) actually run concurrently instead of queueing on 10 sockets.
+# botocore's "standard" retry mode retries throttling, 5xx and connection errors with jittered
+# exponential backoff (the default "legacy" mode retries fewer kinds of error).
 S3_DEFAULT_OPTIONS: dict[str, Any] = {
     "max_concurrency": 1,
-    "config_kwargs": {"max_pool_connections": 64},
+    "config_kwargs": {
+        "max_pool_connections": 64,
+        "retries": {"max_attempts": 5, "mode": "standard"},
+    },
 }
+# The largest object one CopyObject request may copy; larger ones take a multipart copy.
+S3_MAX_COPY_SIZE = 5 * 2**30
+# The most keys one DeleteObjects request may name.
+S3_MAX_DELETE_KEYS = 1000
+
+
+class FileInfo(NamedTuple):
+    """A file as a listing shows it: its size and, where the listing gives one for free, its
+    content hash (the S3 ETag, without quotes; ``None`` elsewhere)."""
+
+    size: int
+    etag: str | None = None
 
 
 def _merge_defaults(defaults: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
@@ -136,6 +161,39 @@ class Backend:
             if path.startswith(base) and info.get("type", "file") != "directory"
         }
 
+    def listing_info(self, prefix: str) -> dict[str, FileInfo]:
+        """Like :meth:`listing`, with the hash the listing carries (none here)."""
+        return {path: FileInfo(size) for path, size in self.listing(prefix).items()}
+
+    @property
+    def costs_requests(self) -> bool:
+        """True when every read is a billed, high-latency request (object stores); False for
+        local disk and memory, where hashing a file to compare it costs nothing remote."""
+        return not isinstance(self, (LocalBackend, MemoryBackend))
+
+    def same_service(self, other: Backend) -> bool:
+        """True when ``copy_file`` can copy from ``other`` server side (no bytes through us)."""
+        return False
+
+    async def read_file(self, path: str) -> bytes:
+        """Read one whole file (``FileNotFoundError`` if missing): one request."""
+        data = self.read_many([path])[path]
+        if data is None:
+            raise FileNotFoundError(path)
+        return data
+
+    async def write_file(self, path: str, data: bytes) -> None:
+        """Write one whole file, replacing it: lands whole or not at all. One request."""
+        self.write_many({path: data})
+
+    async def copy_file(self, src: str, dst: str, size: int) -> None:
+        """Copy ``src`` to ``dst`` inside the service (see :meth:`same_service`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no server-side copy")
+
+    async def remove_files(self, paths: list[str]) -> None:
+        """Remove files in one batch; already-missing ones are fine."""
+        self.remove(paths)
+
     def remove(self, paths: Iterable[str]) -> None:
         """Remove files; already-missing ones are fine."""
         paths = list(paths)
@@ -168,6 +226,64 @@ class S3Backend(Backend):
 
     def remove_dir(self, path: str) -> None:
         """Object stores have no directories to remove."""
+
+    def listing_info(self, prefix: str) -> dict[str, FileInfo]:
+        """Every object under ``prefix/`` with its size and ETag: ListObjectsV2 pages only.
+
+        No HEAD, and no second listing when the prefix is empty (``fs.find`` sends both).
+        A missing bucket raises ``StorageError``: listing a prefix never fails otherwise.
+        """
+        with storage_errors(self.root):
+            try:
+                found = sync(self.fs.loop, self.fs._lsdir, prefix, delimiter="")
+            except FileNotFoundError:
+                bucket = self.fs.split_path(prefix)[0]
+                raise StorageError(
+                    f"bucket {bucket!r} does not exist (or is not visible with these "
+                    f"credentials): create it or fix the URL {self.root}"
+                ) from None
+        base = prefix.rstrip("/") + "/"
+        return {
+            info["name"]: FileInfo(int(info.get("size") or 0), _unquote(info.get("ETag")))
+            for info in found
+            if info.get("type") != "directory" and info["name"].startswith(base)
+        }
+
+    def same_service(self, other: Backend) -> bool:
+        if not isinstance(other, S3Backend):
+            return False
+        if other.fs is self.fs:
+            return True
+        mine, theirs = self.fs, other.fs
+        return bool(
+            (mine.client_kwargs or {}).get("endpoint_url")
+            == (theirs.client_kwargs or {}).get("endpoint_url")
+            and mine.key == theirs.key
+            and mine.anon == theirs.anon
+        )
+
+    async def read_file(self, path: str) -> bytes:
+        return bytes(await self.fs._cat_file(path, max_concurrency=1))
+
+    async def write_file(self, path: str, data: bytes) -> None:
+        await self.fs._pipe_file(path, data)
+
+    async def copy_file(self, src: str, dst: str, size: int) -> None:
+        """One CopyObject (no HEAD: the size comes from the listing); a multipart copy above
+        5 GiB."""
+        if size <= S3_MAX_COPY_SIZE:
+            await self.fs._copy_basic(src, dst)
+        else:
+            await self.fs._copy_managed(src, dst, size)
+
+    async def remove_files(self, paths: list[str]) -> None:
+        """One DeleteObjects request per 1000 keys (all in this backend's bucket)."""
+        for start in range(0, len(paths), S3_MAX_DELETE_KEYS):
+            await self.fs._bulk_delete(paths[start : start + S3_MAX_DELETE_KEYS])
+
+
+def _unquote(etag: object) -> str | None:
+    return etag.strip('"') if isinstance(etag, str) and etag.strip('"') else None
 
 
 class MemoryBackend(Backend):

@@ -1,0 +1,258 @@
+"""``gens_fs.sync``: mirror one data root onto another, incrementally and in lineage order.
+
+The steps, and what each costs on S3:
+
+1. scope: for ``cohort``, the source's ``membership.csv`` (one LIST, one GET) and the
+   ``metadata.json`` of the listed generations and their ancestors (one GET each, batched
+   per lineage level; those bytes are reused for the copy);
+2. listing: one recursive listing per scope root and side (LIST pages only);
+3. comparison (:mod:`gens_fs.sync.compare`): local files hashed where needed, no request;
+4. parents: the source ``metadata.json`` of each essay/evaluation about to be committed (one
+   GET each, reused for the copy, so no extra request in the end for cross-storage syncs);
+5. the pure plan (:mod:`gens_fs.sync.plan`), ``max_delete`` checked before any write;
+6. execution (:mod:`gens_fs.sync.execute`): one request per copied file;
+7. ``verify``: the destination listed again and compared (LIST pages only).
+
+A no-op resync therefore costs the listings and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from gens_fs.backend import Backend, open_backend
+from gens_fs.cohorts import parse_membership
+from gens_fs.errors import CohortNotFound, StorageError
+from gens_fs.layout import join, membership_path
+from gens_fs.sync.compare import FileEntry, hashes_needed, unchanged
+from gens_fs.sync.execute import DEFAULT_JOBS, ProgressCallback, run_plan
+from gens_fs.sync.listing import fill_md5, list_files
+from gens_fs.sync.plan import (
+    GenKey,
+    SyncPlan,
+    SyncScope,
+    check_max_delete,
+    close_over_parents,
+    generation_of,
+    make_plan,
+    metadata_relpath,
+    parents_needed,
+)
+from gens_fs.sync.report import PlannedAction, SyncError, SyncReport
+
+
+def sync(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    *,
+    cohort: str | None = None,
+    stages: Iterable[str] | None = None,
+    delete: bool = False,
+    max_delete: int | None = None,
+    dry_run: bool = False,
+    checksum: bool = False,
+    jobs: int | None = None,
+    progress: ProgressCallback | None = None,
+    src_options: Mapping[str, Any] | None = None,
+    dst_options: Mapping[str, Any] | None = None,
+    verify: bool = False,
+) -> SyncReport:
+    """Make the data root ``dst`` hold what ``src`` holds, within the scope.
+
+    ``src``/``dst``: data roots (holding ``gens/`` and ``cohorts/``), paths or fsspec URLs.
+    Scope: everything by default; ``stages`` limits ``gens/`` to those stages (and leaves
+    ``cohorts/`` out); ``cohort`` takes that cohort's ``membership.csv`` and exactly the
+    generations it lists plus all their ancestors.
+
+    Guarantees: unchanged files are not copied again (see :mod:`gens_fs.sync.compare`);
+    at every moment, even if killed, a committed generation at ``dst`` (one with its
+    ``metadata.json``) has all its files and a committed parent. ``delete`` removes files in
+    scope that ``src`` lacks, after every copy succeeded, children first; ``max_delete``
+    refuses (``TooManyDeletes``, nothing changed) a plan deleting more files. ``dry_run``
+    changes nothing and lists the plan in ``SyncReport.actions``.
+
+    Raises ``StorageError`` for an unusable storage (bad URL, missing bucket or source
+    directory, no credentials) and ``CohortNotFound`` for an unknown cohort; files that fail
+    are reported in ``SyncReport.errors`` instead.
+    """
+    started = time.monotonic()
+    source = open_backend(src, storage_options=src_options)
+    target = open_backend(dst, storage_options=dst_options)
+    _check_roots(source, target)
+
+    prefetched: dict[str, bytes] = {}
+    scope = _resolve_scope(source, stages, cohort, prefetched)
+    src_files = list_files(source, scope.roots(), scope)
+    dst_files = list_files(target, scope.roots() + scope.context_roots(), _everything)
+    src_files, dst_files = _fill_hashes(source, target, src_files, dst_files, checksum)
+
+    parents = _read_parents(source, parents_needed(src_files, scope.filter(dst_files)), prefetched)
+    plan = make_plan(src_files, dst_files, scope, parents=parents, delete=delete)
+    check_max_delete(plan, max_delete)
+
+    report = SyncReport(src=_display(source), dst=_display(target), dry_run=dry_run)
+    report.skipped = plan.skipped
+    report.errors = [SyncError(path=h.relpath, error=f"not synced: {h.reason}") for h in plan.held]
+    if dry_run:
+        report.copied = len(plan.copies)
+        report.bytes = plan.copy_bytes
+        report.deleted = len(plan.delete_paths)
+        report.actions = planned_actions(plan)
+    else:
+        result = run_plan(
+            plan,
+            source,
+            target,
+            jobs=jobs or DEFAULT_JOBS,
+            prefetched=prefetched,
+            progress=progress,
+        )
+        report.copied, report.bytes, report.deleted = result.copied, result.bytes, result.deleted
+        report.errors += result.errors
+        report.uncommitted = sorted(set(result.uncommitted))
+        report.deletes_skipped = result.deletes_skipped
+        if verify:
+            problems = verify_copy(source, target, scope, src_files, checksum=checksum)
+            known = {e.path for e in report.errors}
+            report.errors += [p for p in problems if p.path not in known]
+            report.verified = not problems
+    report.seconds = round(time.monotonic() - started, 3)
+    return report
+
+
+class _Everything(SyncScope):
+    def contains(self, relpath: str) -> bool:
+        return True
+
+
+_everything = _Everything()
+
+
+def planned_actions(plan: SyncPlan) -> list[PlannedAction]:
+    """The plan as a flat list in execution order (for dry runs)."""
+    actions = [PlannedAction(action="copy", path=c.relpath, size=c.size) for c in plan.copies]
+    actions += [PlannedAction(action="delete", path=p) for p in plan.delete_paths]
+    return actions
+
+
+def verify_copy(
+    source: Backend,
+    target: Backend,
+    scope: SyncScope,
+    src_files: Mapping[str, FileEntry],
+    *,
+    checksum: bool,
+) -> list[SyncError]:
+    """List the destination again; every source file in scope must be there with the same
+    size and (where comparable) hash. Costs LIST pages (and local hashing)."""
+    dst_files = list_files(target, scope.roots(), scope)
+    src_checked, dst_checked = _fill_hashes(source, target, src_files, dst_files, checksum)
+    problems = []
+    for relpath, entry in sorted(src_checked.items()):
+        found = dst_checked.get(relpath)
+        if found is None:
+            problems.append(SyncError(path=relpath, error="verify: missing at the destination"))
+        elif not unchanged(entry, found):
+            problems.append(SyncError(path=relpath, error="verify: differs at the destination"))
+    return problems
+
+
+def _fill_hashes(
+    source: Backend,
+    target: Backend,
+    src_files: Mapping[str, FileEntry],
+    dst_files: Mapping[str, FileEntry],
+    checksum: bool,
+) -> tuple[dict[str, FileEntry], dict[str, FileEntry]]:
+    need_src, need_dst = hashes_needed(
+        src_files,
+        dst_files,
+        src_hashes_free=not source.costs_requests,
+        dst_hashes_free=not target.costs_requests,
+        checksum=checksum,
+    )
+    return fill_md5(source, src_files, need_src), fill_md5(target, dst_files, need_dst)
+
+
+def _check_roots(source: Backend, target: Backend) -> None:
+    if source.fs is target.fs and source.root.rstrip("/") == target.root.rstrip("/"):
+        raise StorageError(f"source and destination are the same data root: {source.root}")
+    if not source.costs_requests and not source.fs.isdir(source.root):
+        raise StorageError(f"source data root {_display(source)} does not exist")
+
+
+def _resolve_scope(
+    source: Backend,
+    stages: Iterable[str] | None,
+    cohort: str | None,
+    prefetched: dict[str, bytes],
+) -> SyncScope:
+    """The scope; for a cohort, its rows and their ancestors, read from the source."""
+    if cohort is None:
+        return SyncScope.build(stages)
+    relpath = membership_path(cohort)
+    path = join(source.root, relpath)
+    # The listing first: a missing bucket is a StorageError, not "no such cohort".
+    source.listing_info(join(source.root, relpath.rsplit("/", 1)[0]))
+    data = source.read_many([path])[path]
+    if data is None:
+        raise CohortNotFound(f"no cohort {cohort!r} in the source: {path} does not exist")
+    chosen = set(stages or ())
+    rows = [
+        (row.stage, row.gen_id)
+        for row in parse_membership(data, where=path)
+        if not chosen or row.stage in chosen
+    ]
+
+    def read_parents(keys: list[GenKey]) -> dict[GenKey, str | None]:
+        found = _read_parents(source, [metadata_relpath(k) for k in keys], prefetched)
+        return {key: found.get(key) for key in keys}
+
+    return SyncScope.build(
+        stages, cohort=cohort, generations=close_over_parents(rows, read_parents)
+    )
+
+
+def _read_parents(
+    source: Backend, metadata_relpaths: list[str], prefetched: dict[str, bytes]
+) -> dict[GenKey, str | None]:
+    """``parent_gen_id`` from each source ``metadata.json`` (one batched read; the bytes are
+    kept in ``prefetched`` for the copy). Unreadable or missing ones map to ``None``."""
+    wanted = [r for r in metadata_relpaths if r not in prefetched]
+    paths = {r: join(source.root, r) for r in wanted}
+    data = source.read_many(list(paths.values())) if paths else {}
+    for relpath, path in paths.items():
+        blob = data.get(path)
+        if blob is not None:
+            prefetched[relpath] = blob
+    out: dict[GenKey, str | None] = {}
+    for relpath in metadata_relpaths:
+        key = generation_of(relpath)
+        if key is not None:
+            out[key] = _parent_id(prefetched.get(relpath))
+    return out
+
+
+def _parent_id(blob: bytes | None) -> str | None:
+    if blob is None:
+        return None
+    try:
+        value = json.loads(blob).get("parent_gen_id")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) and value else None
+
+
+def _display(backend: Backend) -> str:
+    protocol = (
+        backend.fs.protocol if isinstance(backend.fs.protocol, str) else backend.fs.protocol[0]
+    )
+    return (
+        backend.root
+        if protocol in ("file", "local")
+        else f"{protocol}://{backend.root.lstrip('/')}"
+    )

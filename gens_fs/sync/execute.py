@@ -1,0 +1,258 @@
+"""The sync executor: runs a ``SyncPlan``'s phases in order, each one concurrently.
+
+Thin: every decision is in the plan; this module moves bytes. Within a phase up to ``jobs``
+transfers are in flight on fsspec's event loop; a phase ends (a barrier) before the next one
+starts, which is what makes parents-first and ``metadata.json``-last hold on the wire.
+
+Requests per copied file: one PUT (local/memory -> S3), one GET (S3 -> local/memory), one
+server-side COPY (S3 -> S3 on one endpoint; a GET and a PUT across endpoints), none for the
+local side. Deletes on S3: one DeleteObjects per 1000 keys per delete phase.
+
+Failures: transient errors (dropped connections, 5xx, timeouts) are retried with exponential
+backoff, on top of botocore's own retries; a file that still fails is reported, its
+generation (and every descendant) is left uncommitted, the rest goes on, and deletes are
+skipped. Rerunning converges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import functools
+import logging
+import os
+import random
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from gens_fs.backend import Backend
+from gens_fs.errors import GensError
+from gens_fs.layout import join
+from gens_fs.sync.plan import FileCopy, GenKey, SyncPlan
+from gens_fs.sync.report import SyncError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_JOBS = 32
+
+# Test hook: after this many files are written, every further transfer waits forever, so a
+# test can kill the process at a known point of the plan. Never set it in production.
+STALL_AFTER_ENV = "GENS_FS_SYNC_TEST_STALL_AFTER"
+
+# errnos s3fs gives client (4xx) errors: retrying cannot help.
+_PERMANENT_ERRNOS = frozenset(
+    {errno.EINVAL, errno.EPERM, errno.EACCES, errno.ENOENT, errno.EEXIST, errno.EISDIR,
+     errno.ENOTDIR, errno.EMSGSIZE, errno.ENOTEMPTY, errno.ENOSPC, errno.EROFS}
+)  # fmt: skip
+_PERMANENT_TYPES = (
+    FileNotFoundError,
+    FileExistsError,
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
+)
+_TRANSIENT_NAMES = frozenset(
+    {"ClientPayloadError", "ServerDisconnectedError", "ClientConnectionError",
+     "ClientOSError", "EndpointConnectionError", "ReadTimeoutError", "ConnectTimeoutError",
+     "ResponseStreamingError", "IncompleteReadError", "ConnectionClosedError"}
+)  # fmt: skip
+
+
+class SyncProgress(NamedTuple):
+    """Progress so far, given to the ``progress`` callback after every file."""
+
+    files_done: int
+    files_total: int
+    bytes_done: int
+    bytes_total: int
+
+
+ProgressCallback = Callable[[SyncProgress], None]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """File-level retries for transient errors: ``attempts`` tries in all, waiting about
+    ``base_delay * 2**n`` seconds (jittered, at most ``max_delay``) between them."""
+
+    attempts: int = 4
+    base_delay: float = 0.2
+    max_delay: float = 5.0
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors a retry may cure: connection trouble, timeouts, 5xx."""
+    if isinstance(exc, (GensError, *_PERMANENT_TYPES)):
+        return False
+    if type(exc).__name__ in _TRANSIENT_NAMES or isinstance(exc, asyncio.TimeoutError):
+        return True
+    if isinstance(exc, OSError):
+        return exc.errno not in _PERMANENT_ERRNOS
+    return False
+
+
+@dataclass
+class ExecutionResult:
+    """What the executor did; ``gens_fs.sync`` turns it into the ``SyncReport``."""
+
+    copied: int = 0
+    bytes: int = 0
+    deleted: int = 0
+    errors: list[SyncError] = field(default_factory=list)
+    uncommitted: list[str] = field(default_factory=list)
+    deletes_skipped: bool = False
+
+
+class Executor:
+    """Runs one plan from ``src`` to ``dst``. ``prefetched`` holds source bytes already read
+    (metadata read for planning), written as they are instead of being read again."""
+
+    def __init__(
+        self,
+        src: Backend,
+        dst: Backend,
+        *,
+        jobs: int = DEFAULT_JOBS,
+        prefetched: Mapping[str, bytes] | None = None,
+        progress: ProgressCallback | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.src, self.dst = src, dst
+        self.jobs = max(1, jobs)
+        self.prefetched = dict(prefetched or {})
+        self.progress = progress
+        self.retry = retry or RetryPolicy()
+        self.server_side = dst.same_service(src)
+        self.result = ExecutionResult()
+        self._failed: set[GenKey] = set()
+        self._files_total = 0
+        self._bytes_total = 0
+        stall = os.environ.get(STALL_AFTER_ENV)
+        self._stall_after = int(stall) if stall else None
+
+    def run(self, plan: SyncPlan) -> ExecutionResult:
+        """Run ``plan`` to the end on fsspec's event loop (blocking)."""
+        from fsspec.asyn import get_loop, sync
+
+        loop = next(
+            (b.fs.loop for b in (self.dst, self.src) if getattr(b.fs, "async_impl", False)),
+            None,
+        )
+        sync(loop or get_loop(), self._run, plan)
+        return self.result
+
+    async def _run(self, plan: SyncPlan) -> None:
+        self._files_total = len(plan.copies)
+        self._bytes_total = plan.copy_bytes
+        await self._copy_phase(plan.files)
+        for phase in plan.commits:
+            await self._copy_phase(self._committable(phase))
+        await self._copy_phase(plan.cohort_files)
+        if plan.deletes:
+            if self.result.errors or plan.held:
+                self.result.deletes_skipped = True
+                log.warning("deletes skipped: some files failed or were held")
+            else:
+                await self._delete_phases(plan.deletes)
+
+    def _committable(self, phase: Iterable[FileCopy]) -> list[FileCopy]:
+        """The commits whose generation is whole and whose parent got committed; the others
+        (and so, in later phases, their descendants) are marked failed."""
+        out = []
+        for commit in phase:
+            assert commit.generation is not None
+            if commit.generation in self._failed or commit.after in self._failed:
+                self._failed.add(commit.generation)
+                self.result.uncommitted.append(f"{commit.generation[0]}/{commit.generation[1]}")
+            else:
+                out.append(commit)
+        return out
+
+    async def _copy_phase(self, copies: list[FileCopy] | tuple[FileCopy, ...]) -> None:
+        if not copies:
+            return
+        limit = asyncio.Semaphore(self.jobs)
+
+        async def one(copy: FileCopy) -> None:
+            async with limit:
+                await self._stall_if_asked()
+                try:
+                    await self._retrying(lambda: self._transfer(copy))
+                except Exception as exc:
+                    self._fail(copy, exc)
+                else:
+                    self.result.copied += 1
+                    self.result.bytes += copy.size
+                    self._report_progress()
+
+        await asyncio.gather(*(one(c) for c in copies))
+
+    def _fail(self, copy: FileCopy, exc: Exception) -> None:
+        log.warning("sync: %s failed: %s", copy.relpath, exc)
+        self.result.errors.append(SyncError(path=copy.relpath, error=_describe(exc)))
+        if copy.generation is not None:
+            self._failed.add(copy.generation)
+            if copy.relpath.endswith("/metadata.json"):
+                where = f"{copy.generation[0]}/{copy.generation[1]}"
+                self.result.uncommitted.append(where)
+
+    async def _transfer(self, copy: FileCopy) -> None:
+        src_path = join(self.src.root, copy.relpath)
+        dst_path = join(self.dst.root, copy.relpath)
+        data = self.prefetched.get(copy.relpath)
+        if data is None and self.server_side:
+            await self.dst.copy_file(src_path, dst_path, copy.size)
+            return
+        if data is None:
+            data = await self.src.read_file(src_path)
+        await self.dst.write_file(dst_path, data)
+
+    async def _retrying(self, attempt: Callable[[], Awaitable[None]]) -> None:
+        policy = self.retry
+        for n in range(policy.attempts):
+            try:
+                await attempt()
+                return
+            except Exception as exc:
+                if n + 1 >= policy.attempts or not is_transient(exc):
+                    raise
+                delay = min(policy.max_delay, policy.base_delay * 2**n)
+                log.info("sync: retrying after %s (attempt %d)", exc, n + 2)
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+
+    async def _delete_phases(self, phases: tuple[tuple[str, ...], ...]) -> None:
+        """Each phase in one batch; a failing phase stops the later ones (a parent is never
+        uncommitted while a child's uncommit failed)."""
+        for phase in phases:
+            if not phase:
+                continue
+            paths = [join(self.dst.root, r) for r in phase]
+            try:
+                await self._retrying(functools.partial(self.dst.remove_files, paths))
+            except Exception as exc:
+                self.result.errors.extend(SyncError(path=r, error=_describe(exc)) for r in phase)
+                return
+            self.result.deleted += len(phase)
+
+    async def _stall_if_asked(self) -> None:
+        if self._stall_after is not None and self.result.copied >= self._stall_after:
+            await asyncio.Event().wait()
+
+    def _report_progress(self) -> None:
+        if self.progress is not None:
+            self.progress(
+                SyncProgress(
+                    self.result.copied, self._files_total, self.result.bytes, self._bytes_total
+                )
+            )
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or repr(exc)
+    return f"{type(exc).__name__}: {text}"
+
+
+def run_plan(plan: SyncPlan, src: Backend, dst: Backend, **kwargs: Any) -> ExecutionResult:
+    """Run ``plan`` with an :class:`Executor` (see its arguments)."""
+    return Executor(src, dst, **kwargs).run(plan)

@@ -1,0 +1,53 @@
+"""``SyncReport``: what a sync did (or, with ``dry_run``, would do)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class SyncError(BaseModel):
+    """One file (or generation directory) that could not be synced, and why."""
+
+    path: str
+    error: str
+
+
+class PlannedAction(BaseModel):
+    """One step of the plan, in execution order (listed in dry-run reports)."""
+
+    action: Literal["copy", "delete"]
+    path: str
+    size: int | None = None
+
+
+class SyncReport(BaseModel):
+    """The outcome of ``gens_fs.sync``.
+
+    ``copied``/``bytes`` count files (and their bytes) written at the destination,
+    ``skipped`` files already identical there, ``deleted`` files removed. ``errors`` lists
+    files that still failed after retries and generations held back because their parent is
+    missing; ``uncommitted`` the generations whose ``metadata.json`` was therefore not
+    written (the rest was done: running the same sync again converges). In a dry run the
+    counts are what a real run would do, ``actions`` lists the plan, and nothing changed.
+    """
+
+    src: str
+    dst: str
+    dry_run: bool = False
+    copied: int = 0
+    skipped: int = 0
+    deleted: int = 0
+    bytes: int = 0
+    errors: list[SyncError] = Field(default_factory=list)
+    uncommitted: list[str] = Field(default_factory=list)
+    deletes_skipped: bool = False
+    verified: bool | None = None
+    seconds: float = 0.0
+    actions: list[PlannedAction] | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when every file in scope was synced (and verified, if asked)."""
+        return not self.errors and self.verified is not False
