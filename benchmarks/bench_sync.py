@@ -72,6 +72,7 @@ class Run:
     list_pages: int = 0
     stderr_tail: str = ""
     skipped: str = ""
+    load_before: float | None = None  # 1-minute load average: other work on the machine
 
 
 def run_command(command: Command, timeout_s: float) -> tuple[int | None, bool, str]:
@@ -180,6 +181,7 @@ def bench_tool(
         source, dest = (remote, str(download)) if scenario == "download" else (str(src), remote)
         command = TOOLS[tool](source, dest, endpoint)
         service.set_latency(latency_s)
+        run.load_before = round(os.getloadavg()[0], 2)
         with measure(f"{tool} {scenario}", service) as m:
             rc, timed_out, err = run_command(command, timeout_s)
         service.set_latency(0)
