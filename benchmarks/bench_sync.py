@@ -36,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -152,7 +153,9 @@ def bench_tool(
     latency_s: float,
     scenarios: list[str],
     timeout_s: float,
+    on_run: Callable[[Run], None],
 ) -> list[Run]:
+    """Run ``tool`` through the scenarios; ``on_run`` is called with each recorded run."""
     endpoint = service.endpoint_url
     src = workdir / tool / "src"
     shutil.copytree(base, src)  # copy2: same mtimes as the base store for every tool
@@ -171,6 +174,7 @@ def bench_tool(
             run.skipped = failed
             if scenario in wanted:
                 runs.append(run)
+                on_run(run)
             continue
         if scenario == "mutated":
             changed = mutate(fsspec.filesystem("file"), str(src), store, fraction=0.01)
@@ -206,6 +210,7 @@ def bench_tool(
             failed = "upload timed out"
         if scenario in wanted:
             runs.append(run)
+            on_run(run)
     shutil.rmtree(workdir / tool, ignore_errors=True)
     return runs
 
@@ -260,6 +265,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="gens-fs-bench-sync-") as tmp:
         base = Path(tmp) / "base"
         store = make_store(fsspec.filesystem("file"), str(base), drafts=args.drafts)
+
+        def record(run: Run) -> None:
+            runs.append(run)
+            if args.out:  # after every run: keep what is done if a later one is cut short
+                _write(args.out, started, store, runs)
+
         print(
             f"store: {args.drafts} drafts, {store.generation_count} generations, "
             f"{store.file_count} files, {store.total_bytes / 1e6:.1f} MB",
@@ -270,7 +281,7 @@ def main() -> None:
                 service.wipe()
                 service.create_bucket(BUCKET)
                 for tool in args.tools:
-                    runs += bench_tool(
+                    bench_tool(
                         tool,
                         service,
                         base,
@@ -279,9 +290,8 @@ def main() -> None:
                         latency_ms / 1000,
                         args.scenarios,
                         args.timeout,
+                        record,
                     )
-                    if args.out:  # keep what is done if a later run hangs or fails
-                        _write(args.out, started, store, runs)
     if args.out:
         _write(args.out, started, store, runs)
         print(f"wrote {args.out}", file=sys.stderr)
