@@ -129,9 +129,21 @@ def table(runs: dict[tuple[float, str, str], Run]) -> list[str]:
     lines: list[str] = []
     for lat in latencies(runs):
         sample = next(r for (la, _, _), r in runs.items() if la == lat)
+        loads = [
+            r["load_before"]
+            for (la, _, _), r in runs.items()
+            if la == lat and r.get("load_before") is not None
+        ]
+        load = (
+            f" (1-minute load average before the runs: {min(loads):.1f} to {max(loads):.1f}"
+            " on 2 cores: other work shared the machine)"
+            if loads
+            else ""
+        )
         lines += [
             f"#### +{lat:g} ms per request — {sample['drafts']} drafts, {sample['files']} files",
             "",
+            *([load.strip(), ""] if load else []),
             "| scenario | tool | requests | wall s | wall / ours | client CPU s "
             "| CPU / ours | correct mirror |",
             "|---|---|---|---|---|---|---|---|",
