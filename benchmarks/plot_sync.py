@@ -95,13 +95,14 @@ def plot(runs: dict[tuple[float, str, str], Run], out: Path) -> None:
             ax.set_ylabel(label)
             size = ", ".join(f"{d} drafts" for d in sorted(drafts))
             ax.set_title(f"{label} at +{lat:g} ms/request ({size})", fontsize=10)
-    axes[0][0].legend(fontsize=8, ncol=2, loc="upper right")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(names), fontsize=9)
     fig.suptitle(
         "Syncing a synthetic store with S3 (moto behind a latency proxy)\n"
         "log scale; x = wrong mirror at the end, T = timed out",
         fontsize=10,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(out, dpi=110)
 
 
@@ -219,6 +220,7 @@ def targets(runs: dict[tuple[float, str, str], Run]) -> list[str]:
     for peer, factor, what in (
         ("aws", 2.0, "at least 2x faster than"),
         ("rclone-tuned", 1.0, "no slower than"),
+        ("s5cmd", 1.0, "(the one to catch) no slower than"),
     ):
         parts, oks = [], []
         for scenario in SCENARIOS:
