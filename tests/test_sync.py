@@ -1,0 +1,385 @@
+"""``gens_fs.sync`` and ``gens-fs sync`` on real storage: local disk, memory and the moto S3
+server. Request counts come from a counter on s3fs's ``_call_s3`` (one call per S3 request
+s3fs sends; botocore's own retries are below it)."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import pytest
+import s3fs
+
+from gens_fs import GensStore, StorageError, SyncReport, TooManyDeletes, sync, write_membership
+from gens_fs.backend import Backend
+from gens_fs.cli import main
+from gens_fs.sync.execute import STALL_AFTER_ENV
+
+BUCKET = "gens-test"
+KINDS = {
+    "list_objects_v2": "LIST",
+    "get_object": "GET",
+    "head_object": "HEAD",
+    "head_bucket": "HEAD",
+    "put_object": "PUT",
+    "copy_object": "COPY",
+    "delete_objects": "DELETE",
+    "delete_object": "DELETE",
+}
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def requests(monkeypatch: pytest.MonkeyPatch) -> collections.Counter[str]:
+    """S3 requests by kind (LIST, GET, HEAD, PUT, COPY, DELETE) while the test runs."""
+    counts: collections.Counter[str] = collections.Counter()
+    original = s3fs.S3FileSystem._call_s3
+
+    async def counting(self: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+        counts[KINDS.get(method, method)] += 1
+        return await original(self, method, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "_call_s3", counting)
+    return counts
+
+
+def meta(parent: str = "") -> dict[str, str]:
+    return {"task_id": "t", "template_id": "tpl", "model_id": "m", "parent_gen_id": parent}
+
+
+def write_store(root: str, options: dict[str, Any], n: int = 3) -> None:
+    """``n`` lineages (draft, essay, evaluation), an extra file, two cohorts."""
+    store = GensStore(f"{root}/gens", storage_options=options)
+    for i in range(n):
+        store.write("draft", f"d{i}", metadata=meta(), raw=f"draft {i}", parsed=f"d{i}")
+        store.write("essay", f"e{i}", metadata=meta(f"d{i}"), raw=f"essay {i}", prompt="p")
+        store.write("evaluation", f"v{i}", metadata=meta(f"e{i}"), raw=f"score {i}", parsed="5")
+    fs, path = fsspec.core.url_to_fs(f"{root}/gens/essay/e0/raw_metadata.json", **options)
+    fs.pipe_file(path, b'{"finish_reason": "stop"}')
+    write_membership(root, "c1", [("evaluation", "v1")], storage_options=options)
+    write_membership(root, "c2", [("draft", "d2")], storage_options=options)
+
+
+def snapshot(root: str, options: dict[str, Any]) -> dict[str, bytes]:
+    """Every visible file under a data root, by relpath."""
+    fs, path = fsspec.core.url_to_fs(root, **options)
+    fs.invalidate_cache()
+    try:
+        found = fs.find(path)
+    except FileNotFoundError:
+        return {}
+    base = path.rstrip("/") + "/"
+    rel = [p[len(base) :] for p in found]
+    keep = [r for r in rel if not any(part.startswith(".") for part in r.split("/"))]
+    if not keep:
+        return {}
+    data = fs.cat([base + r for r in keep])
+    return {r: bytes(data[base + r]) for r in keep}
+
+
+def count_files(root: str, options: dict[str, Any]) -> int:
+    """How many files are under a data root (a listing, no reads)."""
+    fs, path = fsspec.core.url_to_fs(root, **options)
+    fs.invalidate_cache()
+    try:
+        return len(fs.find(path))
+    except FileNotFoundError:
+        return 0
+
+
+def check_invariants(src: dict[str, bytes], dst: dict[str, bytes]) -> None:
+    """Every committed generation at dst has all of src's files for it, byte for byte, and
+    a committed parent."""
+    for relpath, data in dst.items():
+        parts = relpath.split("/")
+        if parts[0] != "gens" or parts[-1] != "metadata.json":
+            continue
+        prefix = "/".join(parts[:3]) + "/"
+        expected = {r: d for r, d in src.items() if r.startswith(prefix)}
+        got = {r: d for r, d in dst.items() if r.startswith(prefix)}
+        assert got == expected, f"committed {prefix} is incomplete or differs"
+        parent = json.loads(data)["parent_gen_id"]
+        parent_stage = {"essay": "draft", "evaluation": "essay"}.get(parts[1])
+        if parent_stage:
+            assert f"gens/{parent_stage}/{parent}/metadata.json" in dst, f"{prefix}: no parent"
+
+
+def root_on(kind: str, tmp_path: Path, name: str) -> str:
+    unique = uuid.uuid4().hex[:8]
+    if kind == "local":
+        return str(tmp_path / name)
+    if kind == "memory":
+        return f"memory://{unique}/{name}"
+    return f"s3://{BUCKET}/{unique}/{name}"
+
+
+@pytest.fixture
+def s3(moto_server: Any, s3_options: dict[str, Any]) -> dict[str, Any]:
+    return s3_options
+
+
+def opts(kind: str, s3_options: dict[str, Any]) -> dict[str, Any]:
+    return dict(s3_options) if kind == "s3" else {}
+
+
+def cli(*args: str) -> int:
+    with pytest.raises(SystemExit) as exited:
+        main(list(args))
+    return int(exited.value.code or 0)
+
+
+def cli_options(s3_options: dict[str, Any]) -> list[str]:
+    endpoint = s3_options["client_kwargs"]["endpoint_url"]
+    return [
+        "-o", "key=testing", "-o", "secret=testing",
+        "-o", f"client_kwargs.endpoint_url={endpoint}", "-o", "client_kwargs.region_name=us-east-1",
+    ]  # fmt: skip
+
+
+# -- mirroring across backends -------------------------------------------------------------
+
+PAIRS = [("local", "s3"), ("s3", "local"), ("s3", "s3"), ("local", "local"), ("memory", "memory")]
+
+
+@pytest.mark.parametrize(("src_kind", "dst_kind"), PAIRS, ids=[f"{a}-{b}" for a, b in PAIRS])
+def test_mirror_is_incremental_and_exact(
+    src_kind: str,
+    dst_kind: str,
+    tmp_path: Path,
+    s3: dict[str, Any],
+    requests: collections.Counter[str],
+) -> None:
+    src, dst = root_on(src_kind, tmp_path, "src"), root_on(dst_kind, tmp_path, "dst")
+    so, do = opts(src_kind, s3), opts(dst_kind, s3)
+    write_store(src, so)
+    files = snapshot(src, so)
+
+    requests.clear()
+    first = sync(src, dst, src_options=so, dst_options=do)
+    counts = collections.Counter(requests)
+    assert (first.copied, first.skipped, first.errors) == (len(files), 0, [])
+    assert first.bytes == sum(len(d) for d in files.values())
+    assert snapshot(dst, do) == files
+    if dst_kind == "s3":
+        assert counts["HEAD"] == 0
+        assert counts["PUT"] + counts["COPY"] == len(files)  # one request per file
+    if (src_kind, dst_kind) == ("s3", "s3"):
+        assert counts["COPY"] > 0  # server side on one endpoint
+
+    requests.clear()
+    again = sync(src, dst, src_options=so, dst_options=do)
+    assert (again.copied, again.skipped) == (0, len(files))
+    assert set(requests) <= {"LIST"}  # a no-op resync lists, nothing else
+
+    # a same-size edit (mtime put back, too) is still caught
+    src_fs, src_path = fsspec.core.url_to_fs(f"{src}/gens/essay/e1/raw.txt", **so)
+    src_fs.pipe_file(src_path, b"ESSAY 1")
+    if src_kind == "local":
+        os.utime(src_path, (0, 0))
+    if dst_kind == "local":
+        os.utime(f"{dst}/gens/essay/e1/raw.txt", (0, 0))
+    requests.clear()
+    edited = sync(src, dst, src_options=so, dst_options=do)
+    counts = collections.Counter(requests)
+    assert (edited.copied, edited.skipped) == (1, len(files) - 1)
+    assert snapshot(dst, do)["gens/essay/e1/raw.txt"] == b"ESSAY 1"
+    if src_kind == "s3" or dst_kind == "s3":
+        assert counts["HEAD"] == 0 and counts["DELETE"] == 0
+        assert counts["PUT"] + counts["COPY"] == (1 if dst_kind == "s3" else 0)
+        assert counts["GET"] == (1 if src_kind == "s3" and dst_kind != "s3" else 0)
+
+    verified = sync(src, dst, src_options=so, dst_options=do, verify=True)
+    assert verified.verified is True and verified.ok
+
+
+# -- scope -------------------------------------------------------------------------------
+
+
+def test_cohort_brings_exactly_its_generations_and_their_ancestors(tmp_path: Path) -> None:
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    write_store(src, {})
+    report = sync(src, dst, cohort="c1")
+    got = snapshot(dst, {})
+    gens = {"/".join(r.split("/")[:3]) for r in got if r.startswith("gens/")}
+    assert gens == {"gens/evaluation/v1", "gens/essay/e1", "gens/draft/d1"}
+    assert {r for r in got if r.startswith("cohorts/")} == {"cohorts/c1/membership.csv"}
+    assert report.copied == len(got)
+    check_invariants(snapshot(src, {}), got)
+
+
+def test_stage_filter(tmp_path: Path) -> None:
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    write_store(src, {})
+    sync(src, dst, stages=["draft"])
+    assert {r.split("/")[1] for r in snapshot(dst, {})} == {"draft"}
+    held = sync(src, dst, stages=["evaluation"])  # essays are not there: nothing committed
+    assert {e.path for e in held.errors} == {f"gens/evaluation/v{i}" for i in range(3)}
+    assert held.copied == 0
+    sync(src, dst, stages=["essay", "evaluation"])
+    assert snapshot(dst, {}) == {r: d for r, d in snapshot(src, {}).items() if r[:5] == "gens/"}
+
+
+def test_delete_is_scoped_and_max_delete_refuses(tmp_path: Path) -> None:
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    write_store(src, {})
+    sync(src, dst)
+    GensStore(f"{src}/gens").delete("evaluation", "v2")
+    GensStore(f"{src}/gens").delete("draft", "d0")  # out of the c1 scope below
+    before = snapshot(dst, {})
+    with pytest.raises(TooManyDeletes):
+        sync(src, dst, delete=True, max_delete=2)
+    assert snapshot(dst, {}) == before
+    # cohort c1 is v1 and its ancestors: deleting in that scope touches nothing else
+    assert sync(src, dst, cohort="c1", delete=True).deleted == 0
+    report = sync(src, dst, stages=["evaluation"], delete=True)
+    assert report.deleted == 3  # v2's metadata.json, raw.txt, parsed.txt
+    assert "gens/draft/d0/raw.txt" in snapshot(dst, {})
+    sync(src, dst, delete=True, max_delete=3)
+    assert snapshot(dst, {}) == snapshot(src, {})
+
+
+def test_dry_run_changes_nothing(
+    tmp_path: Path, s3: dict[str, Any], requests: collections.Counter[str]
+) -> None:
+    src, dst = str(tmp_path / "src"), root_on("s3", tmp_path, "dst")
+    write_store(src, {})
+    sync(src, dst, dst_options=s3, stages=["draft"])
+    GensStore(f"{src}/gens").delete("draft", "d1")
+    before = snapshot(dst, s3)
+    requests.clear()
+    plan = sync(src, dst, dst_options=s3, delete=True, dry_run=True)
+    assert requests.keys() <= {"LIST"}
+    assert plan.dry_run and plan.actions is not None
+    assert plan.deleted == 3 and plan.copied == len(plan.actions) - 3
+    assert snapshot(dst, s3) == before
+
+
+# -- failures ------------------------------------------------------------------------------
+
+
+def test_failed_file_leaves_its_lineage_uncommitted_and_rerun_converges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    write_store(src, {})
+    original = Backend.write_file
+    calls: collections.Counter[str] = collections.Counter()
+
+    async def flaky(self: Backend, path: str, data: bytes) -> None:
+        calls[path] += 1
+        if path.endswith("essay/e1/raw.txt"):
+            raise PermissionError("denied")  # permanent: not retried
+        if path.endswith("draft/d2/raw.txt") and calls[path] == 1:
+            raise ConnectionResetError("reset")  # transient: retried
+        await original(self, path, data)
+
+    monkeypatch.setattr("gens_fs.backend.LocalBackend.write_file", flaky, raising=False)
+    report = sync(src, dst, delete=True)
+    assert [e.path for e in report.errors] == ["gens/essay/e1/raw.txt"]
+    assert report.uncommitted == ["essay/e1", "evaluation/v1"]
+    assert calls[f"{dst}/gens/draft/d2/raw.txt"] == 2
+    got = snapshot(dst, {})
+    assert (
+        "gens/essay/e1/metadata.json" not in got and "gens/evaluation/v1/metadata.json" not in got
+    )
+    check_invariants(snapshot(src, {}), got)
+    monkeypatch.undo()
+    assert sync(src, dst).ok
+    assert snapshot(dst, {}) == snapshot(src, {})
+
+
+def test_invariants_hold_after_every_single_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kill can land between any two writes: check the destination after each one."""
+    src, dst = str(tmp_path / "src"), f"memory://{uuid.uuid4().hex}/dst"
+    write_store(src, {})
+    src_files = snapshot(src, {})
+    original = Backend.write_file
+    checks = []
+
+    async def checked(self: Backend, path: str, data: bytes) -> None:
+        await original(self, path, data)
+        check_invariants(src_files, snapshot(dst, {}))
+        checks.append(path)
+
+    monkeypatch.setattr("gens_fs.backend.MemoryBackend.write_file", checked, raising=False)
+    assert sync(src, dst, jobs=4).ok
+    assert len(checks) == len(src_files)
+
+
+# 39 files: 25 in phase A, then 4 drafts' and 4 essays' metadata.json, ...
+KILL_POINTS = [("local", 5), ("local", 27), ("local", 31), ("s3", 27)]
+
+
+@pytest.mark.parametrize(("dst_kind", "stall_after"), KILL_POINTS)
+def test_killed_run_leaves_a_valid_destination_and_rerun_completes(
+    dst_kind: str, stall_after: int, tmp_path: Path, s3: dict[str, Any]
+) -> None:
+    src, dst = str(tmp_path / "src"), root_on(dst_kind, tmp_path, "dst")
+    do = opts(dst_kind, s3)
+    write_store(src, {}, n=4)
+    src_files = snapshot(src, {})
+    env = {**os.environ, STALL_AFTER_ENV: str(stall_after), "PYTHONPATH": os.getcwd()}
+    args = [sys.executable, "-m", "gens_fs", "sync", src, dst, "--jobs", "3"]
+    args += cli_options(s3) if dst_kind == "s3" else []
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    try:
+        while count_files(dst, do) < stall_after:  # polls the destination, no sleep-races
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
+            assert time.monotonic() < deadline, "the sync never got there"
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    killed = snapshot(dst, do)
+    assert len(killed) >= stall_after and killed != src_files
+    check_invariants(src_files, killed)
+    report = sync(src, dst, dst_options=do)
+    assert report.ok and report.skipped >= stall_after
+    assert snapshot(dst, do) == src_files
+
+
+# -- configuration errors and the CLI ------------------------------------------------------
+
+
+def test_storage_errors(tmp_path: Path, s3: dict[str, Any]) -> None:
+    src = str(tmp_path / "src")
+    write_store(src, {}, n=1)
+    with pytest.raises(StorageError, match="bucket 'no-such-bucket' does not exist"):
+        sync(src, "s3://no-such-bucket/data", dst_options=s3)
+    with pytest.raises(StorageError, match="does not exist"):
+        sync(str(tmp_path / "missing"), str(tmp_path / "dst"))
+    with pytest.raises(StorageError, match="cannot open"):
+        sync(src, "nosuchprotocol://x")
+
+
+def test_cli_exit_codes_and_json(
+    tmp_path: Path, s3: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    write_store(src, {}, n=1)
+    assert cli("sync", src, dst, "--json", "--verify") == 0
+    report = SyncReport.model_validate_json(capsys.readouterr().out)
+    assert report.copied == len(snapshot(src, {})) and report.verified
+    assert cli("sync", src, "s3://no-such-bucket/x", *cli_options(s3)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gens-fs: error: bucket") and "Traceback" not in err
+    assert cli("sync", src, dst, "--cohort", "nope") == 2
+    assert cli("sync", src, dst, "--stage", "bogus") == 2
+    assert cli("sync", src, str(tmp_path / "other"), "--stage", "essay") == 1
+    out = capsys.readouterr().out
+    assert "not synced" in out and "gens/essay/e0" in out
+    assert cli("sync", src, dst, "--dry-run") == 0
+    assert "would copy 0 files" in capsys.readouterr().out

@@ -1,0 +1,246 @@
+"""The sync planner and comparison rules, with no storage at all."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gens_fs.sync.compare import FileEntry, hashes_needed, unchanged
+from gens_fs.sync.plan import (
+    SyncPlan,
+    SyncScope,
+    TooManyDeletes,
+    check_max_delete,
+    close_over_parents,
+    make_plan,
+    parents_needed,
+)
+
+PARENT = {"essay": "draft", "evaluation": "essay"}
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def entry(data: bytes, *, etag: bool = False) -> FileEntry:
+    return FileEntry(len(data), md5(data) if etag else None, None if etag else md5(data))
+
+
+def generation(
+    stage: str, gen_id: str, parent: str = "", *, extra: bool = False
+) -> dict[str, FileEntry]:
+    base = f"gens/{stage}/{gen_id}"
+    files = {
+        f"{base}/raw.txt": entry(f"raw {gen_id}".encode()),
+        f"{base}/parsed.txt": entry(f"parsed {gen_id}".encode()),
+        f"{base}/metadata.json": entry(f'{{"parent_gen_id": "{parent}"}}'.encode()),
+    }
+    if extra:
+        files[f"{base}/raw_metadata.json"] = entry(b"{}")
+    return files
+
+
+def lineage(i: int) -> dict[str, FileEntry]:
+    return {
+        **generation("draft", f"d{i}"),
+        **generation("essay", f"e{i}", f"d{i}", extra=True),
+        **generation("evaluation", f"v{i}", f"e{i}"),
+    }
+
+
+def parents_of(n: int) -> dict[tuple[str, str], str | None]:
+    out: dict[tuple[str, str], str | None] = {}
+    for i in range(n):
+        out["essay", f"e{i}"] = f"d{i}"
+        out["evaluation", f"v{i}"] = f"e{i}"
+    return out
+
+
+def store(n: int) -> dict[str, FileEntry]:
+    out: dict[str, FileEntry] = {"cohorts/c1/membership.csv": entry(b"stage,gen_id\n")}
+    for i in range(n):
+        out.update(lineage(i))
+    return out
+
+
+def commit_stages(plan: SyncPlan) -> list[list[str]]:
+    return [[c.relpath.split("/")[1] for c in phase] for phase in plan.commits]
+
+
+# -- comparison ----------------------------------------------------------------------------
+
+
+def test_unchanged_needs_equal_size_and_hash() -> None:
+    a, b = entry(b"aaaa"), entry(b"bbbb")
+    assert unchanged(a, entry(b"aaaa"))
+    assert not unchanged(a, b)  # same size, other bytes: caught
+    assert not unchanged(a, entry(b"aaaaa"))
+    assert unchanged(entry(b"aaaa"), entry(b"aaaa", etag=True))  # local MD5 vs S3 ETag
+    assert not unchanged(entry(b"aaaa"), entry(b"bbbb", etag=True))
+
+
+def test_multipart_etags_compare_by_size_only() -> None:
+    multipart = FileEntry(4, "0123abcd-2")
+    assert unchanged(entry(b"aaaa"), multipart)
+    assert unchanged(FileEntry(4, "x-2"), FileEntry(4, "x-2"))
+    assert not unchanged(FileEntry(4, "x-2"), FileEntry(5, "x-2"))
+
+
+def test_hashes_needed_only_where_sizes_match() -> None:
+    src = {"a": FileEntry(1), "b": FileEntry(2), "c": FileEntry(3), "d": FileEntry(4, "x-2")}
+    dst = {"a": FileEntry(1, "e1"), "b": FileEntry(5, "e2"), "d": FileEntry(4)}
+    need_src, need_dst = hashes_needed(
+        src, dst, src_hashes_free=True, dst_hashes_free=False, checksum=False
+    )
+    assert (need_src, need_dst) == (["a"], [])
+    need_src, need_dst = hashes_needed(
+        src, dst, src_hashes_free=True, dst_hashes_free=False, checksum=True
+    )
+    assert (need_src, need_dst) == (["a", "d"], ["d"])
+    # local to local: both sides hashed, mtimes never consulted
+    assert hashes_needed(
+        {"a": FileEntry(1)}, {"a": FileEntry(1)}, src_hashes_free=True, dst_hashes_free=True,
+        checksum=False,
+    ) == (["a"], ["a"])  # fmt: skip
+
+
+# -- plan: order, skip, scope --------------------------------------------------------------
+
+
+def test_initial_plan_orders_files_then_commits_by_lineage_then_cohorts() -> None:
+    src = store(2)
+    plan = make_plan(src, {}, SyncScope.build(), parents=parents_of(2))
+    assert all(not c.relpath.endswith("/metadata.json") for c in plan.files)
+    assert commit_stages(plan) == [["draft"] * 2, ["essay"] * 2, ["evaluation"] * 2]
+    assert [c.relpath for c in plan.cohort_files] == ["cohorts/c1/membership.csv"]
+    assert sorted(c.relpath for c in plan.copies) == sorted(src)
+    # a new essay waits for its draft's commit in this plan
+    essay = plan.commits[1][0]
+    assert essay.after == ("draft", "d0")
+    assert plan.skipped == 0 and not plan.held and not plan.deletes
+
+
+def test_unchanged_files_are_skipped_and_a_same_size_edit_is_copied() -> None:
+    src = store(2)
+    dst = dict(src)
+    assert not make_plan(src, dst, SyncScope.build(), parents={}).copies
+    edited = dict(src)
+    edited["gens/essay/e1/raw.txt"] = entry(b"raw E1")  # same size as b"raw e1"
+    assert edited["gens/essay/e1/raw.txt"].size == src["gens/essay/e1/raw.txt"].size
+    plan = make_plan(edited, dst, SyncScope.build(), parents={})
+    assert [c.relpath for c in plan.copies] == ["gens/essay/e1/raw.txt"]
+    assert plan.skipped == len(src) - 1
+
+
+def test_no_op_needs_no_metadata_reads() -> None:
+    src = store(3)
+    assert parents_needed(src, dict(src)) == []
+    assert parents_needed(src, {}) == sorted(
+        r for r in src if r.endswith("/metadata.json") and "/draft/" not in r
+    )
+
+
+def test_stage_scope_leaves_cohorts_and_other_stages_out() -> None:
+    scope = SyncScope.build(["essay"])
+    assert scope.roots() == ("gens/essay",)
+    assert scope.context_roots() == ("gens/draft",)
+    plan = make_plan(store(1), {}, scope, parents=parents_of(1))
+    assert plan.copies == ()  # no draft at the destination: essays are held, not orphaned
+    assert [h.relpath for h in plan.held] == ["gens/essay/e0"]
+    with_drafts = {r: e for r, e in store(1).items() if "/draft/" in r}
+    plan = make_plan(store(1), with_drafts, scope, parents=parents_of(1))
+    assert {c.relpath.split("/")[1] for c in plan.copies} == {"essay"}
+    assert plan.commits[1][0].after is None and not plan.held
+
+
+def test_cohort_scope_is_the_closure_and_its_membership() -> None:
+    closure = close_over_parents(
+        [("evaluation", "v1")], lambda keys: {k: parents_of(3).get(k) for k in keys}
+    )
+    assert closure == {("evaluation", "v1"), ("essay", "e1"), ("draft", "d1")}
+    scope = SyncScope.build(cohort="c1", generations=closure)
+    assert scope.roots() == ("cohorts/c1", "gens")
+    plan = make_plan(store(3), {}, scope, parents=parents_of(3))
+    gens = {c.relpath.split("/")[2] for c in plan.copies if c.relpath.startswith("gens/")}
+    assert gens == {"v1", "e1", "d1"}
+    assert [c.relpath for c in plan.cohort_files] == ["cohorts/c1/membership.csv"]
+
+
+def test_broken_lineage_is_held_with_its_descendants() -> None:
+    src = {**generation("essay", "e0", "gone"), **generation("evaluation", "v0", "e0")}
+    plan = make_plan(src, {}, SyncScope.build(), parents=parents_of(1) | {("essay", "e0"): "gone"})
+    assert [h.relpath for h in plan.held] == ["gens/essay/e0", "gens/evaluation/v0"]
+    assert plan.copies == ()
+
+
+# -- deletes ---------------------------------------------------------------------------------
+
+
+def test_deletes_children_first_metadata_first_and_only_in_scope() -> None:
+    src = store(1)
+    dst = {**store(2), "cohorts/old/membership.csv": entry(b"x")}
+    plan = make_plan(src, dst, SyncScope.build(), parents=parents_of(1), delete=True)
+    names = [[p.split("/")[-2] + "/" + p.split("/")[-1] for p in ph] for ph in plan.deletes]
+    assert names[:3] == [["v1/metadata.json"], ["e1/metadata.json"], ["d1/metadata.json"]]
+    assert sorted(names[3]) == sorted(
+        ["old/membership.csv", "d1/parsed.txt", "d1/raw.txt", "e1/parsed.txt", "e1/raw.txt",
+         "e1/raw_metadata.json", "v1/parsed.txt", "v1/raw.txt"]
+    )  # fmt: skip
+    drafts_only = make_plan(src, dst, SyncScope.build(["draft"]), parents={}, delete=True)
+    assert {p.split("/")[1] for p in drafts_only.delete_paths} == {"draft"}
+    assert not make_plan(src, dst, SyncScope.build(), parents={}).deletes  # delete=False
+
+
+def test_max_delete_refuses_before_anything() -> None:
+    plan = make_plan({}, store(1), SyncScope.build(), parents={}, delete=True)
+    check_max_delete(plan, len(plan.delete_paths))
+    check_max_delete(plan, None)
+    with pytest.raises(TooManyDeletes, match="nothing was changed"):
+        check_max_delete(plan, len(plan.delete_paths) - 1)
+
+
+# -- properties ------------------------------------------------------------------------------
+
+keys = st.lists(st.integers(0, 5), unique=True, max_size=6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(src_ids=keys, dst_ids=keys, edited=keys, delete=st.booleans())
+def test_plan_invariants(
+    src_ids: list[int], dst_ids: list[int], edited: list[int], delete: bool
+) -> None:
+    """Whatever the two sides hold: every commit comes after its generation's files and
+    after its parent's commit, the plan makes dst equal src in scope, deletes only touch
+    files src lacks."""
+    src: dict[str, FileEntry] = {}
+    for i in src_ids:
+        src.update(lineage(i))
+    dst: dict[str, FileEntry] = {}
+    for i in dst_ids:
+        dst.update(lineage(i))
+    for i in edited:
+        if f"gens/draft/d{i}/raw.txt" in src:
+            src[f"gens/draft/d{i}/raw.txt"] = entry(f"RAW d{i}".encode())
+    plan = make_plan(src, dst, SyncScope.build(), parents=parents_of(6), delete=delete)
+    position = {c.relpath: n for n, phase in enumerate(plan.copy_phases) for c in phase}
+    for phase_no, phase in enumerate(plan.commits, start=1):
+        for commit in phase:
+            stage, gen_id = commit.generation or ("", "")
+            for relpath, n in position.items():
+                if relpath.startswith(f"gens/{stage}/{gen_id}/") and relpath != commit.relpath:
+                    assert n < phase_no
+            if commit.after is not None:
+                assert position[f"gens/{commit.after[0]}/{commit.after[1]}/metadata.json"] < (
+                    phase_no
+                )
+    result = {r: e for r, e in dst.items() if r not in plan.delete_paths}
+    result.update({c.relpath: src[c.relpath] for c in plan.copies})
+    if delete:
+        assert result == src
+    else:
+        assert all(result[r] == e for r, e in src.items())
+    assert not set(plan.delete_paths) & set(src)
