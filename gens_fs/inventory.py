@@ -115,7 +115,7 @@ def read_snapshot(
     if parent_stages:
         listed |= {p for s in chosen_listed if (p := PARENT_STAGE[s]) is not None}
     store = root.store()
-    files: dict[str, dict[str, dict[str, int]]] = {s: store.files(s) for s in STAGES if s in listed}
+    files = store.files_by_stage(s for s in STAGES if s in listed)
     scope = generations_in_scope(files, chosen, members)
     committed = [k for k in scope if METADATA_FILE in files[k[0]][k[1]]]
     return StoreSnapshot(
