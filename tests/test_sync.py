@@ -341,7 +341,7 @@ def test_cli_exit_codes_and_json(
     assert cli("sync", src, dst, "--cohort", "nope") == 2
     assert cli("sync", src, dst, "--stage", "bogus") == 2
     assert cli("sync", src, str(tmp_path / "other"), "--stage", "essay") == 1
-    out = capsys.readouterr().out
-    assert "not synced" in out and "gens/essay/e0" in out
+    err = capsys.readouterr().err  # failures go to stderr, the summary to stdout
+    assert "not synced" in err and "gens/essay/e0" in err
     assert cli("sync", src, dst, "--dry-run") == 0
     assert "would copy 0 files" in capsys.readouterr().out

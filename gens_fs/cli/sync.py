@@ -16,7 +16,15 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from gens_fs.cli._common import JsonFlag, OptionList, app, console, emit, parse_options
+from gens_fs.cli._common import (
+    JsonFlag,
+    OptionList,
+    app,
+    console,
+    emit,
+    err_console,
+    parse_options,
+)
 from gens_fs.sync import DEFAULT_JOBS, SyncProgress, SyncReport
 from gens_fs.sync import sync as run_sync
 from gens_fs.sync.execute import ProgressCallback
@@ -144,7 +152,7 @@ def _print_report(report: SyncReport) -> None:
     if report.deletes_skipped:
         console.print("deletes skipped because some files failed", markup=False)
     for error in report.errors:
-        console.print(f"error: {error.path}: {error.error}", markup=False, highlight=False)
+        err_console.print(f"error: {error.path}: {error.error}", markup=False, highlight=False)
     if report.uncommitted:
         console.print(
             f"left uncommitted (run again to converge): {', '.join(report.uncommitted)}",
