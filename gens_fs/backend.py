@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import stat
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, NamedTuple
@@ -54,6 +55,13 @@ S3_DEFAULT_OPTIONS: dict[str, Any] = {
         "retries": {"max_attempts": 5, "mode": "standard"},
     },
 }
+# The first request to a storage (the root probe) answers within this, or the storage is
+# reported unreachable: botocore would otherwise retry a refused connection for 10-25 s,
+# and wait 60 s for an endpoint that accepts the connection but never answers.
+PROBE_TIMEOUT_S = 4.0
+# Filesystems that fsspec knows but that cannot hold a store: read-only, or no listing of a
+# tree (an HTTP "listing" is links scraped from a page).
+UNSUPPORTED_PROTOCOLS = frozenset({"http", "https", "github", "git", "tar", "libarchive", "data"})
 # The largest object one CopyObject request may copy; larger ones take a multipart copy.
 S3_MAX_COPY_SIZE = 5 * 2**30
 # The most keys one DeleteObjects request may name.
@@ -244,6 +252,12 @@ class Backend:
         with contextlib.suppress(FileNotFoundError, OSError):
             self.fs.rmdir(path)
 
+    def file_in_the_way(self, directories: Iterable[str]) -> str | None:
+        """The first of ``directories`` (paths of this filesystem) that exists as something
+        other than a directory, so nothing can be written below it; ``None`` when all can
+        be created. Object stores have no directories: nothing is ever in the way."""
+        return None
+
 
 class S3Backend(Backend):
     """s3fs: GETs without HEAD probes, conditional PUT for exclusive create."""
@@ -268,14 +282,28 @@ class S3Backend(Backend):
         bucket = self.root.split("/", 1)[0]
         if not bucket:
             raise StorageError(f"{self.url(self.root)!r} names no bucket: use s3://BUCKET/PREFIX")
-        with storage_errors(self.url(self.root)):
+        url = self.url(self.root)
+        prefix = self.root.split("/", 1)[1].rstrip("/") + "/" if "/" in self.root else ""
+
+        async def list_one_key() -> None:
+            # A LIST, not a HEAD of the bucket: the same round trip, and a no-op sync keeps
+            # sending nothing but listings.
+            request = self.fs._call_s3(
+                "list_objects_v2", Bucket=bucket, Prefix=prefix, Delimiter="/", MaxKeys=1
+            )
+            await asyncio.wait_for(request, PROBE_TIMEOUT_S)
+
+        with storage_errors(url):
             try:
-                self.fs.call_s3("head_bucket", Bucket=bucket)
-            except FileNotFoundError:
+                sync(self.fs.loop, list_one_key)
+            except asyncio.TimeoutError:
                 raise StorageError(
-                    f"bucket {bucket} does not exist (or is not visible with these "
-                    "credentials): check the URL, AWS_ENDPOINT_URL and AWS_PROFILE"
+                    f"cannot reach the storage endpoint for {url}: no answer within "
+                    f"{PROBE_TIMEOUT_S:g} s; check AWS_ENDPOINT_URL (or the endpoint_url option) "
+                    "and the network"
                 ) from None
+            except FileNotFoundError:
+                raise _no_bucket(bucket, url) from None
 
     def listing_info(self, prefix: str) -> dict[str, FileInfo]:
         """Every object under ``prefix/`` with its size and ETag: ListObjectsV2 pages only.
@@ -304,10 +332,7 @@ class S3Backend(Backend):
                 return found
             except FileNotFoundError:
                 bucket = self.fs.split_path(self.root)[0]
-                raise StorageError(
-                    f"bucket {bucket!r} does not exist (or is not visible with these "
-                    f"credentials): create it or fix the URL {self.root}"
-                ) from None
+                raise _no_bucket(bucket, self.url(self.root)) from None
 
     async def _collect(self, prefix: str) -> dict[str, FileInfo]:
         bucket, key, _ = self.fs.split_path(prefix)
@@ -350,6 +375,13 @@ class S3Backend(Backend):
         """One DeleteObjects request per 1000 keys (all in this backend's bucket)."""
         for start in range(0, len(paths), S3_MAX_DELETE_KEYS):
             await self.fs._bulk_delete(paths[start : start + S3_MAX_DELETE_KEYS])
+
+
+def _no_bucket(bucket: str, url: str) -> StorageError:
+    return StorageError(
+        f"bucket {bucket!r} does not exist (or is not visible with these credentials): "
+        f"create it or fix the URL {url} (and AWS_ENDPOINT_URL, AWS_PROFILE)"
+    )
 
 
 def _unquote(etag: object) -> str | None:
@@ -442,6 +474,13 @@ class LocalBackend(Backend):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 
+    def file_in_the_way(self, directories: Iterable[str]) -> str | None:
+        for directory in sorted(set(directories), key=len):  # the outermost is the culprit
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                if not stat.S_ISDIR(os.stat(directory).st_mode):
+                    return directory
+        return None
+
 
 def open_backend(
     root: str | os.PathLike[str],
@@ -453,6 +492,8 @@ def open_backend(
     path inside the filesystem ``fs``. S3 gets :data:`S3_DEFAULT_OPTIONS` under yours."""
     text = os.fspath(root)
     options = dict(storage_options or {})
+    if fs is None:
+        _check_protocols(text)
     try:
         if fs is None:
             protocol = fsspec.core.split_protocol(text)[0] or "file"
@@ -461,13 +502,32 @@ def open_backend(
             fs, path = fsspec.core.url_to_fs(text, **options)
         else:
             path = fs._strip_protocol(text)
-    except (ValueError, ImportError, TypeError) as exc:
+    except Exception as exc:  # a filesystem that cannot even be built: config or network
         raise StorageError(
-            f"cannot open {text!r}: {exc}; give a local path or a URL such as "
-            "s3://bucket/prefix (S3 needs s3fs)"
+            f"cannot open {text!r}: {type(exc).__name__}: {exc}; check the URL and the storage "
+            "options"
         ) from None
     path = path.rstrip("/") or path
     return _backend_for(fs, path)
+
+
+def _check_protocols(url: str) -> None:
+    """Refuse, before building anything, a protocol fsspec does not know or one that
+    cannot hold a store (:data:`UNSUPPORTED_PROTOCOLS`); each part of a chained URL."""
+    for part in url.split("::"):
+        protocol = fsspec.core.split_protocol(part)[0]
+        if protocol is None:
+            continue
+        if protocol not in fsspec.available_protocols():
+            raise StorageError(
+                f"unknown protocol {protocol!r} in {url!r}: use a local path or a URL such as "
+                "s3://bucket/prefix, memory://name, or another fsspec protocol"
+            )
+        if protocol in UNSUPPORTED_PROTOCOLS:
+            raise StorageError(
+                f"{protocol}:// cannot hold a gens store (it is read-only or cannot list a "
+                f"folder): {url!r}; copy the data somewhere that can (local disk, s3://...)"
+            )
 
 
 def _backend_for(fs: Any, root: str) -> Backend:

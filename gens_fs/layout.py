@@ -121,6 +121,12 @@ def parse_gens_path(relpath: str) -> GensFile | None:
     return GensFile(stage, gen_id, name)
 
 
+def ancestors(relpath: str) -> list[str]:
+    """The folders above a relative path, innermost first: ``a/b/c`` -> ``["a/b", "a"]``."""
+    parts = relpath.split("/")[:-1]
+    return ["/".join(parts[:end]) for end in range(len(parts), 0, -1)]
+
+
 def join(root: str, relpath: str) -> str:
     """Join a root and a relative POSIX path with exactly one slash."""
     return f"{root.rstrip('/')}/{relpath}" if root else relpath

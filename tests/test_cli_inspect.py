@@ -172,7 +172,7 @@ def test_process_check_json_and_exit_code(root: str, aws_env: dict[str, str]) ->
         (["show", "{root}", "essay", "e9"], "no essay generation e9"),
         (["show", "{root}", "essay", "e1", "--field", "body"], "--field 'body': expected one"),
         (["stats", "{missing}"], "{missing_message}"),
-        (["ls", "nosuch://x/data"], "cannot open 'nosuch://x/data': Protocol not known"),
+        (["ls", "nosuch://x/data"], "unknown protocol 'nosuch' in 'nosuch://x/data'"),
     ],
 )
 def test_process_mistakes_are_one_line(
@@ -184,7 +184,7 @@ def test_process_mistakes_are_one_line(
     expected: str,
 ) -> None:
     missing, missing_message = (
-        ("s3://no-such-bucket/data", "bucket no-such-bucket does not exist")
+        ("s3://no-such-bucket/data", "bucket 'no-such-bucket' does not exist")
         if backend_name == "s3"
         else (str(tmp_path / "typo"), "does not exist: give the folder that holds gens/")
     )

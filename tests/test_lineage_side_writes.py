@@ -89,5 +89,5 @@ def test_side_write_failure_is_logged_never_raised(
 def test_check_root(s3_options: dict[str, Any], tmp_path: Path) -> None:
     open_backend("s3://gens-test/any/prefix", storage_options=s3_options).check_root()
     open_backend(tmp_path / "does-not-exist-yet").check_root()
-    with pytest.raises(StorageError, match="bucket no-such-bucket does not exist"):
+    with pytest.raises(StorageError, match="bucket 'no-such-bucket' does not exist"):
         open_backend("s3://no-such-bucket/x", storage_options=s3_options).check_root()

@@ -323,7 +323,7 @@ def test_storage_errors(tmp_path: Path, s3: dict[str, Any]) -> None:
         sync(src, "s3://no-such-bucket/data", dst_options=s3)
     with pytest.raises(StorageError, match="does not exist"):
         sync(str(tmp_path / "missing"), str(tmp_path / "dst"))
-    with pytest.raises(StorageError, match="cannot open"):
+    with pytest.raises(StorageError, match="unknown protocol 'nosuchprotocol'"):
         sync(src, "nosuchprotocol://x")
 
 

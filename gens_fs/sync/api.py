@@ -28,7 +28,7 @@ from typing import Any
 from gens_fs.backend import Backend, open_backend, storage_errors
 from gens_fs.cohorts import parse_membership
 from gens_fs.errors import CohortNotFound, StorageError
-from gens_fs.layout import join, membership_path
+from gens_fs.layout import ancestors, join, membership_path
 from gens_fs.sync.compare import FileEntry, hashes_needed, unchanged
 from gens_fs.sync.execute import (
     DEFAULT_JOBS,
@@ -104,6 +104,7 @@ def sync(
     parents = _read_parents(source, parents_needed(src_files, scope.filter(dst_files)), prefetched)
     plan = make_plan(src_files, dst_files, scope, parents=parents, delete=delete)
     check_max_delete(plan, max_delete)
+    _check_destination_writable(target, plan)
 
     report = SyncReport(src=_display(source), dst=_display(target), dry_run=dry_run)
     report.skipped = plan.skipped
@@ -191,10 +192,27 @@ def _fill_hashes(
 
 
 def _check_roots(source: Backend, target: Backend) -> None:
+    """Fail fast, before any listing: the same root twice, a missing bucket, an endpoint
+    that does not answer (one cheap request per side, bounded in time)."""
     if source.fs is target.fs and source.root.rstrip("/") == target.root.rstrip("/"):
         raise StorageError(f"source and destination are the same data root: {source.root}")
+    source.check_root()
+    target.check_root()
     if not source.costs_requests and not source.fs.isdir(source.root):
         raise StorageError(f"source data root {_display(source)} does not exist")
+
+
+def _check_destination_writable(target: Backend, plan: SyncPlan) -> None:
+    """Refuse, before anything is written, a destination where a file stands in the place of
+    a folder the plan writes into (the destination root itself included): every copy below
+    it would fail, one error line per file."""
+    folders = {join(target.root, folder) for c in plan.copies for folder in ancestors(c.relpath)}
+    blocked = target.file_in_the_way({target.root, *folders})
+    if blocked is not None:
+        raise StorageError(
+            f"cannot sync into {_display(target)}: {target.url(blocked)} is a file where a "
+            "folder must be; move it away or choose another destination (nothing was written)"
+        )
 
 
 def _resolve_scope(

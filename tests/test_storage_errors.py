@@ -1,0 +1,116 @@
+"""Storage that cannot be used is one line on stderr and exit 2, quickly, with nothing
+written: unknown and unsupported protocols, an endpoint that refuses or never answers, and
+a destination where a file stands in the place of a folder. Run as real processes."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gens_fs import GensStore, StorageError, sync
+
+# Generous: the probe gives up after 4 s; before it did, these took 10 s to minutes.
+PROCESS_TIMEOUT_S = 30
+
+
+def gens_fs(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gens_fs", *args],
+        capture_output=True,
+        text=True,
+        timeout=PROCESS_TIMEOUT_S,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *phrases: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gens-fs: error: "), result.stderr
+    assert all(phrase in lines[0] for phrase in phrases), lines[0]
+
+
+@pytest.mark.parametrize(
+    ("url", "phrase"),
+    [
+        ("ftpx://host/data", "unknown protocol 'ftpx'"),
+        ("simplecache::nope://b/data", "unknown protocol 'nope'"),
+        ("https://example.invalid/data", "https:// cannot hold a gens store"),
+        ("github://org:repo@main/data", "github:// cannot hold a gens store"),
+        ("ftp://no-such-host.invalid/data", "cannot open 'ftp://no-such-host.invalid/data'"),
+    ],
+)
+def test_unknown_or_unsupported_protocol(url: str, phrase: str) -> None:
+    assert_one_line_error(gens_fs("ls", url), phrase)
+
+
+@pytest.fixture
+def refusing_port() -> int:
+    """A port nothing listens on: every connection is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections (the kernel's backlog) and never answers a byte."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        yield int(sock.getsockname()[1])
+
+
+def endpoint(port: int) -> list[str]:
+    return [
+        "-o", "key=k", "-o", "secret=s", "-o", "client_kwargs.region_name=us-east-1",
+        "-o", f"client_kwargs.endpoint_url=http://127.0.0.1:{port}",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("which", ["refusing_port", "silent_port"])
+def test_unreachable_endpoint_is_one_line(which: str, request: pytest.FixtureRequest) -> None:
+    port = request.getfixturevalue(which)
+    assert_one_line_error(
+        gens_fs("stats", "s3://bucket/data", *endpoint(port)), "cannot reach the storage endpoint"
+    )
+
+
+def test_sync_to_an_unreachable_endpoint_is_one_line(silent_port: int, tmp_path: Path) -> None:
+    src = tmp_path / "data"
+    GensStore(src / "gens").write("draft", "d1", metadata=META, raw="r")
+    result = gens_fs("sync", str(src), "s3://bucket/data", *endpoint(silent_port))
+    assert_one_line_error(result, "cannot reach the storage endpoint for s3://bucket/data")
+
+
+META = {"task_id": "t", "template_id": "tpl", "model_id": "m"}
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("blocker", ["gens", "gens/draft", "gens/draft/d1", "."])
+def test_destination_blocked_by_a_file(blocker: str, tmp_path: Path) -> None:
+    src, dst = tmp_path / "data", tmp_path / "backup"
+    store = GensStore(src / "gens")
+    for i in range(5):
+        store.write("draft", f"d{i}", metadata=META, raw="raw", parsed="parsed")
+    dst.mkdir()
+    blocked = dst / blocker if blocker != "." else dst
+    if blocker == ".":
+        dst.rmdir()
+    blocked.parent.mkdir(parents=True, exist_ok=True)
+    blocked.write_text("in the way")
+    before = tree(tmp_path)
+
+    result = gens_fs("sync", str(src), str(dst))
+
+    assert_one_line_error(result, f"{blocked} is a file where a folder must be")
+    assert tree(tmp_path) == before  # nothing written
+    with pytest.raises(StorageError, match="nothing was written"):
+        sync(src, dst)
