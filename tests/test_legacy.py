@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from gens_fs import (
+    GenerationMetadata,
     GensStore,
     InvalidMetadata,
     check,
@@ -287,3 +288,20 @@ def test_write_still_requires_what_the_spec_requires(store: GensStore) -> None:
     assert stored == given and list(stored) == list(given)
     loaded = store.load("draft", DRAFT.gen_id).metadata
     assert loaded is not None and loaded.model_id == "deepseek_r1_f"
+
+
+def test_a_copy_with_an_update_is_written_as_updated(tmp_path: Path) -> None:
+    """``model_copy(update=...)`` skips validation: the copy must not write the stored
+    object it came from (which lacks the update)."""
+    store = GensStore(tmp_path / "gens")
+    read = GenerationMetadata.model_validate(DRAFT.metadata)
+    fixed = read.model_copy(update={"task_id": "t-2"})
+    store.write("draft", DRAFT.gen_id, metadata=fixed, raw="r")
+    stored = json.loads(store.fs.cat_file(store.path("draft", DRAFT.gen_id, "metadata.json")))
+    assert (stored["task_id"], stored["model_id"], stored["template_id"]) == (
+        "t-2",
+        "deepseek_r1_f",
+        "creative-synthesis-v10",
+    )
+    assert stored["combo_id"] == DRAFT.metadata["combo_id"]
+    assert read.to_dict() == DRAFT.metadata
