@@ -258,23 +258,27 @@ def _text_findings(
 def _field_findings(
     meta: GenerationMetadata, meta_path: str, stage: str, gen_id: str
 ) -> Iterator[Finding]:
-    """The spec's required fields. Reading accepts a file without them, so only a missing
-    ``template_id`` (which the original pipeline always wrote) is an error; the original
-    never wrote ``task_id``, and wrote ``llm_model_id: null`` for copy mode only."""
+    """The spec's required fields (those ``write`` insists on). Reading accepts a file
+    without them, so only a missing ``template_id`` (which the original pipeline always
+    wrote) is an error; the original never wrote ``task_id``, and wrote
+    ``llm_model_id: null`` for copy-mode generations only, by design."""
     where = {"stage": stage, "gen_id": gen_id}
-    if not meta.template_id:
-        yield _finding("invalid_metadata", f"{meta_path}: no template_id", path=meta_path, **where)
-    if not meta.task_id:
-        yield _finding(
-            "missing_task_id", f"{stage} {gen_id} has no task_id", path=meta_path, **where
-        )
-    if not meta.model_id and not meta.is_copy:
-        yield _finding(
-            "missing_model_id",
-            f"{stage} {gen_id} has no model_id (nor llm_model_id) and is not a copy",
-            path=meta_path,
-            **where,
-        )
+    for field in meta.missing_spec_fields():
+        if field == "template_id":
+            yield _finding(
+                "invalid_metadata", f"{meta_path}: no template_id", path=meta_path, **where
+            )
+        elif field == "task_id":
+            yield _finding(
+                "missing_task_id", f"{stage} {gen_id} has no task_id", path=meta_path, **where
+            )
+        elif field == "model_id" and not meta.is_copy:
+            yield _finding(
+                "missing_model_id",
+                f"{stage} {gen_id} has no model_id (nor llm_model_id) and is not a copy",
+                path=meta_path,
+                **where,
+            )
 
 
 def _lineage_findings(
