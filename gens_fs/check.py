@@ -8,8 +8,9 @@ Rules, one finding each (kind, severity):
 
 * ``missing_generation`` (error): a membership row whose generation has no directory.
 * ``incomplete`` (error): a generation directory without ``metadata.json``.
-* ``invalid_metadata`` (error): ``metadata.json`` that does not parse or lacks a required
-  field, a draft naming a parent, or a ``parent_gen_id`` that is not a valid gen_id.
+* ``invalid_metadata`` (error): ``metadata.json`` that is not a JSON object, has a field of
+  the wrong type or no ``template_id``, a draft naming a parent, or a ``parent_gen_id`` that
+  is not a valid gen_id.
 * ``missing_parent_id`` (error): an essay or evaluation with an empty ``parent_gen_id``.
 * ``missing_parent`` (error): an essay or evaluation whose parent is not committed (judged
   from the parent stage's listing: no ``metadata.json`` there).
@@ -17,7 +18,11 @@ Rules, one finding each (kind, severity):
   checking all cohorts; asking for that cohort raises ``InvalidMembership`` instead).
 * ``empty_parsed`` (warning): ``parsed.txt`` empty or absent while ``raw.txt`` is not empty
   (from the listing's sizes; no text file is read).
-* ``missing_prompt`` (warning): a draft or essay without a non-empty ``prompt.txt``.
+* ``missing_prompt`` (warning): a draft or essay without a non-empty ``prompt.txt``, unless
+  it is a copy-mode generation (``mode: "copy"``), which has no prompt.
+* ``missing_task_id`` (warning): no ``task_id`` (the original pipeline never wrote one).
+* ``missing_model_id`` (warning): neither ``model_id`` nor ``llm_model_id``, and not a
+  copy-mode generation (the original writes ``llm_model_id: null`` for those, by design).
 * ``not_in_any_cohort`` (info): a committed generation no cohort lists. Reported only when
   checking everything, at least one cohort exists and every membership file parsed (a store
   that does not use cohorts, or whose memberships are unknown, would drown in it).
@@ -52,6 +57,7 @@ from gens_fs.layout import (
     join,
     membership_path,
 )
+from gens_fs.models import GenerationMetadata
 
 Severity = Literal["error", "warning", "info"]
 FindingKind = Literal[
@@ -63,6 +69,8 @@ FindingKind = Literal[
     "invalid_membership",
     "empty_parsed",
     "missing_prompt",
+    "missing_task_id",
+    "missing_model_id",
     "not_in_any_cohort",
 ]
 SEVERITY: Final[dict[str, Severity]] = {
@@ -74,6 +82,8 @@ SEVERITY: Final[dict[str, Severity]] = {
     "invalid_membership": "error",
     "empty_parsed": "warning",
     "missing_prompt": "warning",
+    "missing_task_id": "warning",
+    "missing_model_id": "warning",
     "not_in_any_cohort": "info",
 }
 # Stages whose generations normally carry their prompt (the spec's "Not seeing prompts").
@@ -101,6 +111,14 @@ _ADVICE: Final[dict[str, str]] = {
     "missing_prompt": (
         "prompt side-writes are best effort, but drafts and essays generated via LLM "
         "normally have prompt.txt; regenerate if you need the prompt"
+    ),
+    "missing_task_id": (
+        "the spec asks for task_id (the original pipeline did not write it); the generation "
+        "loads and syncs as it is, but add task_id before rewriting it with gens_fs"
+    ),
+    "missing_model_id": (
+        "record the model in metadata.json as model_id (llm_model_id is read too); only "
+        "copy-mode generations (mode: copy) have none"
     ),
     "not_in_any_cohort": (
         "membership.csv is the source of truth: add it to a cohort, or delete it if stray"
@@ -190,6 +208,32 @@ def _generation_findings(
     snapshot: StoreSnapshot, paths: _Paths, stage: str, gen_id: str
 ) -> Iterator[Finding]:
     files = snapshot.files_of(stage, gen_id) or {}
+    meta = snapshot.metadata.get((stage, gen_id))
+    copied = isinstance(meta, GenerationMetadata) and meta.is_copy
+    yield from _text_findings(paths, stage, gen_id, files, copied=copied)
+    where = {"stage": stage, "gen_id": gen_id}
+    if METADATA_FILE not in files or meta is None:  # absent, or removed since the listing
+        present = ", ".join(sorted(files)) or "nothing"
+        yield _finding(
+            "incomplete",
+            f"{stage} {gen_id} has {present} but no {METADATA_FILE}",
+            path=paths.gen(stage, gen_id),
+            **where,
+        )
+        return
+    meta_path = paths.gen(stage, gen_id, METADATA_FILE)
+    if isinstance(meta, InvalidMetadata):
+        yield _finding("invalid_metadata", str(meta), path=meta_path, **where)
+        return
+    yield from _field_findings(meta, meta_path, stage, gen_id)
+    yield from _lineage_findings(snapshot, meta, meta_path, stage, gen_id)
+
+
+def _text_findings(
+    paths: _Paths, stage: str, gen_id: str, files: Mapping[str, int], *, copied: bool
+) -> Iterator[Finding]:
+    """The rules judged from the listing's sizes alone. ``copied``: a copy-mode generation
+    of the original pipeline, which has no prompt of its own."""
     where = {"stage": stage, "gen_id": gen_id}
     name = f"{stage} {gen_id}"
     raw_size, parsed_size = files.get(RAW_FILE, 0), files.get(PARSED_FILE)
@@ -201,7 +245,7 @@ def _generation_findings(
             path=paths.gen(stage, gen_id, PARSED_FILE),
             **where,
         )
-    if stage in PROMPTED_STAGES and not files.get(PROMPT_FILE):
+    if stage in PROMPTED_STAGES and not copied and not files.get(PROMPT_FILE):
         state = "empty" if PROMPT_FILE in files else "missing"
         yield _finding(
             "missing_prompt",
@@ -210,21 +254,38 @@ def _generation_findings(
             **where,
         )
 
-    meta_path = paths.gen(stage, gen_id, METADATA_FILE)
-    meta = snapshot.metadata.get((stage, gen_id))
-    if METADATA_FILE not in files or meta is None:  # absent, or removed since the listing
-        present = ", ".join(sorted(files)) or "nothing"
-        yield _finding(
-            "incomplete",
-            f"{name} has {present} but no {METADATA_FILE}",
-            path=paths.gen(stage, gen_id),
-            **where,
-        )
-        return
-    if isinstance(meta, InvalidMetadata):
-        yield _finding("invalid_metadata", str(meta), path=meta_path, **where)
-        return
 
+def _field_findings(
+    meta: GenerationMetadata, meta_path: str, stage: str, gen_id: str
+) -> Iterator[Finding]:
+    """The spec's required fields (those ``write`` insists on). Reading accepts a file
+    without them, so only a missing ``template_id`` (which the original pipeline always
+    wrote) is an error; the original never wrote ``task_id``, and wrote
+    ``llm_model_id: null`` for copy-mode generations only, by design."""
+    where = {"stage": stage, "gen_id": gen_id}
+    for field in meta.missing_spec_fields():
+        if field == "template_id":
+            yield _finding(
+                "invalid_metadata", f"{meta_path}: no template_id", path=meta_path, **where
+            )
+        elif field == "task_id":
+            yield _finding(
+                "missing_task_id", f"{stage} {gen_id} has no task_id", path=meta_path, **where
+            )
+        elif field == "model_id" and not meta.is_copy:
+            yield _finding(
+                "missing_model_id",
+                f"{stage} {gen_id} has no model_id (nor llm_model_id) and is not a copy",
+                path=meta_path,
+                **where,
+            )
+
+
+def _lineage_findings(
+    snapshot: StoreSnapshot, meta: GenerationMetadata, meta_path: str, stage: str, gen_id: str
+) -> Iterator[Finding]:
+    where = {"stage": stage, "gen_id": gen_id}
+    name = f"{stage} {gen_id}"
     parent_stage, parent_id = PARENT_STAGE[stage], meta.parent_gen_id
     if parent_stage is None:
         if parent_id:

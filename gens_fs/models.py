@@ -1,67 +1,145 @@
-"""Pydantic models: a generation's metadata and a loaded generation."""
+"""Pydantic models: a generation's metadata and a loaded generation.
+
+Reading is liberal, writing is strict. :class:`GenerationMetadata` is one model of what a
+stored ``metadata.json`` *may* be: any JSON object whose named fields, when present, have
+their types. That is what ``load`` accepts, so the original pipeline's files (no
+``task_id``, ``llm_model_id`` instead of ``model_id``, ``null`` for copy-mode models) load.
+What the spec *requires* of a new file is one explicit rule on top of that model,
+:func:`require_spec_fields`, applied by ``GensStore.write`` (and reported by ``check``);
+there is no second list of fields to drift apart from the first.
+"""
 
 from __future__ import annotations
 
+import copy
 import json
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
+from typing import Any, Final
 
 from pydantic import (
     AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from gens_fs.errors import InvalidMetadata
 from gens_fs.layout import PARENT_STAGE
 
+# What the spec's "Metadata" section requires every new metadata.json to name.
+SPEC_REQUIRED: Final = ("task_id", "template_id", "model_id")
+COPY_MODE: Final = "copy"
+"""``mode`` of a generation the original pipeline copied from its parent (no LLM call)."""
+
 
 class GenerationMetadata(BaseModel):
-    """The minimal metadata every ``metadata.json`` carries, plus any provenance keys.
+    """A ``metadata.json`` as stored: the spec's fields, typed, plus every other key.
 
-    Keys the model does not name are kept as they are through a load/write round trip.
-    Stores written by the earlier pipeline call the model ``llm_model_id``; it reads as
-    ``model_id`` (and is written back as ``model_id``).
+    Every field is optional here (see the module docstring: ``write`` adds the spec's
+    requirements). ``model_id`` also reads the original pipeline's ``llm_model_id``;
+    ``parent_gen_id`` reads ``null`` or an absent key as ``""`` (no parent); ``mode`` is the
+    original's ``"llm"`` or ``"copy"``. Keys the model does not name are kept as extras.
+
+    The JSON object itself is kept as well: :meth:`to_dict` (and so ``gen["metadata"]``,
+    ``load_generation`` and ``write``) gives it back exactly, with no key renamed, added or
+    dropped. A model built from keywords or a dict keeps those; one made by
+    ``model_copy(update=...)`` no longer matches what it was read from, and is written in
+    the canonical form (the declared names, unset fields left out).
     """
 
     model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=True)
 
-    task_id: str
-    template_id: str
-    model_id: str = Field(validation_alias=AliasChoices("model_id", "llm_model_id"))
+    task_id: str | None = None
+    template_id: str | None = None
+    model_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("model_id", "llm_model_id")
+    )
     parent_gen_id: str = ""
+    mode: str | None = None
     function: str | None = None
     usage: dict[str, Any] | None = None
+
+    _stored: dict[str, Any] | None = PrivateAttr(default=None)
 
     @field_validator("parent_gen_id", mode="before")
     @classmethod
     def _none_is_no_parent(cls, value: object) -> object:
         return "" if value is None else value
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _drop_legacy_model_key(cls, data: object) -> object:
-        # When both spellings are present ``model_id`` wins; the legacy key must not linger
-        # as an extra, or a round trip would write two names for one fact.
-        if isinstance(data, dict) and "model_id" in data and "llm_model_id" in data:
+    def _keep_the_object(
+        cls, data: Any, handler: ModelWrapValidatorHandler[GenerationMetadata]
+    ) -> GenerationMetadata:
+        if not isinstance(data, dict):
+            return handler(data)
+        try:
+            stored = to_jsonable_python(data)
+        except PydanticSerializationError as exc:
+            raise ValueError(f"metadata must be JSON-serializable ({exc})") from None
+        # When both spellings are present ``model_id`` wins; the original's key must not
+        # also show up as an extra (the stored object keeps both, as given).
+        if "model_id" in data and "llm_model_id" in data:
             data = {k: v for k, v in data.items() if k != "llm_model_id"}
-        return data
+        model = handler(data)
+        model._stored = stored
+        return model
+
+    @property
+    def is_copy(self) -> bool:
+        """True for a generation the original pipeline copied (``mode: "copy"``): it has no
+        model and no prompt of its own."""
+        return self.mode == COPY_MODE
+
+    def missing_spec_fields(self) -> list[str]:
+        """The spec's required fields (``SPEC_REQUIRED``) that are absent, null or empty."""
+        return [name for name in SPEC_REQUIRED if not getattr(self, name)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object this metadata was read from or built with (a fresh copy)."""
+        if self._stored is not None:
+            return copy.deepcopy(self._stored)
+        return self.model_dump(mode="json", exclude_unset=True)
 
     def to_json(self) -> str:
-        """UTF-8 friendly, indented JSON; optional fields that are unset are left out."""
-        data = self.model_dump(mode="json")
-        for optional in ("function", "usage"):
-            if data.get(optional) is None and optional not in (self.model_fields_set or ()):
-                data.pop(optional, None)
-        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+        """:meth:`to_dict` as UTF-8 friendly, indented JSON with a final newline."""
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+    def model_copy(
+        self, *, update: Mapping[str, Any] | None = None, deep: bool = False
+    ) -> GenerationMetadata:
+        """As pydantic's; with ``update`` the copy forgets the stored object (see above)."""
+        copied = super().model_copy(update=update, deep=deep)
+        if update:
+            copied._stored = None
+        return copied
+
+
+def require_spec_fields(meta: GenerationMetadata, *, where: str) -> None:
+    """``InvalidMetadata`` unless ``meta`` names what the spec requires of a new file.
+
+    Only writing asks this: a stored file without ``task_id`` (the original pipeline never
+    wrote one) still loads, and ``check`` reports it as a warning.
+    """
+    missing = meta.missing_spec_fields()
+    if missing:
+        raise InvalidMetadata(
+            f"{where}: invalid metadata ({', '.join(missing)} missing or empty): the spec "
+            f"requires {', '.join(SPEC_REQUIRED)} in every new metadata.json"
+        )
 
 
 def parse_metadata(value: GenerationMetadata | dict[str, Any], *, where: str) -> GenerationMetadata:
-    """Coerce ``value`` to ``GenerationMetadata`` or raise ``InvalidMetadata`` naming ``where``."""
+    """Coerce ``value`` to ``GenerationMetadata`` or raise ``InvalidMetadata`` naming ``where``.
+
+    Liberal (see the module docstring): a JSON object whose named fields have their types.
+    """
     if isinstance(value, GenerationMetadata):
         return value
     if not isinstance(value, dict):
@@ -87,14 +165,28 @@ def parse_metadata_json(data: bytes, *, where: str) -> GenerationMetadata:
     return parse_metadata(value, where=where)
 
 
-_MAPPING_KEYS = ("stage", "gen_id", "raw_text", "parsed_text", "prompt_text", "metadata")
+LEGACY_KEYS: Final = (
+    "stage",
+    "gen_id",
+    "parent_gen_id",
+    "raw_text",
+    "parsed_text",
+    "prompt_text",
+    "metadata",
+)
+"""The keys of the original pipeline's ``load_generation`` dict, in its order."""
 
 
 class Generation(BaseModel):
     """One generation as read from a store.
 
-    Attribute access is the typed API. The spec's mapping access (``gen["parsed_text"]``,
-    ``gen["metadata"]`` as a plain dict, ``gen.get(...)``) keeps earlier code running.
+    Attribute access is the typed API: a missing file is ``None``, ``metadata`` is a
+    :class:`GenerationMetadata`. The mapping view (``gen["raw_text"]``, ``in``, ``len``,
+    iteration over the keys, ``keys``/``values``/``items``/``get``, ``dict(gen)``) is the
+    original pipeline's ``load_generation`` dict, value for value (:meth:`to_dict`):
+    ``raw_text`` is ``""`` when raw.txt is absent, ``parsed_text``/``prompt_text`` are
+    ``None`` when absent, ``metadata`` is the JSON object exactly as stored (or ``None``)
+    and ``parent_gen_id`` is its ``parent_gen_id`` as stored (``None`` when absent).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -124,24 +216,48 @@ class Generation(BaseModel):
         return self.metadata is not None
 
     def to_dict(self) -> dict[str, Any]:
-        """The spec's dict form; ``metadata`` is a plain dict (or ``None``)."""
-        return {key: self[key] for key in _MAPPING_KEYS}
+        """The original pipeline's ``load_generation`` dict (a fresh one each call)."""
+        stored = None if self.metadata is None else self.metadata.to_dict()
+        return {
+            "stage": self.stage,
+            "gen_id": self.gen_id,
+            "parent_gen_id": None if stored is None else stored.get("parent_gen_id"),
+            "raw_text": self.raw_text or "",
+            "parsed_text": self.parsed_text,
+            "prompt_text": self.prompt_text,
+            "metadata": stored,
+        }
+
+    # The mapping view. Pydantic's own ``__iter__`` yields (field, value) pairs; the
+    # original's dict iterates over its keys, and code written against it must keep working.
 
     def __getitem__(self, key: str) -> Any:
-        if key not in _MAPPING_KEYS:
+        if key not in LEGACY_KEYS:
             raise KeyError(key)
-        if key == "metadata":
-            return None if self.metadata is None else self.metadata.model_dump(mode="json")
-        return getattr(self, key)
+        return self.to_dict()[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in LEGACY_KEYS
+
+    def __len__(self) -> int:
+        return len(LEGACY_KEYS)
+
+    def __iter__(self) -> Iterator[str]:  # type: ignore[override]
+        return iter(LEGACY_KEYS)
 
     def get(self, key: str, default: Any = None) -> Any:
-        """Mapping-style access with a default, as on the spec's dict."""
-        try:
-            value = self[key]
-        except KeyError:
-            return default
-        return default if value is None else value
+        """As ``dict.get``: the value when the key is one of the dict's, even ``None``."""
+        return self[key] if key in LEGACY_KEYS else default
 
-    def keys(self) -> Iterator[str]:
-        """The mapping keys, so ``dict(gen)`` and ``**gen`` work."""
-        return iter(_MAPPING_KEYS)
+    def keys(self) -> KeysView[str]:
+        """The dict's keys, so ``dict(gen)`` and ``**gen`` work."""
+        return self.to_dict().keys()
+
+    def values(self) -> ValuesView[Any]:
+        return self.to_dict().values()
+
+    def items(self) -> ItemsView[str, Any]:
+        return self.to_dict().items()
+
+
+Mapping.register(Generation)

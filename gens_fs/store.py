@@ -39,7 +39,13 @@ from gens_fs.layout import (
     validate_gen_id,
     validate_stage,
 )
-from gens_fs.models import Generation, GenerationMetadata, parse_metadata, parse_metadata_json
+from gens_fs.models import (
+    Generation,
+    GenerationMetadata,
+    parse_metadata,
+    parse_metadata_json,
+    require_spec_fields,
+)
 
 log = logging.getLogger(__name__)
 
@@ -276,17 +282,21 @@ class GensStore:
     ) -> Generation:
         """Write a generation: the text files first, ``metadata.json`` last (the commit).
 
-        Everything is checked before the first byte is written: stage, gen_id, metadata,
-        the parent (an essay's draft, an evaluation's essay, committed in this store) and,
-        unless ``overwrite``, that the generation is not committed already
-        (``GenerationExists``). The final commit is the medium's exclusive create, so of
-        concurrent create-only writers exactly one wins where ``exclusive_create`` is True.
+        Everything is checked before the first byte is written: stage, gen_id, metadata
+        (strictly: the spec's ``task_id``, ``template_id`` and ``model_id``, where reading
+        accepts the original pipeline's files without them), the parent (an essay's
+        draft, an evaluation's essay, committed in this store) and, unless ``overwrite``,
+        that the generation is not committed already (``GenerationExists``). The final
+        commit is the medium's exclusive create, so of concurrent create-only writers
+        exactly one wins where ``exclusive_create`` is True.
 
+        ``metadata.json`` is the metadata's JSON object as given (``to_dict``), indented.
         With ``overwrite=True`` the old ``metadata.json`` is removed first (readers see an
         uncommitted generation, never a mix) and text files not given are removed.
         """
         meta_path = self.path(stage, gen_id, METADATA_FILE)
         meta = parse_metadata(metadata, where=meta_path)
+        require_spec_fields(meta, where=meta_path)
         texts = {"raw_text": raw, "parsed_text": parsed, "prompt_text": prompt}
         for field, value in texts.items():
             if value is not None and not isinstance(value, str):
@@ -381,6 +391,15 @@ def load_generation(
     gen_id: str,
     *,
     storage_options: Mapping[str, Any] | None = None,
-) -> Generation:
-    """The spec's entry point: ``GensStore(gens_root, ...).load(stage, gen_id)``."""
-    return GensStore(gens_root, storage_options=storage_options).load(stage, gen_id)
+) -> dict[str, Any]:
+    """The spec's entry point, returning the original pipeline's plain dict.
+
+    Keys ``stage, gen_id, parent_gen_id, raw_text, parsed_text, prompt_text, metadata``:
+    ``metadata`` is the stored JSON object exactly (``None`` without ``metadata.json``),
+    ``parent_gen_id`` its value there (``None`` when absent), ``raw_text`` is ``""`` when
+    raw.txt is absent, ``parsed_text``/``prompt_text`` ``None``. Unlike the original, a
+    generation with none of its files raises ``GenerationNotFound`` (a ``FileNotFoundError``)
+    rather than returning an empty dict, so a mistyped gen_id is not silently nothing.
+    """
+    gen = GensStore(gens_root, storage_options=storage_options).load(stage, gen_id)
+    return gen.to_dict()

@@ -156,6 +156,54 @@ def test_missing_prompt_only_for_drafts_and_essays() -> None:
     assert report.ok  # warnings only
 
 
+ORIGINAL = {"template_id": "tpl", "llm_model_id": "m", "mode": "llm"}  # no task_id
+COPIED = {"template_id": "copy-tpl", "llm_model_id": None, "mode": "copy"}
+
+
+@pytest.mark.parametrize(
+    ("stage", "stored", "expected"),
+    [
+        ("draft", ORIGINAL, {("missing_task_id", "warning")}),
+        ("essay", {**ORIGINAL, "task_id": "t", "parent_gen_id": "d"}, set()),
+        ("essay", {**COPIED, "parent_gen_id": "d"}, {("missing_task_id", "warning")}),
+        ("essay", {**COPIED, "task_id": "t", "parent_gen_id": "d"}, set()),
+        ("essay", {**ORIGINAL, "task_id": "t", "llm_model_id": None, "parent_gen_id": "d"},
+         {("missing_model_id", "warning")}),
+        ("draft", {"task_id": "t", "template_id": "tpl", "model_id": ""},
+         {("missing_model_id", "warning")}),
+        ("draft", {"task_id": "", "llm_model_id": "m"},
+         {("invalid_metadata", "error"), ("missing_task_id", "warning")}),
+    ],
+)  # fmt: skip
+def test_spec_fields_of_stored_metadata(
+    stage: str, stored: dict[str, Any], expected: set[tuple[str, str]]
+) -> None:
+    """A missing task_id or model_id is a warning (the original pipeline's files load as
+    they are); template_id stays required; a copy-mode generation has no model, no prompt."""
+    no_prompt = {"parsed.txt": 5, "metadata.json": 90}
+    files = {"draft": {"d": COMPLETE}, "essay": {}}
+    files[stage] = {**files[stage], "g": no_prompt if stored.get("mode") == "copy" else COMPLETE}
+    meta = GenerationMetadata.model_validate(stored)
+    report = find_problems(snapshot(files, {(stage, "g"): meta}))
+    found = [f for f in report.findings if f.gen_id == "g"]
+    assert {(f.kind, f.severity) for f in found} == expected
+    assert all(f.path.endswith("/gens/" + stage + "/g/metadata.json") for f in found)
+    advice = {f.kind: f.message for f in found}
+    if "missing_task_id" in advice:
+        assert "loads and syncs as it is" in advice["missing_task_id"]
+    if "missing_model_id" in advice:
+        assert "only copy-mode generations" in advice["missing_model_id"]
+    if "invalid_metadata" in advice:
+        assert "no template_id" in advice["invalid_metadata"]
+
+
+def test_missing_prompt_still_reported_for_an_llm_generation_without_one() -> None:
+    files = {"draft": {"d": {"raw.txt": 1, "parsed.txt": 1, "metadata.json": 9}}}
+    meta = GenerationMetadata.model_validate({**ORIGINAL, "task_id": "t"})
+    report = find_problems(snapshot(files, {("draft", "d"): meta}))
+    assert kinds(report) == {("missing_prompt", "draft", "d")}
+
+
 def test_not_in_any_cohort_needs_known_memberships() -> None:
     files = {"draft": {"d": COMPLETE, "stray": COMPLETE, "half": {"raw.txt": 0}}}
     listed: dict[str, MembershipResult] = {"c": rows(("draft", "d"), ("draft", "half"))}

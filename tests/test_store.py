@@ -80,8 +80,10 @@ def test_spec_mapping_access(store: GensStore) -> None:
     assert gen["parsed_text"] == "essay parsed"
     assert gen["raw_text"] == "essay raw"
     assert gen["prompt_text"] is None
-    assert gen.get("prompt_text", "none") == "none"
+    assert gen.get("prompt_text", "none") is None  # as dict.get: the key is there
+    assert gen.get("nope", "none") == "none"
     assert gen["metadata"]["parent_gen_id"] == "d1"
+    assert gen["parent_gen_id"] == "d1"
     assert isinstance(gen["metadata"], dict)
     assert gen.to_dict()["metadata"] == gen["metadata"]
     assert gen.parent_gen_id == "d1"
@@ -267,7 +269,9 @@ def test_invalid_metadata_on_write_writes_nothing(store: GensStore, bad: Any) ->
     assert all_files(store) == {}
 
 
-@pytest.mark.parametrize("content", [b"{not json", b'{"task_id": "t"}', b"\xff\xfe{}", b"[]"])
+@pytest.mark.parametrize(
+    "content", [b"{not json", b'{"task_id": 1}', b'{"usage": "x"}', b"\xff\xfe{}", b"[]"]
+)
 def test_corrupt_metadata_json_on_load(store: GensStore, content: bytes) -> None:
     path = plant(store, "draft", "d1", "metadata.json", content)
     with pytest.raises(InvalidMetadata) as info:
@@ -339,7 +343,8 @@ def test_s3_root_from_standard_aws_environment(
     try:
         store = GensStore("s3://gens-test/env-test/gens")
         store.write("draft", "d1", metadata=meta(), raw="via env", overwrite=True)
-        assert load_generation("s3://gens-test/env-test/gens", "draft", "d1").raw_text == "via env"
+        gen = load_generation("s3://gens-test/env-test/gens", "draft", "d1")
+        assert gen["raw_text"] == "via env"
     finally:
         s3fs.S3FileSystem.clear_instance_cache()
 
