@@ -20,7 +20,8 @@ Rules, one finding each (kind, severity):
   (from the listing's sizes; no text file is read).
 * ``missing_prompt`` (warning): a draft or essay without a non-empty ``prompt.txt``, unless
   it is a copy-mode generation (``mode: "copy"``), which has no prompt.
-* ``missing_task_id`` (warning): no ``task_id`` (the original pipeline never wrote one).
+* ``missing_task_id`` (info): no ``task_id``. The original pipeline never wrote one, so a
+  store it wrote has one per generation: a remark, not something to fix.
 * ``missing_model_id`` (warning): neither ``model_id`` nor ``llm_model_id``, and not a
   copy-mode generation (the original writes ``llm_model_id: null`` for those, by design).
 * ``not_in_any_cohort`` (info): a committed generation no cohort lists. Reported only when
@@ -82,7 +83,7 @@ SEVERITY: Final[dict[str, Severity]] = {
     "invalid_membership": "error",
     "empty_parsed": "warning",
     "missing_prompt": "warning",
-    "missing_task_id": "warning",
+    "missing_task_id": "info",
     "missing_model_id": "warning",
     "not_in_any_cohort": "info",
 }

@@ -163,16 +163,16 @@ COPIED = {"template_id": "copy-tpl", "llm_model_id": None, "mode": "copy"}
 @pytest.mark.parametrize(
     ("stage", "stored", "expected"),
     [
-        ("draft", ORIGINAL, {("missing_task_id", "warning")}),
+        ("draft", ORIGINAL, {("missing_task_id", "info")}),
         ("essay", {**ORIGINAL, "task_id": "t", "parent_gen_id": "d"}, set()),
-        ("essay", {**COPIED, "parent_gen_id": "d"}, {("missing_task_id", "warning")}),
+        ("essay", {**COPIED, "parent_gen_id": "d"}, {("missing_task_id", "info")}),
         ("essay", {**COPIED, "task_id": "t", "parent_gen_id": "d"}, set()),
         ("essay", {**ORIGINAL, "task_id": "t", "llm_model_id": None, "parent_gen_id": "d"},
          {("missing_model_id", "warning")}),
         ("draft", {"task_id": "t", "template_id": "tpl", "model_id": ""},
          {("missing_model_id", "warning")}),
         ("draft", {"task_id": "", "llm_model_id": "m"},
-         {("invalid_metadata", "error"), ("missing_task_id", "warning")}),
+         {("invalid_metadata", "error"), ("missing_task_id", "info")}),
     ],
 )  # fmt: skip
 def test_spec_fields_of_stored_metadata(

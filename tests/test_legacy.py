@@ -149,13 +149,13 @@ def test_generation_mapping_view_behaves_like_the_original_dict(tmp_path: Path) 
 # -- inspecting ----------------------------------------------------------------------------
 
 
-def test_check_passes_with_one_missing_task_id_warning_each(
+def test_check_passes_with_one_missing_task_id_info_each(
     legacy_root: str, storage_options: dict[str, Any]
 ) -> None:
     report = check(legacy_root, storage_options=storage_options)
     assert report.ok and report.summary.errors == 0
     assert {(f.kind, f.severity, f.stage, f.gen_id) for f in report.findings} == {
-        ("missing_task_id", "warning", g.stage, g.gen_id) for g in GENERATIONS
+        ("missing_task_id", "info", g.stage, g.gen_id) for g in GENERATIONS
     }
     assert report.summary.generations == len(GENERATIONS)
 
