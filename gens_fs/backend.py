@@ -92,12 +92,13 @@ class Scan:
 
 
 class Children(NamedTuple):
-    """The names of the folders and files directly in a directory. ``exists`` is False when
-    it holds nothing at all (on an object store an absent prefix is an empty one)."""
+    """The names of the folders and files directly in a directory. ``exists``: False when
+    the directory is absent, ``None`` when it holds nothing on a medium that cannot tell
+    absent from empty (an object store's prefix)."""
 
     folders: frozenset[str]
     files: frozenset[str]
-    exists: bool
+    exists: bool | None
 
 
 def _merge_defaults(defaults: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
@@ -341,7 +342,7 @@ class S3Backend(Backend):
                     break
                 token = {"ContinuationToken": page["NextContinuationToken"]}
         files.discard("")  # a "folder marker" object named like the prefix itself
-        return Children(frozenset(folders), frozenset(files), bool(folders or files))
+        return Children(frozenset(folders), frozenset(files), True if folders or files else None)
 
     def listing_info(self, prefix: str) -> dict[str, FileInfo]:
         """Every object under ``prefix/`` with its size and ETag: ListObjectsV2 pages only.

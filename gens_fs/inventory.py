@@ -66,9 +66,10 @@ def require_data_root(
     ``gens/`` or ``cohorts/`` (on S3: something is stored under one of them). One listing of
     the root's first level (one ``ListObjectsV2``, which also fails on a missing bucket).
 
-    A gens root (it holds stage folders) is always refused, with its parent as the hint.
-    A root that holds neither (empty, absent, a mistyped prefix) passes only with
-    ``allow_empty``; ``if_empty`` ends the refusal, to say how to proceed.
+    A gens root (it holds stage folders) is always refused, with its parent as the hint,
+    and so is an absent folder. A root that holds neither (an empty folder, an S3 prefix
+    with nothing under it: a mistyped one) passes only with ``allow_empty``; ``if_empty``
+    ends its refusal, to say how to proceed.
     """
     found = backend.children(backend.root, stop_at=(GENS_DIR, COHORTS_DIR))
     kind = root_kind(found.folders)
@@ -80,11 +81,12 @@ def require_data_root(
         parent = parent_path(backend.root)
         hint = f"did you mean {backend.url(parent)}?" if parent else "give its parent folder"
         raise NotADataRoot(f"{what} {url} looks like a gens root (it holds {stages}); {hint}")
+    advice = "give the folder that holds gens/ and cohorts/"
+    if found.exists is False:
+        raise NotADataRoot(f"{what} {url} does not exist: {advice}")
     if not allow_empty:
-        state = "holds neither gens/ nor cohorts/" if found.exists else "does not exist"
-        raise NotADataRoot(
-            f"{what} {url} {state}: give the folder that holds gens/ and cohorts/{if_empty}"
-        )
+        state = "holds nothing" if found.exists is None else "holds neither gens/ nor cohorts/"
+        raise NotADataRoot(f"{what} {url} {state}: {advice}{if_empty}")
 
 
 def select_stages(stages: Iterable[str] | None) -> list[str]:
@@ -179,7 +181,10 @@ def read_snapshot(
     scope = generations_in_scope(found.files, chosen, members)
     committed = [k for k in scope if METADATA_FILE in found.files[k[0]][k[1]]]
     keep = _Relevant(chosen, None if members is None else {(r.stage, r.gen_id) for r in members})
-    layout = [*found.strays, *(_gens_strays(root) if set(chosen) == set(STAGES) else [])]
+    layout: list[Stray] = []
+    if strays and cohort is None:
+        layout = [s for s in found.strays if keep(s.path)]
+        layout += _gens_strays(root) if set(chosen) == set(STAGES) else []
     return StoreSnapshot(
         data_root=root.url,
         stages=tuple(chosen),
@@ -188,7 +193,7 @@ def read_snapshot(
         metadata=root.store().metadata_many(committed),
         memberships=memberships,
         cohort=cohort,
-        strays=tuple(sorted(s for s in layout if keep(s.path))) if strays and not cohort else (),
+        strays=tuple(sorted(layout)),
         ignored=tuple(i for i in found.ignored if keep(i.path)),
     )
 

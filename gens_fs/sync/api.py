@@ -115,7 +115,7 @@ def sync(
     target = open_backend(dst, storage_options=dst_options)
     _check_roots(source, target)
     require_data_root(
-        source, what="source", allow_empty=allow_empty_source, if_empty=_EMPTY_SOURCE_HINT
+        source, what="source data root", allow_empty=allow_empty_source, if_empty=_EMPTY_SOURCE_HINT
     )
 
     prefetched: dict[str, bytes] = {}
