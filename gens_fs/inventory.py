@@ -39,6 +39,7 @@ from gens_fs.layout import (
     cohort_strays,
     entry_generation,
     gens_child_stray,
+    is_hidden,
     join,
     membership_cohort,
     parent_path,
@@ -252,6 +253,7 @@ def _list_data_root(
             Ignored(relpath, entry.reason)
             for entry in scan.ignored
             if (relpath := relpath_under(root.root, entry.path)) is not None
+            and not is_hidden(relpath)
         ],
     )
 

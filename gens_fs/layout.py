@@ -152,6 +152,11 @@ def _hidden(parts: Iterable[str]) -> bool:
     return any(part.startswith(".") for part in parts)
 
 
+def is_hidden(relpath: str) -> bool:
+    """True when a part of ``relpath`` starts with ``.``: left out of everything, silently."""
+    return _hidden(relpath.split("/"))
+
+
 def gens_child_stray(name: str, *, is_dir: bool) -> Stray | None:
     """What an entry directly under ``gens/`` is, if it is not a stage folder (or hidden)."""
     if name.startswith("."):

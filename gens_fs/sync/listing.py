@@ -64,7 +64,7 @@ def list_side(
     ignored = [
         Ignored(relpath, entry.reason)
         for entry in scan.ignored
-        if (relpath := relpath_under(backend.root, entry.path)) is not None
+        if (relpath := relpath_under(backend.root, entry.path)) is not None and visible(relpath)
     ]
     ignored += [Ignored(p, f"stray: {reason}") for p, reason in sorted(found_strays.items())]
     return Side(files, [entry for entry in ignored if scope.may_hold(entry.path)])
