@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -30,7 +31,9 @@ from gens_fs import (
     write_membership,
 )
 from gens_fs.backend import open_backend
+from gens_fs.cohorts import DataRoot
 from gens_fs.errors import NotADataRoot
+from gens_fs.inventory import require_data_root
 from gens_fs.layout import (
     GensFile,
     Stray,
@@ -42,6 +45,7 @@ from gens_fs.layout import (
 from gens_fs.sync.compare import FileEntry
 from gens_fs.sync.plan import SyncPlan, SyncScope, delete_refusal, make_plan
 from gens_fs.testing.invariants import snapshot
+from gens_fs.testing.s3 import S3Proxy, s3_storage_options
 
 REPO = Path(__file__).resolve().parents[1]
 META = {"task_id": "t", "template_id": "tpl", "model_id": "m"}
@@ -162,6 +166,16 @@ def test_an_empty_source_needs_allow_empty_source(tmp_path: Path) -> None:
     count = len(snapshot(backup))
     report = sync(empty, backup, allow_empty_source=True, delete=True, max_delete=count)
     assert report.deleted == count and snapshot(backup) == {}
+
+
+def test_the_data_root_probe_is_one_list_request(s3_proxy: S3Proxy) -> None:
+    root = f"s3://{BUCKET}/{uuid.uuid4().hex[:8]}/data"
+    options = s3_storage_options(s3_proxy.endpoint_url)
+    write_store(root, options, n=1)
+    backend = DataRoot(root, storage_options=options).backend
+    s3_proxy.reset_counts()
+    require_data_root(backend)
+    assert s3_proxy.counts() == {"LIST": 1}  # no HEAD of the bucket besides
 
 
 def test_a_missing_bucket_is_still_one_line(tmp_path: Path, s3: dict[str, Any]) -> None:
@@ -305,6 +319,25 @@ def test_ls_and_check_report_links_and_special_files(linked: dict[str, Path]) ->
     paths = {f["path"] for f in json.loads(followed.stdout)["findings"] if f["kind"] == "ignored"}
     assert f"{root}/gens/draft/d2/parsed.txt" not in paths
     assert f"{root}/gens/draft/d0/raw.txt" in paths
+
+
+def test_sockets_and_devices_are_listed_as_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "data" / "gens" / "draft" / "d1"
+    folder.mkdir(parents=True)
+    (folder / "raw.txt").write_text("kept")
+    monkeypatch.chdir(folder)  # a socket's path is limited to about 100 bytes
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind("parsed.txt")
+        (folder / "prompt.txt").symlink_to("/dev/null")
+        backend = open_backend(tmp_path / "data")
+        found = backend.scan([str(folder)], follow_symlinks=True)
+    assert list(found.files) == [f"{folder}/raw.txt"]
+    assert sorted(found.ignored) == [
+        (f"{folder}/parsed.txt", "socket, never opened"),
+        (f"{folder}/prompt.txt", "symbolic link to /dev/null, outside the data root, not followed"),
+    ]
 
 
 def test_reading_a_special_file_fails_at_once(linked: dict[str, Path]) -> None:
