@@ -13,9 +13,13 @@ the few primitives the store needs, each batched:
   ``xb`` mode);
 * ``listing(prefix)`` -> every file under a prefix with its size, one recursive listing;
   ``listing_info(prefix)`` the same with the content hash the listing gives for free (the S3
-  ETag), no request per file;
+  ETag), no request per file; ``scan(prefixes)`` the same with the entries it left out.
+  On local disk no listing follows a symbolic link or opens a FIFO, socket or device: they
+  are left out and reported by ``scan`` (``follow_symlinks=True`` follows the links whose
+  target stays inside the root);
 * ``remove(paths)``;
-* ``check_root()`` -> fail early, in one request, when the root cannot exist (no bucket).
+* ``children(path)`` -> the names of the folders and files directly in ``path``: on S3 one
+  ``ListObjectsV2`` with a delimiter, which also fails early when the bucket does not exist.
 
 For transfers (``gens_fs.sync``) there are coroutine versions of one-file primitives,
 ``read_file`` / ``write_file`` / ``copy_file`` / ``remove_files``, so many can be in flight on
@@ -33,14 +37,15 @@ import contextlib
 import os
 import stat
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import IO, Any, NamedTuple
 
 import fsspec
 from fsspec.asyn import sync
 from fsspec.implementations.local import LocalFileSystem
 
-from gens_fs.errors import StorageError
+from gens_fs.errors import SpecialFile, StorageError
 
 # s3fs tuned for many small objects. Its default ``max_concurrency=10`` makes ``cat_file``
 # send a HEAD before every GET (to decide on ranged parallel reads); our artifacts are a few
@@ -74,6 +79,33 @@ class FileInfo(NamedTuple):
 
     size: int
     etag: str | None = None
+
+
+class Ignored(NamedTuple):
+    """An entry a listing left out without reading it: a symbolic link not followed, a FIFO,
+    socket or device. ``path`` as the listing found it; ``reason`` says what it is."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Scan:
+    """A listing's result: the regular files with their :class:`FileInfo`, and the entries
+    it left out (:class:`Ignored`)."""
+
+    files: dict[str, FileInfo]
+    ignored: list[Ignored] = field(default_factory=list)
+
+
+class Children(NamedTuple):
+    """The names of the folders and files directly in a directory. ``exists``: False when
+    the directory is absent, ``None`` when it holds nothing on a medium that cannot tell
+    absent from empty (an object store's prefix)."""
+
+    folders: frozenset[str]
+    files: frozenset[str]
+    exists: bool | None
 
 
 def _merge_defaults(defaults: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
@@ -125,10 +157,21 @@ class Backend:
         """``path`` as a user would type it: with its protocol (a plain path on local disk)."""
         return str(self.fs.unstrip_protocol(path))
 
-    def check_root(self) -> None:
-        """Raise ``StorageError`` when the root's container cannot be reached or does not
-        exist (on S3: one HEAD of the bucket). The root itself may be empty or absent: a
-        data root is created by its first write. Nothing to check elsewhere."""
+    def children(self, path: str, *, stop_at: Collection[str] = ()) -> Children:
+        """What ``path`` holds at its first level: one listing. ``stop_at``: folder names
+        after which an object store may stop paging (the caller needs nothing more)."""
+        with storage_errors(self.root):
+            try:
+                infos = self.fs.ls(path, detail=True)
+            except (FileNotFoundError, NotADirectoryError):
+                return Children(frozenset(), frozenset(), False)
+        folders: set[str] = set()
+        files: set[str] = set()
+        for info in infos:
+            name = _child_name(path, info["name"])
+            if name:
+                (folders if info.get("type") == "directory" else files).add(name)
+        return Children(frozenset(folders), frozenset(files), True)
 
     def read_many(self, paths: list[str]) -> dict[str, bytes | None]:
         """Read every path; a missing file reads as ``None``. One request per file."""
@@ -205,6 +248,11 @@ class Backend:
             found.update(self.listing_info(prefix))
         return found
 
+    def scan(self, prefixes: list[str], *, follow_symlinks: bool = False) -> Scan:
+        """:meth:`listing_info_many` with the entries it left out. Only local disk has
+        symbolic links and special files to leave out (see :class:`LocalBackend`)."""
+        return Scan(self.listing_info_many(prefixes))
+
     @property
     def costs_requests(self) -> bool:
         """True when every read is a billed, high-latency request (object stores); False for
@@ -278,24 +326,39 @@ class S3Backend(Backend):
         ``StorageError``, not an empty store."""
         return {path: info.size for path, info in self.listing_info(prefix).items()}
 
-    def check_root(self) -> None:
-        bucket = self.root.split("/", 1)[0]
+    def children(self, path: str, *, stop_at: Collection[str] = ()) -> Children:
+        """ListObjectsV2 with ``Delimiter="/"``: one request (more pages only when the
+        folder holds over 1,000 entries and none of ``stop_at`` was seen). A missing bucket
+        is a ``StorageError``."""
+        bucket, key, _ = self.fs.split_path(path)
         if not bucket:
-            raise StorageError(f"{self.url(self.root)!r} names no bucket: use s3://BUCKET/PREFIX")
-        url = self.url(self.root)
-        prefix = self.root.split("/", 1)[1].rstrip("/") + "/" if "/" in self.root else ""
+            raise StorageError(f"{self.url(path)!r} names no bucket: use s3://BUCKET/PREFIX")
+        prefix = key.rstrip("/") + "/" if key else ""
+        folders: set[str] = set()
+        files: set[str] = set()
 
-        async def list_one_key() -> None:
-            # A LIST, not a HEAD of the bucket: the same round trip, and a no-op sync keeps
-            # sending nothing but listings.
-            request = self.fs._call_s3(
-                "list_objects_v2", Bucket=bucket, Prefix=prefix, Delimiter="/", MaxKeys=1
-            )
-            await asyncio.wait_for(request, PROBE_TIMEOUT_S)
+        async def list_pages() -> None:
+            token: dict[str, str] = {}
+            while True:
+                # Each page within the probe's time: this is the first request most commands
+                # send, and an endpoint that does not answer must be one line, not a hang.
+                page = await asyncio.wait_for(
+                    self.fs._call_s3(
+                        "list_objects_v2", Bucket=bucket, Prefix=prefix, Delimiter="/", **token
+                    ),
+                    PROBE_TIMEOUT_S,
+                )
+                for common in _get(page, "CommonPrefixes"):
+                    folders.add(common["Prefix"][len(prefix) :].rstrip("/"))
+                files.update(obj["Key"][len(prefix) :] for obj in _get(page, "Contents"))
+                if not page.get("IsTruncated") or folders & set(stop_at):
+                    return
+                token = {"ContinuationToken": page["NextContinuationToken"]}
 
+        url = self.url(path)
         with storage_errors(url):
             try:
-                sync(self.fs.loop, list_one_key)
+                sync(self.fs.loop, list_pages)
             except asyncio.TimeoutError:
                 raise StorageError(
                     f"cannot reach the storage endpoint for {url}: no answer within "
@@ -304,6 +367,8 @@ class S3Backend(Backend):
                 ) from None
             except FileNotFoundError:
                 raise _no_bucket(bucket, url) from None
+        files.discard("")  # a "folder marker" object named like the prefix itself
+        return Children(frozenset(folders), frozenset(files), True if folders or files else None)
 
     def listing_info(self, prefix: str) -> dict[str, FileInfo]:
         """Every object under ``prefix/`` with its size and ETag: ListObjectsV2 pages only.
@@ -388,6 +453,18 @@ def _unquote(etag: object) -> str | None:
     return etag.strip('"') if isinstance(etag, str) and etag.strip('"') else None
 
 
+def _get(page: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
+    value = page.get(key)
+    return value if isinstance(value, list) else []
+
+
+def _child_name(parent: str, path: str) -> str:
+    """The name of ``path`` directly inside ``parent`` ("" for anything else)."""
+    base = parent.rstrip("/") + "/"
+    rest = path.rstrip("/")[len(base) :] if path.startswith(base) else ""
+    return "" if "/" in rest else rest
+
+
 class MemoryBackend(Backend):
     """fsspec's memory filesystem: its ``xb`` open is a check-and-set under the GIL."""
 
@@ -411,10 +488,12 @@ class LocalBackend(Backend):
         return path
 
     def read_many(self, paths: list[str]) -> dict[str, bytes | None]:
+        """A symbolic link is read through (the caller named the path); a FIFO, socket,
+        device or folder raises ``SpecialFile`` without being opened."""
         out: dict[str, bytes | None] = {}
         for path in paths:
             try:
-                with open(path, "rb") as handle:
+                with open_regular(path) as handle:
                     out[path] = handle.read()
             except (FileNotFoundError, NotADirectoryError):
                 out[path] = None
@@ -461,13 +540,38 @@ class LocalBackend(Backend):
         return True
 
     def listing(self, prefix: str) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for directory, _dirs, names in os.walk(prefix):
-            for name in names:
-                full = os.path.join(directory, name)
-                with contextlib.suppress(FileNotFoundError):
-                    out[full.replace(os.sep, "/")] = os.stat(full).st_size
-        return out
+        return {path: info.size for path, info in self.scan([prefix]).files.items()}
+
+    def listing_info_many(self, prefixes: list[str]) -> dict[str, FileInfo]:
+        return self.scan(prefixes).files
+
+    def scan(self, prefixes: list[str], *, follow_symlinks: bool = False) -> Scan:
+        """Regular files under the ``prefixes``, never following a symbolic link (nor one on
+        the way from the root down to a prefix) and never opening a FIFO, socket or device:
+        each is left out and reported. With ``follow_symlinks`` a link is followed when
+        its target stays inside the root (a link to a folder that contains it is a loop:
+        reported, not followed)."""
+        walk = _LocalWalk(self.root, follow_symlinks)
+        for prefix in prefixes:
+            walk.prefix(prefix)
+        return Scan(walk.files, walk.ignored)
+
+    def children(self, path: str, *, stop_at: Collection[str] = ()) -> Children:
+        """One ``scandir``; a symbolic link to a folder counts as a folder (listings then
+        report it rather than follow it)."""
+        folders: set[str] = set()
+        files: set[str] = set()
+        try:
+            with os.scandir(path) as entries:
+                for entry in entries:
+                    (folders if entry.is_dir() else files).add(entry.name)
+        except FileNotFoundError:
+            return Children(frozenset(), frozenset(), False)
+        except NotADirectoryError:
+            raise StorageError(f"{path} is a file, not a folder") from None
+        except PermissionError as exc:
+            raise StorageError(f"access denied to {path}: {exc}") from None
+        return Children(frozenset(folders), frozenset(files), True)
 
     def remove(self, paths: Iterable[str]) -> None:
         for path in paths:
@@ -480,6 +584,150 @@ class LocalBackend(Backend):
                 if not stat.S_ISDIR(os.stat(directory).st_mode):
                     return directory
         return None
+
+
+@contextlib.contextmanager
+def open_regular(path: str) -> Iterator[IO[bytes]]:
+    """Open the regular file at ``path`` for reading (through symbolic links). Anything else
+    raises ``SpecialFile`` unopened: ``/dev/zero`` never ends and a FIFO blocks forever.
+    The open is non-blocking and checked again, in case the path changed since the stat."""
+    kind = _special_kind(os.stat(path).st_mode)
+    if kind is None:
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
+            kind = _special_kind(os.fstat(handle.fileno()).st_mode)
+            if kind is None:
+                yield handle
+                return
+    raise SpecialFile(f"{path}: {kind}, not a regular file: never read")
+
+
+def _special_kind(mode: int) -> str | None:
+    """What a non-regular file is, in words; ``None`` for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    kinds = (
+        (stat.S_ISDIR, "folder"),
+        (stat.S_ISFIFO, "named pipe (FIFO)"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISLNK, "symbolic link"),
+    )
+    return next((name for test, name in kinds if test(mode)), "special file")
+
+
+def _inside(path: str, boundary: str) -> bool:
+    return path == boundary or path.startswith(boundary.rstrip(os.sep) + os.sep)
+
+
+class _LocalWalk:
+    """One local listing (:meth:`LocalBackend.scan`): regular files with their sizes, and
+    the entries left out. Types come from ``scandir`` (no syscall for most entries)."""
+
+    def __init__(self, root: str, follow_symlinks: bool) -> None:
+        self.root = root
+        self.boundary = os.path.realpath(root)
+        self.follow = follow_symlinks
+        self.files: dict[str, FileInfo] = {}
+        self.ignored: list[Ignored] = []
+
+    def prefix(self, prefix: str) -> None:
+        """Walk ``prefix``, if every folder from the root down to it may be entered."""
+        under = prefix.startswith(self.root.rstrip("/") + "/")
+        path = self.root
+        for part in prefix[len(self.root) :].split("/") if under else []:
+            if not part:
+                continue
+            path = os.path.join(path, part)
+            try:
+                mode = os.lstat(path).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                return
+            if stat.S_ISLNK(mode):
+                target = self._target(path)
+                if target is None:
+                    return
+                mode = target.st_mode
+            if not stat.S_ISDIR(mode):
+                return  # a file where a folder should be: nothing under it
+        self._walk(prefix)
+
+    def _walk(self, top: str) -> None:
+        # Folder identities on the way down, to refuse a followed link back up (a loop).
+        stack = [(top, frozenset([_identity(top)]) if self.follow else frozenset())]
+        while stack:
+            directory, ancestors = stack.pop()
+            try:
+                with os.scandir(directory) as entries:
+                    found = list(entries)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for entry in found:
+                with contextlib.suppress(FileNotFoundError):  # removed since the scandir
+                    folder = self._entry(entry, ancestors)
+                    if folder is not None:
+                        stack.append(folder)
+
+    def _entry(self, entry: os.DirEntry[str], ancestors: _Ancestors) -> _Folder | None:
+        """Record one entry; a folder to walk comes back, with its ancestors."""
+        path = entry.path
+        if entry.is_symlink():
+            target = self._target(path)
+            return None if target is None else self._followed(path, target, ancestors)
+        if entry.is_dir(follow_symlinks=False):
+            return path, ancestors | {_identity(path)} if self.follow else ancestors
+        info = entry.stat(follow_symlinks=False)  # types came free; the size costs an lstat
+        if stat.S_ISREG(info.st_mode):
+            self.files[_posix(path)] = FileInfo(info.st_size)
+        else:
+            self._ignore(path, f"{_special_kind(info.st_mode)}, never opened")
+        return None
+
+    def _followed(self, path: str, target: os.stat_result, ancestors: _Ancestors) -> _Folder | None:
+        """Record a symbolic link that may be followed, by what it points to."""
+        if stat.S_ISDIR(target.st_mode):
+            identity = (target.st_dev, target.st_ino)
+            if identity in ancestors:
+                self._ignore(path, "symbolic link to a folder holding it (a loop), not followed")
+                return None
+            return path, ancestors | {identity}
+        if stat.S_ISREG(target.st_mode):
+            self.files[_posix(path)] = FileInfo(target.st_size)
+        else:
+            kind = _special_kind(target.st_mode)
+            self._ignore(path, f"symbolic link to a {kind}, never opened")
+        return None
+
+    def _target(self, link: str) -> os.stat_result | None:
+        """What the symbolic link points to, when it may be followed; else reported."""
+        if not self.follow:
+            self._ignore(link, "symbolic link, not followed")
+            return None
+        target = os.path.realpath(link)
+        if not _inside(target, self.boundary):
+            self._ignore(link, f"symbolic link to {target}, outside the data root, not followed")
+            return None
+        try:
+            return os.stat(link)
+        except OSError:
+            self._ignore(link, "broken symbolic link")
+            return None
+
+    def _ignore(self, path: str, reason: str) -> None:
+        self.ignored.append(Ignored(_posix(path), reason))
+
+
+_Ancestors = frozenset[tuple[int, int]]
+_Folder = tuple[str, _Ancestors]
+
+
+def _identity(path: str) -> tuple[int, int]:
+    info = os.stat(path)
+    return info.st_dev, info.st_ino
+
+
+def _posix(path: str) -> str:
+    return path.replace(os.sep, "/")
 
 
 def open_backend(

@@ -27,6 +27,11 @@ Rules, one finding each (kind, severity):
 * ``not_in_any_cohort`` (info): a committed generation no cohort lists. Reported only when
   checking everything, at least one cohort exists and every membership file parsed (a store
   that does not use cohorts, or whose memberships are unknown, would drown in it).
+* ``stray`` (warning): an entry that does not fit the layout (a file directly under
+  ``gens/<stage>/``, a folder inside a generation, a cohort folder without
+  ``membership.csv``, a file where a stage folder should be...). Not with ``cohort``.
+* ``ignored`` (warning): a symbolic link not followed, a FIFO, socket or device: left out
+  of every listing, never read.
 
 An incomplete generation gets only ``incomplete`` and the text-file warnings; its
 metadata-based rules cannot run.
@@ -53,6 +58,7 @@ from gens_fs.layout import (
     RAW_FILE,
     STAGES,
     artifact_path,
+    entry_generation,
     generation_dir,
     is_valid_gen_id,
     join,
@@ -73,6 +79,8 @@ FindingKind = Literal[
     "missing_task_id",
     "missing_model_id",
     "not_in_any_cohort",
+    "stray",
+    "ignored",
 ]
 SEVERITY: Final[dict[str, Severity]] = {
     "missing_generation": "error",
@@ -86,6 +94,8 @@ SEVERITY: Final[dict[str, Severity]] = {
     "missing_task_id": "info",
     "missing_model_id": "warning",
     "not_in_any_cohort": "info",
+    "stray": "warning",
+    "ignored": "warning",
 }
 # Stages whose generations normally carry their prompt (the spec's "Not seeing prompts").
 PROMPTED_STAGES: Final = ("draft", "essay")
@@ -123,6 +133,14 @@ _ADVICE: Final[dict[str, str]] = {
     ),
     "not_in_any_cohort": (
         "membership.csv is the source of truth: add it to a cohort, or delete it if stray"
+    ),
+    "stray": (
+        "it is not part of the layout, and gens-fs does not read it (sync: see the README): "
+        "move it into place or out of the data root"
+    ),
+    "ignored": (
+        "symbolic links are not followed (--follow-symlinks follows those inside the data "
+        "root) and FIFOs, sockets and devices are never read: replace it with a regular file"
     ),
 }
 _SEVERITY_ORDER: Final = {"error": 0, "warning": 1, "info": 2}
@@ -324,6 +342,23 @@ def _lineage_findings(
         )
 
 
+def _layout_findings(snapshot: StoreSnapshot) -> Iterator[Finding]:
+    """``stray`` and ``ignored``: entries the listings found outside the layout."""
+    found: list[tuple[FindingKind, str, str]] = [
+        *(("stray", s.path, s.reason) for s in snapshot.strays),
+        *(("ignored", i.path, i.reason) for i in snapshot.ignored),
+    ]
+    for kind, relpath, reason in found:
+        stage, gen_id = entry_generation(relpath) or (None, None)
+        yield _finding(
+            kind,
+            f"{relpath}: {reason}",
+            path=join(snapshot.data_root, relpath),
+            stage=stage,
+            gen_id=gen_id,
+        )
+
+
 def find_problems(snapshot: StoreSnapshot) -> CheckReport:
     """Every finding over ``snapshot``, worst first. Pure: no I/O."""
     paths = _Paths(snapshot.data_root)
@@ -356,6 +391,7 @@ def find_problems(snapshot: StoreSnapshot) -> CheckReport:
                 )
     for stage, gen_id in snapshot.scope:
         findings.extend(_generation_findings(snapshot, paths, stage, gen_id))
+    findings.extend(_layout_findings(snapshot))
 
     memberships_known = bool(snapshot.memberships) and not any(
         isinstance(rows, InvalidMembership) for rows in snapshot.memberships.values()
@@ -408,6 +444,7 @@ def check(
     cohort: str | None = None,
     stages: Iterable[str] | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    follow_symlinks: bool = False,
 ) -> CheckReport:
     """Check a data root against the spec's invariants and troubleshooting list.
 
@@ -419,7 +456,10 @@ def check(
     Requests (each batch all in flight at once on S3): one recursive listing per stage in
     scope or parent of one; without ``cohort``, one listing of ``cohorts/`` plus one GET per
     cohort, with it one GET of its ``membership.csv``; one GET per committed
-    ``metadata.json`` in scope. No text file is read.
+    ``metadata.json`` in scope; without ``cohort`` and ``stages``, one listing of the first
+    level of ``gens/`` (for strays). No text file is read. ``follow_symlinks``: follow the
+    symbolic links whose target stays inside the data root. A root that holds nothing is an
+    empty store here (the CLI refuses it; see ``gens_fs.inventory.require_data_root``).
     """
     root = open_data_root(data_root, storage_options=storage_options)
     snapshot = read_snapshot(
@@ -428,5 +468,7 @@ def check(
         cohort=cohort,
         all_memberships=cohort is None,
         parent_stages=True,
+        follow_symlinks=follow_symlinks,
+        strays=True,
     )
     return find_problems(snapshot)

@@ -127,13 +127,17 @@ class DataRoot:
             )
         return parse_membership(data, where=path)
 
-    def read_memberships(self) -> dict[str, list[MembershipRow] | InvalidMembership]:
-        """Every cohort's rows, in one listing and one batch of GETs (one per cohort).
+    def read_memberships(
+        self, cohort_ids: Iterable[str] | None = None
+    ) -> dict[str, list[MembershipRow] | InvalidMembership]:
+        """Every cohort's rows, in one listing and one batch of GETs (one per cohort);
+        ``cohort_ids`` when the caller listed them already (no listing then).
 
         A file that does not parse comes back as its ``InvalidMembership`` error, so a
         caller looking at all cohorts can report it and go on.
         """
-        paths = {c: self.membership_file(c) for c in self.cohort_ids()}
+        ids = self.cohort_ids() if cohort_ids is None else cohort_ids
+        paths = {c: self.membership_file(c) for c in ids}
         data = self.backend.read_many(list(paths.values()))
         out: dict[str, list[MembershipRow] | InvalidMembership] = {}
         for cohort_id, path in paths.items():

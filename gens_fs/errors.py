@@ -50,3 +50,13 @@ class InvalidMembership(GensError, ValueError):
 
 class CohortNotFound(GensError, FileNotFoundError):
     """No ``membership.csv`` for the cohort asked for."""
+
+
+class NotADataRoot(StorageError):
+    """A root given as a data root that does not look like one: it holds neither ``gens/``
+    nor ``cohorts/`` (a typo, a gens root, an empty prefix)."""
+
+
+class SpecialFile(GensError, OSError):
+    """A FIFO, socket, device or folder where a regular file was to be read: never opened
+    (reading ``/dev/zero`` never ends, and a FIFO blocks until someone writes to it)."""

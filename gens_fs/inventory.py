@@ -5,25 +5,52 @@ Two halves, as everywhere in gens_fs that reasons over many generations:
 * :func:`read_snapshot` is the I/O: one recursive listing per stage it needs, one batch of
   GETs for the ``metadata.json`` of the generations in scope, and the cohort memberships it
   was asked for (one listing plus one batch of GETs). Nothing else: no per-file existence
-  probes, no text files (sizes come from the listing).
+  probes, no text files (sizes come from the listing). Listings leave symbolic links and
+  special files out (``StoreSnapshot.ignored``) and keep what does not fit the layout
+  apart (``StoreSnapshot.strays``).
+* :func:`require_data_root` is the one cheap request that tells a data root from a typo.
 * Everything else here (and in ``gens_fs.check``) is a pure function of the resulting
   :class:`StoreSnapshot`, testable with hand-built data.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
 
+from gens_fs.backend import Backend, Ignored
 from gens_fs.cohorts import DataRoot, MembershipRow, open_data_root
-from gens_fs.errors import InvalidMembership, InvalidMetadata
-from gens_fs.layout import METADATA_FILE, PARENT_STAGE, STAGES, validate_stage
+from gens_fs.errors import InvalidMembership, InvalidMetadata, NotADataRoot
+from gens_fs.layout import (
+    COHORTS_DIR,
+    GENS_DIR,
+    METADATA_FILE,
+    PARENT_STAGE,
+    STAGES,
+    GensFile,
+    Stray,
+    classify_gens_file,
+    cohort_strays,
+    entry_generation,
+    gens_child_stray,
+    is_hidden,
+    join,
+    membership_cohort,
+    parent_path,
+    relpath_under,
+    root_kind,
+    stage_of,
+    validate_stage,
+)
 from gens_fs.models import GenerationMetadata
+
+log = logging.getLogger(__name__)
 
 MetadataResult = GenerationMetadata | InvalidMetadata | None
 """A ``metadata.json`` as read: parsed, the error it failed with, or ``None`` if absent."""
@@ -31,6 +58,36 @@ MembershipResult = list[MembershipRow] | InvalidMembership
 """A ``membership.csv`` as read: its rows, or the error it failed with."""
 GenKey = tuple[str, str]
 """``(stage, gen_id)``."""
+
+
+def require_data_root(
+    backend: Backend, *, what: str = "data root", allow_empty: bool = False, if_empty: str = ""
+) -> None:
+    """Raise ``NotADataRoot`` unless ``backend.root`` looks like a data root: it holds
+    ``gens/`` or ``cohorts/`` (on S3: something is stored under one of them). One listing of
+    the root's first level (one ``ListObjectsV2``, which also fails on a missing bucket).
+
+    A gens root (it holds stage folders) is always refused, with its parent as the hint,
+    and so is an absent folder. A root that holds neither (an empty folder, an S3 prefix
+    with nothing under it: a mistyped one) passes only with ``allow_empty``; ``if_empty``
+    ends its refusal, to say how to proceed.
+    """
+    found = backend.children(backend.root, stop_at=(GENS_DIR, COHORTS_DIR))
+    kind = root_kind(found.folders)
+    if kind == "data":
+        return
+    url = backend.url(backend.root)
+    if kind == "gens":
+        stages = ", ".join(f"{s}/" for s in STAGES if s in found.folders)
+        parent = parent_path(backend.root)
+        hint = f"did you mean {backend.url(parent)}?" if parent else "give its parent folder"
+        raise NotADataRoot(f"{what} {url} looks like a gens root (it holds {stages}); {hint}")
+    advice = "give the folder that holds gens/ and cohorts/"
+    if found.exists is False:
+        raise NotADataRoot(f"{what} {url} does not exist: {advice}")
+    if not allow_empty:
+        state = "holds nothing" if found.exists is None else "holds neither gens/ nor cohorts/"
+        raise NotADataRoot(f"{what} {url} {state}: {advice}{if_empty}")
 
 
 def select_stages(stages: Iterable[str] | None) -> list[str]:
@@ -48,7 +105,9 @@ class StoreSnapshot:
     being looked at, all present on disk: every one of ``stages``, or with ``cohort`` the
     cohort's members of those stages. ``metadata`` holds each committed scope member's
     ``metadata.json``. ``memberships`` holds the cohorts that were read: only ``cohort``
-    when scoped to one, every cohort when asked for all, else none.
+    when scoped to one, every cohort when asked for all, else none. ``strays`` (when asked
+    for) and ``ignored`` (symbolic links, special files), relative to the data root, are
+    those of the stages and cohorts in scope.
     """
 
     data_root: str
@@ -58,6 +117,8 @@ class StoreSnapshot:
     metadata: Mapping[GenKey, MetadataResult] = field(default_factory=dict)
     memberships: Mapping[str, MembershipResult] = field(default_factory=dict)
     cohort: str | None = None
+    strays: tuple[Stray, ...] = ()
+    ignored: tuple[Ignored, ...] = ()
 
     def files_of(self, stage: str, gen_id: str) -> Mapping[str, int] | None:
         """The generation's files with sizes, or ``None`` when it has no directory."""
@@ -90,43 +151,129 @@ def read_snapshot(
     cohort: str | None = None,
     all_memberships: bool = False,
     parent_stages: bool = False,
+    follow_symlinks: bool = False,
+    strays: bool = False,
 ) -> StoreSnapshot:
     """Read what reasoning over ``root`` needs, batched.
 
     Requests: with ``cohort``, one GET of its ``membership.csv`` (``CohortNotFound`` or
-    ``InvalidMembership`` raised: the user asked for it); else with ``all_memberships``
-    one listing of ``cohorts/`` and one GET per cohort, all in flight at once. Then one
-    recursive listing per stage needed (the scope's stages; with ``parent_stages`` their
-    parents too) and one batch of GETs, one per committed ``metadata.json`` in scope.
+    ``InvalidMembership`` raised: the user asked for it). Then one recursive listing per
+    stage needed (the scope's stages; with ``parent_stages`` their parents too) and, with
+    ``all_memberships`` (and no ``cohort``), of ``cohorts/``, side by side; one GET per
+    cohort and one per committed ``metadata.json`` in scope, batched. ``strays`` adds one
+    listing of ``gens/`` itself (first level) when every stage is in scope.
+    ``follow_symlinks``: see :meth:`gens_fs.backend.LocalBackend.scan`.
     """
     chosen = select_stages(stages)
-    memberships: dict[str, MembershipResult] = {}
-    members: list[MembershipRow] | None = None
-    if cohort is not None:
-        members = root.read_membership(cohort)
-        memberships[cohort] = members
-        used = {r.stage for r in members}
-        chosen_listed = [s for s in chosen if s in used]
-    else:
-        if all_memberships:
-            memberships = dict(root.read_memberships())
-        chosen_listed = chosen
-    listed = set(chosen_listed)
+    members = None if cohort is None else root.read_membership(cohort)
+    used = chosen if members is None else [s for s in chosen if s in {r.stage for r in members}]
+    listed = set(used)
     if parent_stages:
-        listed |= {p for s in chosen_listed if (p := PARENT_STAGE[s]) is not None}
-    store = root.store()
-    files = store.files_by_stage(s for s in STAGES if s in listed)
-    scope = generations_in_scope(files, chosen, members)
-    committed = [k for k in scope if METADATA_FILE in files[k[0]][k[1]]]
+        listed |= {p for s in used if (p := PARENT_STAGE[s]) is not None}
+    all_cohorts = all_memberships and cohort is None
+    found = _list_data_root(
+        root, [s for s in STAGES if s in listed], cohorts=all_cohorts, follow=follow_symlinks
+    )
+    memberships: dict[str, MembershipResult] = {}
+    if members is not None and cohort is not None:
+        memberships[cohort] = members
+    elif all_cohorts:
+        memberships = dict(root.read_memberships(found.cohort_ids))
+    scope = generations_in_scope(found.files, chosen, members)
+    committed = [k for k in scope if METADATA_FILE in found.files[k[0]][k[1]]]
+    keep = _Relevant(chosen, None if members is None else {(r.stage, r.gen_id) for r in members})
+    layout: list[Stray] = []
+    if strays and cohort is None:
+        layout = [s for s in found.strays if keep(s.path)]
+        layout += _gens_strays(root) if set(chosen) == set(STAGES) else []
     return StoreSnapshot(
         data_root=root.url,
         stages=tuple(chosen),
-        files=files,
+        files=found.files,
         scope=scope,
-        metadata=store.metadata_many(committed),
+        metadata=root.store().metadata_many(committed),
         memberships=memberships,
         cohort=cohort,
+        strays=tuple(sorted(layout)),
+        ignored=tuple(i for i in found.ignored if keep(i.path)),
     )
+
+
+@dataclass(frozen=True)
+class _Relevant:
+    """Whether an entry (data-root relpath) concerns the scope: outside ``gens/``, or in a
+    chosen stage and, for a cohort, not inside a generation folder the cohort lacks."""
+
+    stages: Collection[str]
+    members: Collection[tuple[str, str]] | None
+
+    def __call__(self, relpath: str) -> bool:
+        stage = stage_of(relpath)
+        if stage is None:
+            return True
+        key = entry_generation(relpath)
+        in_cohort = self.members is None or key is None or key in self.members
+        return stage in self.stages and in_cohort
+
+
+@dataclass(frozen=True)
+class _DataRootListing:
+    files: dict[str, dict[str, dict[str, int]]]
+    cohort_ids: list[str]
+    strays: list[Stray]
+    ignored: list[Ignored]
+
+
+def _list_data_root(
+    root: DataRoot, stages: list[str], *, cohorts: bool, follow: bool
+) -> _DataRootListing:
+    """One listing per stage (and of ``cohorts/``), side by side on S3: generation files by
+    stage (``stage -> gen_id -> {name: size}``), cohort ids, strays, entries left out."""
+    prefixes = [join(root.gens_root, s) for s in stages]
+    scan = root.backend.scan(
+        prefixes + ([join(root.root, COHORTS_DIR)] if cohorts else []), follow_symlinks=follow
+    )
+    files: dict[str, dict[str, dict[str, int]]] = {s: {} for s in stages}
+    strays: dict[str, str] = {}  # a stray folder once, however many files it holds
+    others: list[str] = []
+    for path, info in scan.files.items():
+        relpath = relpath_under(root.root, path)
+        found = None if relpath is None else classify_gens_file(relpath)
+        if isinstance(found, GensFile):
+            files[found.stage].setdefault(found.gen_id, {})[found.name] = info.size
+        elif isinstance(found, Stray):
+            strays.setdefault(found.path, found.reason)
+        elif relpath is not None:
+            others.append(relpath)
+    return _DataRootListing(
+        files={stage: dict(sorted(gens.items())) for stage, gens in files.items()},
+        cohort_ids=sorted({c for r in others if (c := membership_cohort(r)) is not None}),
+        strays=[Stray(p, r) for p, r in strays.items()] + cohort_strays(others),
+        ignored=[
+            Ignored(relpath, entry.reason)
+            for entry in scan.ignored
+            if (relpath := relpath_under(root.root, entry.path)) is not None
+            and not is_hidden(relpath)
+        ],
+    )
+
+
+def _gens_strays(root: DataRoot) -> list[Stray]:
+    """What stands directly in ``gens/`` besides the stage folders: one listing."""
+    found = root.backend.children(root.gens_root)
+    return [
+        stray
+        for names, is_dir in ((found.folders, True), (found.files, False))
+        for name in names
+        if (stray := gens_child_stray(name, is_dir=is_dir)) is not None
+    ]
+
+
+def warn_ignored(snapshot: StoreSnapshot) -> None:
+    """Log each entry the listings left out: callers that get rows, not the snapshot,
+    learn of them this way."""
+    for entry in snapshot.ignored:
+        log.warning("ignored %s (%s)", join(snapshot.data_root, entry.path), entry.reason)
 
 
 # -- ls ------------------------------------------------------------------------------------
@@ -183,14 +330,19 @@ def list_generations(
     stages: Iterable[str] | None = None,
     cohort: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    follow_symlinks: bool = False,
 ) -> list[GenerationEntry]:
     """Every generation of ``stages`` (all by default), or ``cohort``'s members of them.
 
     Requests: one listing per stage, one GET per committed ``metadata.json`` (batched),
-    plus one GET of the cohort's ``membership.csv`` with ``cohort``.
+    plus one GET of the cohort's ``membership.csv`` with ``cohort``. Symbolic links (unless
+    ``follow_symlinks`` and inside the root) and special files are left out, each logged as
+    a warning. A root that holds nothing is an empty store: no error (the CLI refuses it).
     """
     root = open_data_root(data_root, storage_options=storage_options)
-    return entries(read_snapshot(root, stages=stages, cohort=cohort))
+    snapshot = read_snapshot(root, stages=stages, cohort=cohort, follow_symlinks=follow_symlinks)
+    warn_ignored(snapshot)
+    return entries(snapshot)
 
 
 # -- stats ---------------------------------------------------------------------------------
@@ -251,4 +403,6 @@ def stats(
     Requests: one listing per stage and one GET per committed ``metadata.json`` (batched).
     """
     root = open_data_root(data_root, storage_options=storage_options)
-    return summarize(root.url, entries(read_snapshot(root)))
+    snapshot = read_snapshot(root)
+    warn_ignored(snapshot)
+    return summarize(root.url, entries(snapshot))

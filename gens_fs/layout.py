@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Final, NamedTuple
+from collections.abc import Iterable
+from typing import Final, Literal, NamedTuple
 
 from gens_fs.errors import InvalidGenId, UnknownStage
 
@@ -125,6 +126,129 @@ def ancestors(relpath: str) -> list[str]:
     """The folders above a relative path, innermost first: ``a/b/c`` -> ``["a/b", "a"]``."""
     parts = relpath.split("/")[:-1]
     return ["/".join(parts[:end]) for end in range(len(parts), 0, -1)]
+
+
+def entry_generation(relpath: str) -> tuple[str, str] | None:
+    """``(stage, gen_id)`` of the generation folder a data-root relpath is in or names
+    (``gens/<stage>/<gen_id>[/...]``), or ``None``."""
+    parts = relpath.split("/")
+    if len(parts) < 3 or parts[0] != GENS_DIR or parts[1] not in STAGES:
+        return None
+    return (parts[1], parts[2]) if is_valid_gen_id(parts[2]) else None
+
+
+def stage_of(relpath: str) -> str | None:
+    """The second part of ``gens/<x>/...`` (a stage, or what stands where one should be), or
+    ``None`` for a data-root relpath outside ``gens/``."""
+    parts = relpath.split("/")
+    return parts[1] if len(parts) > 1 and parts[0] == GENS_DIR else None
+
+
+class Stray(NamedTuple):
+    """An entry that does not fit the layout. ``path`` (relative to the data root) names the
+    file, or the first folder on its path that should not be there; ``reason`` says what it
+    is."""
+
+    path: str
+    reason: str
+
+
+def _hidden(parts: Iterable[str]) -> bool:
+    # Our writers' temporary files (".raw.txt.<hex>.tmp") and anything else hidden.
+    return any(part.startswith(".") for part in parts)
+
+
+def is_hidden(relpath: str) -> bool:
+    """True when a part of ``relpath`` starts with ``.``: left out of everything, silently."""
+    return _hidden(relpath.split("/"))
+
+
+def gens_child_stray(name: str, *, is_dir: bool) -> Stray | None:
+    """What an entry directly under ``gens/`` is, if it is not a stage folder (or hidden)."""
+    if name.startswith("."):
+        return None
+    path = f"{GENS_DIR}/{name}"
+    if name in STAGES:
+        return None if is_dir else Stray(path, "a file where the stage folder should be")
+    if is_dir:
+        return Stray(path, f"a folder under gens/ that is not a stage ({', '.join(STAGES)})")
+    return Stray(path, "a file directly under gens/ (generations live in gens/<stage>/<gen_id>/)")
+
+
+def classify_gens_file(relpath: str) -> GensFile | Stray | None:
+    """A file found under ``gens/`` (``relpath`` relative to the data root): a generation
+    file, a :class:`Stray`, or ``None`` for hidden entries and paths outside ``gens/``."""
+    parts = relpath.split("/")
+    if len(parts) < 2 or parts[0] != GENS_DIR or _hidden(parts):
+        return None
+    stage = parts[1]
+    if len(parts) == 2 or stage not in STAGES:
+        return gens_child_stray(stage, is_dir=len(parts) > 2)
+    if len(parts) == 3:
+        return Stray(relpath, f"a file directly under gens/{stage}/ (a generation is a folder)")
+    gen_id = parts[2]
+    if not is_valid_gen_id(gen_id):
+        return Stray("/".join(parts[:3]), "a folder whose name is not a valid gen_id")
+    if len(parts) > 4:
+        return Stray("/".join(parts[:4]), f"a folder inside generation {stage} {gen_id}")
+    return GensFile(stage, gen_id, parts[3])
+
+
+def membership_cohort(relpath: str) -> str | None:
+    """The cohort id of ``cohorts/<cohort_id>/membership.csv`` (a data-root relpath), else
+    ``None``."""
+    parts = relpath.split("/")
+    if len(parts) == 3 and parts[0] == COHORTS_DIR and parts[2] == MEMBERSHIP_FILE:
+        return parts[1] if is_valid_gen_id(parts[1]) else None
+    return None
+
+
+def cohort_strays(relpaths: Iterable[str]) -> list[Stray]:
+    """The strays among files found under ``cohorts/`` (data-root relpaths): files directly
+    under it, cohort folders without ``membership.csv`` or with an invalid name. Other
+    files beside a ``membership.csv`` (a manifest, notes) belong to their cohort."""
+    strays: list[Stray] = []
+    has_membership: dict[str, bool] = {}
+    for relpath in relpaths:
+        parts = relpath.split("/")
+        if len(parts) < 2 or parts[0] != COHORTS_DIR or _hidden(parts):
+            continue
+        if len(parts) == 2:
+            strays.append(Stray(relpath, "a file directly under cohorts/ (a cohort is a folder)"))
+            continue
+        found = len(parts) == 3 and parts[2] == MEMBERSHIP_FILE
+        has_membership[parts[1]] = has_membership.get(parts[1], False) or found
+    for name, found in has_membership.items():
+        path = f"{COHORTS_DIR}/{name}"
+        if not is_valid_gen_id(name):
+            strays.append(Stray(path, "a folder whose name is not a valid cohort id"))
+        elif not found:
+            strays.append(Stray(path, f"a cohort folder without {MEMBERSHIP_FILE}"))
+    return sorted(strays)
+
+
+RootKind = Literal["data", "gens", "other"]
+
+
+def root_kind(folders: Iterable[str]) -> RootKind:
+    """What a root is, from the names of the folders directly in it: a data root (it holds
+    ``gens/`` or ``cohorts/``), a gens root (it holds stage folders), or something else."""
+    names = set(folders)
+    if GENS_DIR in names or COHORTS_DIR in names:
+        return "data"
+    return "gens" if names & set(STAGES) else "other"
+
+
+def relpath_under(root: str, path: str) -> str | None:
+    """``path`` relative to the directory ``root``, or ``None`` when it is not under it."""
+    base = join(root, "")
+    return path[len(base) :] if path.startswith(base) and path != base else None
+
+
+def parent_path(path: str) -> str | None:
+    """The folder holding ``path`` (``a/b/gens`` -> ``a/b``); ``None`` at the top."""
+    head, sep, _name = path.rstrip("/").rpartition("/")
+    return head if sep and head else None
 
 
 def join(root: str, relpath: str) -> str:

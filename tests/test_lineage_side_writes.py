@@ -86,8 +86,11 @@ def test_side_write_failure_is_logged_never_raised(
     assert blocker.read_text().startswith("a regular file")
 
 
-def test_check_root(s3_options: dict[str, Any], tmp_path: Path) -> None:
-    open_backend("s3://gens-test/any/prefix", storage_options=s3_options).check_root()
-    open_backend(tmp_path / "does-not-exist-yet").check_root()
+def test_children_of_the_root(s3_options: dict[str, Any], tmp_path: Path) -> None:
+    s3 = open_backend("s3://gens-test/any/prefix", storage_options=s3_options)
+    assert not s3.children(s3.root).exists
+    local = open_backend(tmp_path / "does-not-exist-yet")
+    assert not local.children(local.root).exists
     with pytest.raises(StorageError, match="bucket 'no-such-bucket' does not exist"):
-        open_backend("s3://no-such-bucket/x", storage_options=s3_options).check_root()
+        missing = open_backend("s3://no-such-bucket/x", storage_options=s3_options)
+        missing.children(missing.root)

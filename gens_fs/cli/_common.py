@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import BaseModel
 from rich.console import Console
 
-from gens_fs.backend import LocalBackend
 from gens_fs.cohorts import DataRoot
 from gens_fs.errors import GensError
+from gens_fs.inventory import require_data_root
 
 app = typer.Typer(
     name="gens-fs",
@@ -58,6 +57,18 @@ OptionList = Annotated[
 ]
 
 
+FollowSymlinks = Annotated[
+    bool,
+    typer.Option(
+        "--follow-symlinks",
+        help=(
+            "Follow symbolic links whose target stays inside the data root (others, and "
+            "FIFOs, sockets and devices, are always left out and reported)."
+        ),
+    ),
+]
+
+
 class UsageError(GensError):
     """A command-line mistake: printed as one line, exit code 2."""
 
@@ -84,20 +95,27 @@ def parse_options(pairs: list[str] | None) -> dict[str, Any]:
     return options
 
 
-def open_root(url: str, options: list[str] | None, *, must_exist: bool = True) -> DataRoot:
+def open_root(url: str, options: list[str] | None) -> DataRoot:
     """The data root ``url`` with ``--option`` storage options, checked before any work.
 
-    One cheap request: on S3 a HEAD of the bucket (``Backend.check_root``; a missing bucket
-    or bad credentials become one line). With ``must_exist`` a local root must be an
-    existing directory (a typo would otherwise look like an empty store).
+    One cheap request (``require_data_root``: on S3 one ``ListObjectsV2`` of the root's first
+    level): a missing bucket, bad credentials, or a root that holds neither ``gens/`` nor
+    ``cohorts/`` (a typo, a gens root) become one line, instead of an empty store.
     """
     root = DataRoot(url, storage_options=parse_options(options))
-    root.backend.check_root()
-    if must_exist and isinstance(root.backend, LocalBackend) and not os.path.isdir(root.root):
-        raise UsageError(
-            f"data root {url} does not exist: give the folder that holds gens/ and cohorts/"
-        )
+    require_data_root(root.backend)
     return root
+
+
+def warn_ignored(entries: Iterable[tuple[str, str]], *, where: str = "") -> None:
+    """One line on stderr per ``(path, reason)`` a listing left out (a symbolic link...)."""
+    for path, reason in entries:
+        err_console.print(
+            f"gens-fs: warning: ignored {where}{path} ({reason})",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def emit(

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from gens_fs.check import CheckReport, check
 from gens_fs.cli._common import (
+    FollowSymlinks,
     JsonFlag,
     OptionList,
     UsageError,
@@ -23,8 +24,16 @@ from gens_fs.cli._common import (
     emit,
     err_console,
     open_root,
+    warn_ignored,
 )
-from gens_fs.inventory import GenerationEntry, StoreStats, list_generations, select_stages, stats
+from gens_fs.inventory import (
+    GenerationEntry,
+    StoreStats,
+    entries,
+    read_snapshot,
+    select_stages,
+    stats,
+)
 from gens_fs.layout import PARSED_FILE, PROMPT_FILE, RAW_FILE, validate_gen_id, validate_stage
 from gens_fs.models import Generation
 
@@ -66,14 +75,20 @@ def ls(
     cohort: CohortOption = None,
     as_json: JsonFlag = False,
     option: OptionList = None,
+    follow_symlinks: FollowSymlinks = False,
 ) -> None:
     """List generations: stage, gen_id, state, parent, template, model, file sizes.
 
-    One listing per stage and one GET per metadata.json, batched.
+    One listing per stage and one GET per metadata.json, batched. Symbolic links and
+    special files are left out, one warning each on stderr.
     """
     stages = _stages(stage)
     data_root = open_root(root, option)
-    rows = list_generations(data_root, stages=stages, cohort=cohort)
+    snapshot = read_snapshot(
+        data_root, stages=stages, cohort=cohort, follow_symlinks=follow_symlinks
+    )
+    warn_ignored(snapshot.ignored, where=data_root.url.rstrip("/") + "/")
+    rows = entries(snapshot)
 
     def human() -> None:
         table = Table(
@@ -194,16 +209,18 @@ def check_command(
     stage: StageList = None,
     as_json: JsonFlag = False,
     option: OptionList = None,
+    follow_symlinks: FollowSymlinks = False,
 ) -> None:
     """Check a store against the spec: missing generations and parents, incomplete or
-    invalid metadata, empty parsed text, missing prompts, generations in no cohort.
+    invalid metadata, empty parsed text, missing prompts, generations in no cohort,
+    entries that do not fit the layout, symbolic links and special files.
 
     Exit 0 when there are no errors, 1 when there are, 2 on a usage mistake. Requests: one
     listing per stage, the membership files, one GET per metadata.json, batched.
     """
     stages = _stages(stage)
     data_root = open_root(root, option)
-    report = check(data_root, cohort=cohort, stages=stages)
+    report = check(data_root, cohort=cohort, stages=stages, follow_symlinks=follow_symlinks)
     emit(report, as_json, lambda: _print_report(report))
     raise typer.Exit(0 if report.ok else 1)
 

@@ -17,13 +17,16 @@ from rich.progress import (
 )
 
 from gens_fs.cli._common import (
+    FollowSymlinks,
     JsonFlag,
     OptionList,
     app,
     console,
     emit,
     err_console,
+    fail,
     parse_options,
+    warn_ignored,
 )
 from gens_fs.sync import DEFAULT_JOBS, SyncProgress, SyncReport
 from gens_fs.sync import sync as run_sync
@@ -49,8 +52,22 @@ def sync(
     ] = False,
     max_delete: Annotated[
         int | None,
-        typer.Option(min=0, help="Refuse (changing nothing) when more files would be deleted."),
+        typer.Option(
+            min=0,
+            help=(
+                "Refuse (changing nothing) when more files would be deleted. Without it, "
+                "--delete refuses to delete more than half of DST's files in scope."
+            ),
+        ),
     ] = None,
+    allow_empty_source: Annotated[
+        bool,
+        typer.Option(
+            "--allow-empty-source",
+            help="Accept a SRC that holds neither gens/ nor cohorts/ (refused otherwise).",
+        ),
+    ] = False,
+    follow_symlinks: FollowSymlinks = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", "-n", help="Print the plan; change nothing.")
     ] = False,
@@ -76,8 +93,12 @@ def sync(
 ) -> None:
     """Mirror SRC onto DST: incremental, parents before children, metadata.json last.
 
+    SRC must be a data root (it holds gens/ or cohorts/). Symbolic links, FIFOs, sockets,
+    devices and stray entries are left alone, one warning each on stderr.
+
     Exit 0 when everything in scope is synced, 1 when some files failed (listed; the rest
-    was done; run again to converge), 2 for usage and configuration errors.
+    was done; run again to converge), 2 for usage and configuration errors, and for a plan
+    that is refused (too many deletes: a dry run shows it, then exits 2).
     """
     shared = parse_options(option)
     src_options = {**shared, **parse_options(src_option)}
@@ -97,8 +118,15 @@ def sync(
             src_options=src_options,
             dst_options=dst_options,
             verify=verify,
+            allow_empty_source=allow_empty_source,
+            follow_symlinks=follow_symlinks,
         )
+    for side in ("source", "destination"):
+        found = [(e.path, e.reason) for e in report.ignored if e.side == side]
+        warn_ignored(found, where=f"{side} ")
     emit(report, as_json, lambda: _print_report(report))
+    if report.refused is not None:
+        fail(report.refused)
     if not report.ok:
         raise typer.Exit(1)
 

@@ -2,6 +2,8 @@
 
 The steps, and what each costs on S3:
 
+0. the source must look like a data root (one ``ListObjectsV2`` of its first level; see
+   :func:`gens_fs.inventory.require_data_root`);
 1. scope: for ``cohort``, the source's ``membership.csv`` (one LIST, one GET) and the
    ``metadata.json`` of the listed generations and their ancestors (one GET each, batched
    per lineage level; those bytes are reused for the copy);
@@ -9,7 +11,8 @@ The steps, and what each costs on S3:
 3. comparison (:mod:`gens_fs.sync.compare`): local files hashed where needed, no request;
 4. parents: the source ``metadata.json`` of each essay/evaluation about to be committed (one
    GET each, reused for the copy, so no extra request in the end for cross-storage syncs);
-5. the pure plan (:mod:`gens_fs.sync.plan`), ``max_delete`` checked before any write;
+5. the pure plan (:mod:`gens_fs.sync.plan`), its deletes checked before any write
+   (``max_delete``, or more than half of the destination's files in scope);
 6. execution (:mod:`gens_fs.sync.execute`): one request per copied file;
 7. ``verify``: the destination listed again and compared (LIST pages only).
 
@@ -23,12 +26,13 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from gens_fs.backend import Backend, open_backend, storage_errors
 from gens_fs.cohorts import parse_membership
 from gens_fs.errors import CohortNotFound, StorageError
-from gens_fs.layout import ancestors, join, membership_path
+from gens_fs.inventory import require_data_root
+from gens_fs.layout import COHORTS_DIR, GENS_DIR, ancestors, join, membership_path
 from gens_fs.sync.compare import FileEntry, hashes_needed, unchanged
 from gens_fs.sync.execute import (
     DEFAULT_JOBS,
@@ -37,21 +41,27 @@ from gens_fs.sync.execute import (
     is_transient,
     run_plan,
 )
-from gens_fs.sync.listing import fill_md5, list_files
+from gens_fs.sync.listing import Side, fill_md5, list_files, list_side
 from gens_fs.sync.plan import (
     GenKey,
     SyncPlan,
     SyncScope,
-    check_max_delete,
+    TooManyDeletes,
     close_over_parents,
+    delete_refusal,
     generation_of,
     make_plan,
     metadata_relpath,
     parents_needed,
 )
-from gens_fs.sync.report import PlannedAction, SyncError, SyncReport
+from gens_fs.sync.report import IgnoredEntry, PlannedAction, SyncError, SyncReport
 
 log = logging.getLogger(__name__)
+
+_EMPTY_SOURCE_HINT = (
+    " (to sync an empty source on purpose, e.g. to empty the destination with --delete, "
+    "pass --allow-empty-source)"
+)
 
 
 def sync(
@@ -70,6 +80,8 @@ def sync(
     dst_options: Mapping[str, Any] | None = None,
     verify: bool = False,
     retry: RetryPolicy | None = None,
+    allow_empty_source: bool = False,
+    follow_symlinks: bool = False,
 ) -> SyncReport:
     """Make the data root ``dst`` hold what ``src`` holds, within the scope.
 
@@ -81,10 +93,18 @@ def sync(
     Guarantees: unchanged files are not copied again (see :mod:`gens_fs.sync.compare`);
     at every moment, even if killed, a committed generation at ``dst`` (one with its
     ``metadata.json``) has all its files and a committed parent. ``delete`` removes files in
-    scope that ``src`` lacks, after every copy succeeded, children first; ``max_delete``
-    refuses (``TooManyDeletes``, nothing changed) a plan deleting more files. ``dry_run``
-    changes nothing and lists the plan in ``SyncReport.actions``. ``retry`` sets the
+    scope that ``src`` lacks, after every copy succeeded, children first. A plan deleting
+    more than ``max_delete`` files, or without ``max_delete`` more than half of the
+    destination's files in scope, is refused (``TooManyDeletes``, nothing changed). ``dry_run``
+    changes nothing, lists the plan in ``SyncReport.actions`` and says in
+    ``SyncReport.refused`` whether a real run would be refused. ``retry`` sets the
     file-level retries of transient errors (on top of the storage client's own retries).
+
+    ``src`` must look like a data root (``NotADataRoot`` otherwise, also for a gens root);
+    one that holds nothing is accepted only with ``allow_empty_source``. Symbolic links are
+    not followed (with ``follow_symlinks``, those whose target stays inside the data root
+    are); they, FIFOs, sockets and devices, and the source's stray entries are left alone
+    and listed in ``SyncReport.ignored``.
 
     Raises ``StorageError`` for an unusable storage (bad URL, missing bucket or source
     directory, no credentials) and ``CohortNotFound`` for an unknown cohort; files that fail
@@ -94,26 +114,30 @@ def sync(
     source = open_backend(src, storage_options=src_options)
     target = open_backend(dst, storage_options=dst_options)
     _check_roots(source, target)
+    require_data_root(
+        source, what="source data root", allow_empty=allow_empty_source, if_empty=_EMPTY_SOURCE_HINT
+    )
 
     prefetched: dict[str, bytes] = {}
     scope = _resolve_scope(source, stages, cohort, prefetched)
-    src_files = list_files(source, scope.roots(), scope)
-    dst_files = list_files(target, scope.roots() + scope.context_roots(), _everything)
-    src_files, dst_files = _fill_hashes(source, target, src_files, dst_files, checksum)
+    src_side = list_side(source, scope.roots(), scope, follow_symlinks=follow_symlinks, strays=True)
+    dst_roots = scope.roots() + scope.context_roots()
+    dst_side = list_side(target, dst_roots, _everything, follow_symlinks=follow_symlinks)
+    src_files, dst_files = _fill_hashes(source, target, src_side.files, dst_side.files, checksum)
 
     parents = _read_parents(source, parents_needed(src_files, scope.filter(dst_files)), prefetched)
     plan = make_plan(src_files, dst_files, scope, parents=parents, delete=delete)
-    check_max_delete(plan, max_delete)
+    refused = delete_refusal(plan, max_delete)
+    if refused is not None and not dry_run:
+        raise TooManyDeletes(refused)
     _check_destination_writable(target, plan)
 
     report = SyncReport(src=_display(source), dst=_display(target), dry_run=dry_run)
+    report.ignored = _ignored(scope, src_side, dst_side)
     report.skipped = plan.skipped
     report.errors = [SyncError(path=h.relpath, error=f"not synced: {h.reason}") for h in plan.held]
     if dry_run:
-        report.copied = len(plan.copies)
-        report.bytes = plan.copy_bytes
-        report.deleted = len(plan.delete_paths)
-        report.actions = planned_actions(plan)
+        _fill_dry_run(report, plan, refused)
     else:
         result = run_plan(
             plan,
@@ -143,6 +167,29 @@ class _Everything(SyncScope):
 
 
 _everything = _Everything()
+
+
+def _ignored(scope: SyncScope, src_side: Side, dst_side: Side) -> list[IgnoredEntry]:
+    """What each side's listing left alone, in scope (the destination is listed wider, for
+    context: its entries outside the scope do not concern this sync)."""
+    sides: tuple[tuple[Literal["source", "destination"], Side], ...] = (
+        ("source", src_side),
+        ("destination", dst_side),
+    )
+    return [
+        IgnoredEntry(side=name, path=entry.path, reason=entry.reason)
+        for name, side in sides
+        for entry in side.ignored
+        if scope.may_hold(entry.path)
+    ]
+
+
+def _fill_dry_run(report: SyncReport, plan: SyncPlan, refused: str | None) -> None:
+    report.copied = len(plan.copies)
+    report.bytes = plan.copy_bytes
+    report.deleted = len(plan.delete_paths)
+    report.actions = planned_actions(plan)
+    report.refused = refused
 
 
 def planned_actions(plan: SyncPlan) -> list[PlannedAction]:
@@ -192,12 +239,13 @@ def _fill_hashes(
 
 
 def _check_roots(source: Backend, target: Backend) -> None:
-    """Fail fast, before any listing: the same root twice, a missing bucket, an endpoint
-    that does not answer (one cheap request per side, bounded in time)."""
+    """Fail fast, before any listing: the same root twice; on a remote destination a missing
+    bucket or an endpoint that does not answer (one first-level listing, bounded in time;
+    the source gets the same from ``require_data_root``)."""
     if source.fs is target.fs and source.root.rstrip("/") == target.root.rstrip("/"):
         raise StorageError(f"source and destination are the same data root: {source.root}")
-    source.check_root()
-    target.check_root()
+    if target.costs_requests:
+        target.children(target.root, stop_at=(GENS_DIR, COHORTS_DIR))
     if not source.costs_requests and not source.fs.isdir(source.root):
         raise StorageError(f"source data root {_display(source)} does not exist")
 

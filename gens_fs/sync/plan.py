@@ -11,6 +11,10 @@ The plan runs in phases, each finished before the next starts:
 4. ``deletes`` (only with ``delete=True``, only after every copy succeeded): evaluations'
    ``metadata.json``, then essays', then drafts' (children uncommitted first), then the rest.
 
+Deletes are refused from the plan alone, before anything runs (:func:`delete_refusal`):
+more than ``max_delete`` files, or without it more than half of the destination's files in
+scope.
+
 A commit is planned only for a generation whose parent is committed at the destination
 already or is committed earlier in the same plan (``FileCopy.after``); otherwise the
 generation is *held* (not copied at all, and reported). The executor adds the runtime half of
@@ -31,6 +35,7 @@ from gens_fs.layout import (
     METADATA_FILE,
     PARENT_STAGE,
     STAGES,
+    entry_generation,
     membership_path,
     parse_gens_path,
     validate_stage,
@@ -45,7 +50,8 @@ _COHORTS_PREFIX = COHORTS_DIR + "/"
 
 
 class TooManyDeletes(GensError):
-    """The plan would delete more files than ``max_delete`` allows; nothing was changed."""
+    """The plan would delete more files than ``max_delete`` allows, or (without it) more
+    than half of the destination's files in scope; nothing was changed."""
 
 
 def generation_of(relpath: str) -> GenKey | None:
@@ -106,6 +112,16 @@ class SyncScope:
         if self.cohort is not None:
             return relpath == membership_path(self.cohort)
         return self.cohorts and relpath.startswith(_COHORTS_PREFIX) and visible(relpath)
+
+    def may_hold(self, relpath: str) -> bool:
+        """False for an entry inside a generation folder outside the scope: what a
+        listing left out there (a link, a stray folder) is none of this sync's business."""
+        key = entry_generation(relpath)
+        if key is None:
+            return True
+        if self.generations is not None:
+            return key in self.generations
+        return key[0] in self.stages
 
     def filter(self, listing: Listing) -> dict[str, FileEntry]:
         return {r: e for r, e in listing.items() if self.contains(r)}
@@ -196,6 +212,8 @@ class SyncPlan:
     deletes: tuple[tuple[str, ...], ...] = ()
     skipped: int = 0
     held: tuple[HeldGeneration, ...] = field(default=())
+    dst_in_scope: int = 0
+    """How many files the destination holds in scope (what the deletes are a share of)."""
 
     @property
     def copy_phases(self) -> tuple[tuple[FileCopy, ...], ...]:
@@ -291,6 +309,7 @@ def make_plan(
         deletes=_delete_phases(to_delete),
         skipped=skipped,
         held=tuple(HeldGeneration(k[0], k[1], reason) for k, reason in sorted(held.items())),
+        dst_in_scope=len(dst_in),
     )
 
 
@@ -334,11 +353,29 @@ def _delete_phases(to_delete: list[str]) -> tuple[tuple[str, ...], ...]:
     return tuple(phases)
 
 
-def check_max_delete(plan: SyncPlan, max_delete: int | None) -> None:
-    """Refuse (``TooManyDeletes``) a plan deleting more than ``max_delete`` files."""
+def delete_refusal(plan: SyncPlan, max_delete: int | None) -> str | None:
+    """Why the plan's deletes must not run, or ``None``: more than ``max_delete`` files, or,
+    without an explicit ``max_delete``, more than half of the destination's files in scope
+    (a wrong source or scope looks exactly like that)."""
     count = len(plan.delete_paths)
-    if max_delete is not None and count > max_delete:
-        raise TooManyDeletes(
+    if max_delete is not None:
+        if count <= max_delete:
+            return None
+        return (
             f"refusing to delete {count} files (--max-delete {max_delete}); nothing was "
             "changed: check the source and scope, or raise --max-delete"
         )
+    if 2 * count <= plan.dst_in_scope:
+        return None
+    return (
+        f"refusing to delete {count} of the {plan.dst_in_scope} files the destination holds "
+        "in scope (more than half); nothing was changed: check that the source is the data "
+        f"root you meant and the scope, or, to delete them, pass --max-delete {count}"
+    )
+
+
+def check_max_delete(plan: SyncPlan, max_delete: int | None) -> None:
+    """Raise ``TooManyDeletes`` when :func:`delete_refusal` refuses the plan."""
+    refusal = delete_refusal(plan, max_delete)
+    if refusal is not None:
+        raise TooManyDeletes(refusal)

@@ -22,6 +22,15 @@ class PlannedAction(BaseModel):
     size: int | None = None
 
 
+class IgnoredEntry(BaseModel):
+    """An entry a sync left alone without reading it: a symbolic link not followed, a FIFO,
+    socket or device, or (at the source) a stray entry outside the layout."""
+
+    side: Literal["source", "destination"]
+    path: str
+    reason: str
+
+
 class SyncReport(BaseModel):
     """The outcome of ``gens_fs.sync``.
 
@@ -29,8 +38,10 @@ class SyncReport(BaseModel):
     ``skipped`` files already identical there, ``deleted`` files removed. ``errors`` lists
     files that still failed after retries and generations held back because their parent is
     missing; ``uncommitted`` the generations whose ``metadata.json`` was therefore not
-    written (the rest was done: running the same sync again converges). In a dry run the
-    counts are what a real run would do, ``actions`` lists the plan, and nothing changed.
+    written (the rest was done: running the same sync again converges). ``ignored`` lists
+    the entries left alone (warnings: they do not make the report fail). In a dry run the
+    counts are what a real run would do, ``actions`` lists the plan, ``refused`` says why a
+    real run would refuse it (too many deletes), and nothing changed.
     """
 
     src: str
@@ -46,8 +57,11 @@ class SyncReport(BaseModel):
     verified: bool | None = None
     seconds: float = 0.0
     actions: list[PlannedAction] | None = None
+    ignored: list[IgnoredEntry] = Field(default_factory=list)
+    refused: str | None = None
 
     @property
     def ok(self) -> bool:
-        """True when every file in scope was synced (and verified, if asked)."""
-        return not self.errors and self.verified is not False
+        """True when every file in scope was synced (and verified, if asked); for a dry run,
+        when a real run would not be refused either."""
+        return not self.errors and self.verified is not False and self.refused is None
