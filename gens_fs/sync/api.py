@@ -108,6 +108,7 @@ def sync(
     report = SyncReport(src=_display(source), dst=_display(target), dry_run=dry_run)
     report.skipped = plan.skipped
     report.errors = [SyncError(path=h.relpath, error=f"not synced: {h.reason}") for h in plan.held]
+    report.held = [f"{h.stage}/{h.gen_id}" for h in plan.held]
     if dry_run:
         report.copied = len(plan.copies)
         report.bytes = plan.copy_bytes
