@@ -140,8 +140,11 @@ class Backend:
         retries) gives its exception instead of failing the whole batch."""
         if not paths:
             return {}
+        # cat_ranges, not cat: cat expands glob characters, and a root such as
+        # s3://bucket/[x]/data is a path, not a pattern. Same requests, same batching.
         with storage_errors(self.root):
-            results = self.fs.cat(paths, on_error="return", **self._cat_kwargs())
+            values = self.fs.cat_ranges(paths, None, None, on_error="return", **self._cat_kwargs())
+        results = dict(zip(paths, values))
         out: dict[str, bytes | Exception | None] = {}
         for path in paths:
             value = results.get(path, FileNotFoundError(path))
