@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import re
 import sys
@@ -214,7 +215,11 @@ def open_root(url: str, options: list[str] | None, *, must_exist: bool = True) -
 def emit(
     result: BaseModel | list[Any] | dict[str, Any], as_json: bool, human: Callable[[], None]
 ) -> None:
-    """Print ``result`` as JSON, or call ``human`` to print it for people."""
+    """Print ``result`` as JSON, or call ``human`` to print it for people.
+
+    JSON keeps every value exact. Encoders escape C0 controls (ESC included) but write DEL
+    and C1 controls as they are; those are escaped too (``\\u009b``: the same string to a
+    JSON reader), so even JSON on a terminal carries no control sequence."""
     if not as_json:
         human()
         return
@@ -227,7 +232,16 @@ def emit(
             ensure_ascii=False,
             default=lambda o: o.model_dump(mode="json") if isinstance(o, BaseModel) else str(o),
         )
-    sys.stdout.write(text + "\n")
+    sys.stdout.write(_UNESCAPED_IN_JSON.sub(_json_escape, text) + "\n")
+
+
+# Outside strings JSON has only ASCII punctuation, digits, letters and spaces, so these
+# can only be inside strings, where an escape is the same character.
+_UNESCAPED_IN_JSON: Final = re.compile("[\x7f-\x9f]")
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 # C0 and C1 control characters and DEL: ESC starts every ANSI/OSC sequence, BEL ends OSC
@@ -252,7 +266,7 @@ def _escape(match: re.Match[str]) -> str:
 
 
 def cell(value: object) -> Text:
-    """A table cell (or title) from store data: one line, printable, never markup."""
+    """A table cell from store data: one line, printable, never markup."""
     return Text(printable(str(value)))
 
 
@@ -295,6 +309,10 @@ def interrupted(message: str = "interrupted") -> NoReturn:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app. A ``GensError`` (a mistake to fix) or an ``OSError`` (a file
     the system will not give us) becomes one line on stderr and exit code 2."""
+    # The library logs warnings that its reports also carry (a failed file, skipped
+    # deletes), and the commands print those reports. Without a handler Python's
+    # last-resort one would print each a second time, raw, on stderr.
+    logging.getLogger("gens_fs").addHandler(logging.NullHandler())
     try:
         app(args=argv, prog_name="gens-fs", standalone_mode=True)
     except (GensError, OSError) as exc:

@@ -73,7 +73,7 @@ def demo(
         store = GensStore(root, storage_options=options)
         _write_sample(store)
 
-        table = Table(title=f"generations in {root}")
+        table = Table()
         for column in ("stage", "gen_id", "parent", "template", "parsed_text"):
             table.add_column(column)
         for stage in ("draft", "essay", "evaluation"):
@@ -86,6 +86,7 @@ def demo(
                     cell(gen.metadata.template_id),
                     cell(gen.parsed_text or ""),
                 )
+        say(f"generations in {root}")
         console.print(table)
         gen = store.load("evaluation", "eval-2")
         say(

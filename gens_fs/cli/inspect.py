@@ -104,12 +104,7 @@ def ls(
     rows = list_generations(data_root, stages=stages, cohort=cohort)
 
     def human() -> None:
-        table = Table(
-            title=cell(f"generations in {data_root.url}"),
-            title_justify="left",
-            caption="sizes: raw.txt/parsed.txt/prompt.txt (- when absent)",
-            caption_justify="left",
-        )
+        table = Table()
         table.add_column("stage", no_wrap=True)
         table.add_column("gen_id", no_wrap=True)
         table.add_column("state", no_wrap=True)
@@ -126,7 +121,9 @@ def ls(
                 cell(row.model_id or "-"),
                 "/".join(_size(row.sizes, name) for name in (RAW_FILE, PARSED_FILE, PROMPT_FILE)),
             )
+        say(f"generations in {data_root.url}")
         console.print(table)
+        say("sizes: raw.txt/parsed.txt/prompt.txt (- when absent)")
         say(plural(len(rows), "generation"))
 
     emit(rows, as_json, human)
@@ -237,7 +234,7 @@ def _copy_to_stdout(chunks: Iterator[bytes]) -> bool:
 
 
 def _print_generation(gen: Generation, *, full: bool) -> None:
-    table = Table(title=cell(f"{gen.stage} {gen.gen_id}"), title_justify="left", show_header=False)
+    table = Table(show_header=False)
     table.add_column("field", style="bold", no_wrap=True)
     table.add_column("value", overflow="fold")
     table.add_row("committed", "yes" if gen.is_committed else "no (no metadata.json)")
@@ -245,6 +242,7 @@ def _print_generation(gen: Generation, *, full: bool) -> None:
         for name, value in gen.metadata.model_dump(mode="json", exclude_none=True).items():
             shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
             table.add_row(cell(name), cell(shown or "-"))
+    say(f"{gen.stage} {gen.gen_id}")
     console.print(table)
     for field, key in (("prompt", "prompt_text"), ("raw", "raw_text"), ("parsed", "parsed_text")):
         _print_text(FIELDS[field][1], gen[key], field=field, full=full)
@@ -303,7 +301,7 @@ def check_command(
 
 def _print_report(report: CheckReport) -> None:
     if report.findings:
-        table = Table(title=cell(f"findings in {report.data_root}"), title_justify="left")
+        table = Table()
         table.add_column("severity", no_wrap=True)
         table.add_column("kind", no_wrap=True)
         table.add_column("message (and path under the root)", overflow="fold")
@@ -311,6 +309,7 @@ def _print_report(report: CheckReport) -> None:
         for f in report.findings:
             where = printable(f.path.removeprefix(prefix))
             table.add_row(f.severity, f.kind, Text(f"{printable(f.message)}\n{where}"))
+        say(f"findings in {report.data_root}")
         console.print(table)
     s = report.summary
     scope = f"cohort {report.cohort}" if report.cohort else plural(s.cohorts, "cohort")
@@ -331,7 +330,7 @@ def stats_command(root: RootArg, as_json: JsonFlag = False, option: OptionList =
 
 
 def _print_stats(result: StoreStats) -> None:
-    table = Table(title=cell(f"stats of {result.data_root}"), title_justify="left")
+    table = Table()
     table.add_column("stage")
     for column in ("generations", "committed", "incomplete", "invalid metadata", "size"):
         table.add_column(column, justify="right")
@@ -341,8 +340,9 @@ def _print_stats(result: StoreStats) -> None:
             *(f"{v:,}" for v in (s.generations, s.committed, s.incomplete, s.invalid_metadata)),
             human_size(s.bytes),
         )
+    say(f"stats of {result.data_root}")
     console.print(table)
-    counts = Table(title="committed generations by model and template", title_justify="left")
+    counts = Table()
     for column in ("stage", "by", "id"):
         counts.add_column(column, overflow="fold")
     counts.add_column("count", justify="right")
@@ -350,4 +350,5 @@ def _print_stats(result: StoreStats) -> None:
         for by, mapping in (("model", s.by_model), ("template", s.by_template)):
             for name, count in mapping.items():
                 counts.add_row(stage, by, cell(name), f"{count:,}")
+    say("committed generations by model and template")
     console.print(counts)
