@@ -144,7 +144,7 @@ class Backend:
         # s3://bucket/[x]/data is a path, not a pattern. Same requests, same batching.
         with storage_errors(self.root):
             values = self.fs.cat_ranges(paths, None, None, on_error="return", **self._cat_kwargs())
-        results = dict(zip(paths, values))
+        results = dict(zip(paths, values, strict=True))
         out: dict[str, bytes | Exception | None] = {}
         for path in paths:
             value = results.get(path, FileNotFoundError(path))

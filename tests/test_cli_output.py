@@ -431,6 +431,19 @@ def test_plurals_sizes_held_back_and_unwrapped_lines(tmp_path: Path) -> None:
     assert " 1.2 MB " in gens_fs("stats", dst).stdout.decode()
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["ls", "--bogus"], "No such option: --bogus (see gens-fs ls --help)"),
+        (["ls"], "Missing argument 'ROOT'. (see gens-fs ls --help)"),
+        (["sync", "a", "b", "-j", "0"], "Invalid value for '--jobs' / '-j': Input should be"),
+        (["nope"], "No such command 'nope'. (see gens-fs --help)"),
+    ],
+)
+def test_a_command_line_mistake_is_one_line(args: list[str], expected: str) -> None:
+    assert expected in one_error_line(gens_fs(*args))
+
+
 def test_an_error_is_one_line_even_when_it_quotes_a_newline(tmp_path: Path) -> None:
     line = one_error_line(gens_fs("ls", str(tmp_path / "a\nb\x1b[31mc")))
     assert "a\\nb\\x1b[31mc" in line

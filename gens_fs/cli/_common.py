@@ -307,14 +307,37 @@ def interrupted(message: str = "interrupted") -> NoReturn:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app. A ``GensError`` (a mistake to fix) or an ``OSError`` (a file
-    the system will not give us) becomes one line on stderr and exit code 2."""
+    """Entry point: run the app. A mistake on the command line (unknown option, missing
+    argument, bad value), a ``GensError`` (a mistake to fix) or an ``OSError`` (a file the
+    system will not give us) becomes one line on stderr and exit code 2."""
     # The library logs warnings that its reports also carry (a failed file, skipped
     # deletes), and the commands print those reports. Without a handler Python's
     # last-resort one would print each a second time, raw, on stderr.
     logging.getLogger("gens_fs").addHandler(logging.NullHandler())
     try:
-        app(args=argv, prog_name="gens-fs", standalone_mode=True)
+        code = app(args=argv, prog_name="gens-fs", standalone_mode=False)
     except (GensError, OSError) as exc:
         say(f"gens-fs: error: {exc}", err=True)
         sys.exit(2)
+    except Exception as exc:
+        line = _usage_error_line(exc)
+        if line is None:
+            raise
+        if type(exc).__name__ == "NoArgsIsHelpError":  # no arguments at all: the help
+            exc.show()  # type: ignore[attr-defined]
+        else:
+            say(f"gens-fs: error: {line}", err=True)
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_error_line(exc: Exception) -> str | None:
+    """What click found wrong with the command line, with where to look, or ``None`` for
+    any other exception. Duck-typed: typer may bring its own copy of click. (In standalone
+    mode click prints a usage block and a blank line before the error.)"""
+    format_message = getattr(exc, "format_message", None)
+    if not callable(format_message) or not isinstance(getattr(exc, "exit_code", None), int):
+        return None
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+    return f"{format_message()}{where}"
