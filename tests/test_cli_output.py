@@ -23,7 +23,14 @@ import fsspec
 import pytest
 from conftest import BUCKET, cli_options
 
-from gens_fs import DataRoot, GensStore, MembershipRow, check
+from gens_fs import (
+    DataRoot,
+    GenerationNotFound,
+    GensStore,
+    MembershipRow,
+    UnknownArtifact,
+    check,
+)
 from gens_fs.cli._common import human_size, plural, printable
 from gens_fs.testing.invariants import mirror_problems, snapshot
 from gens_fs.testing.s3 import MotoServer, S3Proxy, s3_storage_options
@@ -245,6 +252,18 @@ def test_field_works_when_another_file_is_unreadable(tmp_path: Path) -> None:
     assert "Is a directory" in one_error_line(gens_fs("show", root, "draft", "d1"))
     raw = gens_fs("show", root, "draft", "d1", "--field", "raw")
     assert (raw.returncode, raw.stdout, raw.stderr) == (0, b"the raw text", b"")
+
+
+def test_iter_bytes_streams_one_file(store: GensStore) -> None:
+    """The library half of ``--field``, on every backend (memory too: in-process)."""
+    store.write("draft", "d1", metadata=META, raw="r" * 100)
+    chunks = store.iter_bytes("draft", "d1", "raw.txt")
+    assert chunks is not None and b"".join(chunks) == b"r" * 100
+    assert store.iter_bytes("draft", "d1", "prompt.txt") is None
+    with pytest.raises(GenerationNotFound, match="no draft generation d9"):
+        store.iter_bytes("draft", "d9", "raw.txt")
+    with pytest.raises(UnknownArtifact, match=re.escape("'../x' is not a generation file")):
+        store.iter_bytes("draft", "d1", "../x")
 
 
 def peak_rss_kb(args: list[str]) -> int:
