@@ -22,6 +22,7 @@ from gens_fs.errors import (
     ParentNotFound,
     StorageError,
     UndecodableText,
+    UnknownArtifact,
     UnknownStage,
 )
 from gens_fs.inventory import GenerationEntry, StoreStats, list_generations, stats
@@ -54,6 +55,7 @@ __all__ = [
     "SyncReport",
     "TooManyDeletes",
     "UndecodableText",
+    "UnknownArtifact",
     "UnknownStage",
     "check",
     "cohort_ids",

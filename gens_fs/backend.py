@@ -18,6 +18,7 @@ the few primitives the store needs, each batched:
   are left out and reported by ``scan`` (``follow_symlinks=True`` follows the links whose
   target stays inside the root);
 * ``remove(paths)``;
+* ``iter_file(path)`` -> one file's bytes in chunks, so a large file never sits in memory;
 * ``children(path)`` -> the names of the folders and files directly in ``path``: on S3 one
   ``ListObjectsV2`` with a delimiter, which also fails early when the bucket does not exist.
 
@@ -71,6 +72,8 @@ UNSUPPORTED_PROTOCOLS = frozenset({"http", "https", "github", "git", "tar", "lib
 S3_MAX_COPY_SIZE = 5 * 2**30
 # The most keys one DeleteObjects request may name.
 S3_MAX_DELETE_KEYS = 1000
+# How much of a file ``iter_file`` holds at once (on S3: one ranged GET each).
+STREAM_CHUNK = 8 * 2**20
 
 
 class FileInfo(NamedTuple):
@@ -188,8 +191,11 @@ class Backend:
         retries) gives its exception instead of failing the whole batch."""
         if not paths:
             return {}
+        # cat_ranges, not cat: cat expands glob characters, and a root such as
+        # s3://bucket/[x]/data is a path, not a pattern. Same requests, same batching.
         with storage_errors(self.root):
-            results = self.fs.cat(paths, on_error="return", **self._cat_kwargs())
+            values = self.fs.cat_ranges(paths, None, None, on_error="return", **self._cat_kwargs())
+        results = dict(zip(paths, values, strict=True))
         out: dict[str, bytes | Exception | None] = {}
         for path in paths:
             value = results.get(path, FileNotFoundError(path))
@@ -203,6 +209,25 @@ class Backend:
 
     def _cat_kwargs(self) -> dict[str, Any]:
         return {}
+
+    def iter_file(self, path: str, chunk_size: int = STREAM_CHUNK) -> Iterator[bytes] | None:
+        """One file's bytes, as they are, in chunks of at most ``chunk_size``; ``None`` when
+        the file is missing. Opened here (so a missing file is known at once), read as the
+        caller iterates, closed at the end."""
+        with storage_errors(self.root):
+            try:
+                handle = self.fs.open(path, "rb", block_size=chunk_size, **self._open_kwargs())
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+        return self._chunks(handle, chunk_size)
+
+    def _open_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    def _chunks(self, handle: Any, chunk_size: int) -> Iterator[bytes]:
+        with handle, storage_errors(self.root):
+            while chunk := handle.read(chunk_size):
+                yield bytes(chunk)
 
     def write_many(self, files: Mapping[str, bytes]) -> None:
         """Write every file (overwriting); each file lands whole or not at all."""
@@ -317,6 +342,11 @@ class S3Backend(Backend):
     def _cat_kwargs(self) -> dict[str, Any]:
         # Also for a user-built S3FileSystem that kept the default max_concurrency.
         return {"max_concurrency": 1}
+
+    def _open_kwargs(self) -> dict[str, Any]:
+        # One ranged GET per chunk read: s3fs's default read-ahead cache would fetch a
+        # further block (50 MB by default) with each one.
+        return {"cache_type": "none"}
 
     def remove_dir(self, path: str) -> None:
         """Object stores have no directories to remove."""
@@ -498,6 +528,13 @@ class LocalBackend(Backend):
             except (FileNotFoundError, NotADirectoryError):
                 out[path] = None
         return out
+
+    def iter_file(self, path: str, chunk_size: int = STREAM_CHUNK) -> Iterator[bytes] | None:
+        try:
+            handle = open(path, "rb")  # noqa: SIM115  (closed by _chunks)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return self._chunks(handle, chunk_size)
 
     def read_each(self, paths: list[str]) -> dict[str, bytes | Exception | None]:
         out: dict[str, bytes | Exception | None] = {}

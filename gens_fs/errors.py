@@ -28,6 +28,10 @@ class UndecodableText(GensError, ValueError):
     """An artifact file whose bytes are not UTF-8."""
 
 
+class UnknownArtifact(GensError, ValueError):
+    """A file name that is not one of a generation's artifact files."""
+
+
 class GenerationNotFound(GensError, FileNotFoundError):
     """The generation directory holds none of its files."""
 

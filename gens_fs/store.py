@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Literal
 
 from gens_fs.backend import Backend, open_backend
@@ -26,8 +26,10 @@ from gens_fs.errors import (
     InvalidMetadata,
     ParentNotFound,
     UndecodableText,
+    UnknownArtifact,
 )
 from gens_fs.layout import (
+    ARTIFACT_FILES,
     METADATA_FILE,
     PARENT_STAGE,
     TEXT_FILES,
@@ -178,6 +180,28 @@ class GensStore:
                 f"{self.path(stage, gen_id, name)} is not UTF-8 text "
                 f"(byte {exc.start}: {exc.reason}); inspect or rewrite that file"
             ) from None
+
+    def iter_bytes(self, stage: str, gen_id: str, filename: str) -> Iterator[bytes] | None:
+        """One artifact file's exact bytes, streamed in chunks (memory stays bounded for a
+        file of any size); no other file of the generation is read.
+
+        ``None`` when the generation lacks that file; ``GenerationNotFound`` when it has no
+        file at all (one listing of its directory, only in that case); ``UnknownArtifact``
+        for a name that is not one of ``raw.txt``, ``parsed.txt``, ``prompt.txt``,
+        ``metadata.json``. On S3: a HEAD, then one ranged GET per chunk.
+        """
+        if filename not in ARTIFACT_FILES:
+            raise UnknownArtifact(
+                f"{filename!r} is not a generation file: expected one of "
+                f"{', '.join(ARTIFACT_FILES)}"
+            )
+        chunks = self._backend.iter_file(self.path(stage, gen_id, filename))
+        if chunks is None and not self._backend.listing(self.path(stage, gen_id)):
+            raise GenerationNotFound(
+                f"no {stage} generation {gen_id} under {self.path(stage, gen_id)}: "
+                f"{_NOT_FOUND_ADVICE}"
+            )
+        return chunks
 
     def metadata_many(
         self, keys: Iterable[tuple[str, str]]

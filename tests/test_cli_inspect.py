@@ -117,7 +117,7 @@ def test_show(root: str, run: Any) -> None:
         ("evaluation", "v1"),
     ]
     parsed = run("show", root, "essay", "e1", "--field", "parsed")
-    assert (parsed.exit_code, parsed.stdout) == (0, "parsed text\n")
+    assert (parsed.exit_code, parsed.stdout) == (0, "parsed text")  # the exact bytes
     meta = run("show", root, "evaluation", "v1", "-f", "metadata")
     assert json.loads(meta.stdout)["template_id"] == "tpl-b"
     prompts = as_json(run("show", root, "evaluation", "v1", "--lineage", "-f", "prompt", "--json"))

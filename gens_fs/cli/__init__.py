@@ -1,7 +1,8 @@
 """The ``gens-fs`` command. Each sub-module registers its commands on ``app``.
 
 Exit codes: 0 success; 1 the work ran but found problems (check errors, failed files);
-2 a usage or configuration mistake (one line on stderr, no traceback).
+2 a usage or configuration mistake (one line on stderr, no traceback); 130 interrupted
+(Ctrl-C, one line on stderr).
 """
 
 from __future__ import annotations

@@ -1,21 +1,99 @@
-"""What every command shares: the Typer app, storage options, output, and error mapping."""
+"""What every command shares: the Typer app, storage options, output, and error mapping.
+
+Output rules: text that comes from a store (gen_ids from a membership file, model ids,
+paths, texts, error messages quoting them) is data. It reaches people only through
+:func:`printable` (control characters shown as escapes, so an LLM's ANSI/OSC sequences never
+drive the terminal) and rich ``Text`` objects (never parsed as markup: ``llama[/8b]`` is a
+model id, not a closing tag). JSON output keeps every value exact.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
+import re
 import sys
 from collections.abc import Callable, Iterable
-from typing import Annotated, Any, NoReturn
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated, Any, Final, NoReturn
 
 import typer
 from pydantic import BaseModel
 from rich.console import Console
+from rich.text import Text
+from typer.core import TyperArgument, TyperCommand
+from typer.models import CommandFunctionType
 
 from gens_fs.cohorts import DataRoot
 from gens_fs.errors import GensError
 from gens_fs.inventory import require_data_root
 
-app = typer.Typer(
+
+class Command(TyperCommand):
+    """Help that names arguments as people write them: ``ROOT`` in the usage line and in the
+    arguments list (typer's own are ``{ROOT}`` and ``ROOT <str>``). Typer may bring its own
+    copy of click, so the context and formatter are typed loosely."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument):
+                name = _argument_name(param)
+                pieces.append(name if param.required else f"[{name}]")
+        return pieces
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        params = self.get_params(ctx)
+        arguments = [
+            (_argument_name(p), p.help or "") for p in params if isinstance(p, TyperArgument)
+        ]
+        options = [
+            record
+            for p in params
+            if p.param_type_name == "option" and (record := p.get_help_record(ctx)) is not None
+        ]
+        for title, rows in (("Arguments", arguments), ("Options", options)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+def _argument_name(param: TyperArgument) -> str:
+    return param.metavar or (param.name or "arg").upper()
+
+
+class _App(typer.Typer):
+    """The Typer app whose commands use :class:`Command` help and say "interrupted"."""
+
+    def command(
+        self, name: str | None = None, *, cls: type[TyperCommand] | None = None, **kwargs: Any
+    ) -> Callable[[CommandFunctionType], CommandFunctionType]:
+        register = super().command(name, cls=cls or Command, **kwargs)
+
+        def decorator(func: CommandFunctionType) -> CommandFunctionType:
+            register(_interruptible(func))
+            return func
+
+        return decorator
+
+
+def _interruptible(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func``, with Ctrl-C as one line on stderr and exit code 130. (Typer itself turns a
+    ``KeyboardInterrupt`` into a silent exit 130.) A command with more to say catches it
+    first and calls :func:`interrupted` with its own message."""
+
+    @functools.wraps(func)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except KeyboardInterrupt:
+            interrupted()
+
+    return run
+
+
+app = _App(
     name="gens-fs",
     help=(
         "Keep LLM generation artifacts in a gen-id-first layout on any storage "
@@ -25,21 +103,56 @@ app = typer.Typer(
         "environment (AWS_PROFILE, AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, ...)."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        try:
+            number = version("gens_fs")
+        except PackageNotFoundError:  # run from a checkout that was never installed
+            from gens_fs import __version__ as number
+        say(f"gens-fs {number}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
-    """Keep ``gens-fs COMMAND`` a command group even while only one command exists."""
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """Keep ``gens-fs COMMAND`` a command group; ``--version`` is handled by its callback."""
 
 
-# Human output goes to stdout; errors to stderr. Rich drops colour and markup when the
-# stream is not a terminal, so pipes get plain text.
-console = Console()
-err_console = Console(stderr=True)
+# Piped or redirected output is not hard-wrapped: rich's default there is 80 columns, which
+# breaks long lines (paths, messages) in two. Tables still render, as wide as their content.
+PIPE_WIDTH: Final = 10_000
+
+
+def _console(*, stderr: bool = False) -> Console:
+    """A console for people: no markup, emoji codes or highlighting anywhere (store text is
+    data); colour only on a terminal (rich decides); no hard wrap when piped."""
+    stream = sys.stderr if stderr else sys.stdout
+    piped = stream is None or not stream.isatty()
+    return Console(
+        stderr=stderr,
+        markup=False,
+        emoji=False,
+        highlight=False,
+        width=PIPE_WIDTH if piped else None,
+    )
+
+
+# Human output goes to stdout; errors to stderr.
+console = _console()
+err_console = _console(stderr=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the result as JSON for machines.")]
 OptionList = Annotated[
@@ -50,8 +163,7 @@ OptionList = Annotated[
         metavar="KEY=VALUE",
         help=(
             "A storage option for fsspec, repeatable. Dotted keys nest and values are JSON "
-            "when they parse as JSON: -o client_kwargs.endpoint_url=http://127.0.0.1:9000 "
-            "-o anon=true"
+            "when they parse as JSON: -o anon=true, -o client_kwargs.endpoint_url=URL"
         ),
     ),
 ]
@@ -121,7 +233,11 @@ def warn_ignored(entries: Iterable[tuple[str, str]], *, where: str = "") -> None
 def emit(
     result: BaseModel | list[Any] | dict[str, Any], as_json: bool, human: Callable[[], None]
 ) -> None:
-    """Print ``result`` as JSON, or call ``human`` to print it for people."""
+    """Print ``result`` as JSON, or call ``human`` to print it for people.
+
+    JSON keeps every value exact. Encoders escape C0 controls (ESC included) but write DEL
+    and C1 controls as they are; those are escaped too (``\\u009b``: the same string to a
+    JSON reader), so even JSON on a terminal carries no control sequence."""
     if not as_json:
         human()
         return
@@ -134,22 +250,112 @@ def emit(
             ensure_ascii=False,
             default=lambda o: o.model_dump(mode="json") if isinstance(o, BaseModel) else str(o),
         )
-    sys.stdout.write(text + "\n")
+    sys.stdout.write(_UNESCAPED_IN_JSON.sub(_json_escape, text) + "\n")
+
+
+# Outside strings JSON has only ASCII punctuation, digits, letters and spaces, so these
+# can only be inside strings, where an escape is the same character.
+_UNESCAPED_IN_JSON: Final = re.compile("[\x7f-\x9f]")
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+# C0 and C1 control characters and DEL: ESC starts every ANSI/OSC sequence, BEL ends OSC
+# ones, CR rewrites the line, C1 CSI (U+009B) works as ESC [ on some terminals.
+_CONTROL_IN_LINE: Final = re.compile("[\x00-\x1f\x7f-\x9f]")
+# In a multi-line text, newlines, tabs and the CR of a CRLF stay as they are.
+_CONTROL_IN_TEXT: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]|\r(?!\n)")
+_NAMED_ESCAPES: Final = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str, *, multiline: bool = False) -> str:
+    """``text`` safe to show on a terminal: every control character written as an escape
+    (``\\x1b``, ``\\r``, ``\\n``), so none is acted on; ``multiline`` keeps newlines, tabs
+    and CRLF line ends. Everything else, non-ASCII included, is kept as is."""
+    pattern = _CONTROL_IN_TEXT if multiline else _CONTROL_IN_LINE
+    return pattern.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _NAMED_ESCAPES.get(char, f"\\x{ord(char):02x}")
+
+
+def cell(value: object) -> Text:
+    """A table cell from store data: one line, printable, never markup."""
+    return Text(printable(str(value)))
+
+
+def say(message: str, *, err: bool = False) -> None:
+    """Print one line for people (stdout, or stderr with ``err``): printable, never markup,
+    never hard-wrapped."""
+    (err_console if err else console).print(Text(printable(message)), soft_wrap=True)
+
+
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """``plural(1, "file")`` -> ``"1 file"``; ``plural(1234, "file")`` -> ``"1,234 files"``."""
+    return f"{count:,} {noun if count == 1 else many or noun + 's'}"
+
+
+_SIZE_UNITS: Final = ("kB", "MB", "GB", "TB", "PB")
+
+
+def human_size(size: int) -> str:
+    """A byte count for people, in SI units: ``"980 B"``, ``"1.2 MB"``. JSON keeps bytes."""
+    if size < 1000:
+        return f"{size} B"
+    value, unit = size / 1000, 0
+    while value >= 999.95 and unit < len(_SIZE_UNITS) - 1:
+        value, unit = value / 1000, unit + 1
+    return f"{value:.1f} {_SIZE_UNITS[unit]}"
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """One line on stderr, then exit: for mistakes a user can fix."""
-    err_console.print(f"gens-fs: error: {message}", markup=False, highlight=False, soft_wrap=True)
+    say(f"gens-fs: error: {message}", err=True)
     raise typer.Exit(code)
 
 
+def interrupted(message: str = "interrupted") -> NoReturn:
+    """Ctrl-C: one line on stderr (``gens-fs: <message>``), exit code 130."""
+    say(f"gens-fs: {message}", err=True)
+    raise typer.Exit(130)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app; a ``GensError`` becomes one line and exit code 2."""
+    """Entry point: run the app. A mistake on the command line (unknown option, missing
+    argument, bad value), a ``GensError`` (a mistake to fix) or an ``OSError`` (a file the
+    system will not give us) becomes one line on stderr and exit code 2."""
+    # The library logs warnings that its reports also carry (a failed file, skipped
+    # deletes), and the commands print those reports. Without a handler Python's
+    # last-resort one would print each a second time, raw, on stderr.
+    logging.getLogger("gens_fs").addHandler(logging.NullHandler())
     try:
-        app(args=argv, prog_name="gens-fs", standalone_mode=True)
-    except GensError as exc:
-        err_console.print(f"gens-fs: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        code = app(args=argv, prog_name="gens-fs", standalone_mode=False)
+    except (GensError, OSError) as exc:
+        say(f"gens-fs: error: {exc}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        err_console.print("gens-fs: interrupted", markup=False)
-        sys.exit(130)
+    except Exception as exc:
+        line = _usage_error_line(exc)
+        if line is None:
+            raise
+        if type(exc).__name__ == "NoArgsIsHelpError":  # no arguments at all: the help
+            exc.show()  # type: ignore[attr-defined]
+        else:
+            say(f"gens-fs: error: {line}", err=True)
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_error_line(exc: Exception) -> str | None:
+    """What click found wrong with the command line, with where to look, or ``None`` for
+    any other exception. Duck-typed: typer may bring its own copy of click. (In standalone
+    mode click prints a usage block and a blank line before the error.)"""
+    format_message = getattr(exc, "format_message", None)
+    if not callable(format_message) or not isinstance(getattr(exc, "exit_code", None), int):
+        return None
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+    return f"{format_message()}{where}"

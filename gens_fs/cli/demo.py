@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from gens_fs.check import check
-from gens_fs.cli._common import app, console, fail
+from gens_fs.cli._common import app, cell, console, fail, human_size, plural, say
 from gens_fs.cohorts import write_membership
 from gens_fs.store import GensStore
 from gens_fs.sync import sync
@@ -51,7 +51,9 @@ def _write_sample(store: GensStore) -> None:
 
 @app.command()
 def demo(
-    bucket: Annotated[str, typer.Option(help="Bucket name on the demo S3 server.")] = "demo",
+    bucket: Annotated[
+        str, typer.Option(metavar="NAME", help="Bucket name on the demo S3 server.")
+    ] = "demo",
 ) -> None:
     """Start a throwaway S3 server on 127.0.0.1, write a sample store into it, read it back.
 
@@ -67,11 +69,11 @@ def demo(
         create_bucket(server.endpoint_url, bucket)
         options = s3_storage_options(server.endpoint_url)
         root = f"s3://{bucket}/data/gens"
-        console.print(f"S3 server on {server.endpoint_url}; writing a sample store to {root}")
+        say(f"S3 server on {server.endpoint_url}; writing a sample store to {root}")
         store = GensStore(root, storage_options=options)
         _write_sample(store)
 
-        table = Table(title=f"generations in {root}")
+        table = Table()
         for column in ("stage", "gen_id", "parent", "template", "parsed_text"):
             table.add_column(column)
         for stage in ("draft", "essay", "evaluation"):
@@ -79,14 +81,15 @@ def demo(
                 assert gen.metadata is not None
                 table.add_row(
                     stage,
-                    gen.gen_id,
-                    gen.parent_gen_id or "-",
-                    gen.metadata.template_id,
-                    gen.parsed_text or "",
+                    cell(gen.gen_id),
+                    cell(gen.parent_gen_id or "-"),
+                    cell(gen.metadata.template_id),
+                    cell(gen.parsed_text or ""),
                 )
+        say(f"generations in {root}")
         console.print(table)
         gen = store.load("evaluation", "eval-2")
-        console.print(
+        say(
             f'store.load("evaluation", "eval-2")["parsed_text"] == {gen["parsed_text"]!r}; '
             f"its essay is {gen.parent_gen_id}"
         )
@@ -99,17 +102,16 @@ def demo(
         with tempfile.TemporaryDirectory() as tmp:
             local = f"{tmp}/data"
             report = sync(f"s3://{bucket}/data", local, cohort="demo-cohort", src_options=options)
-            console.print(
-                f"sync --cohort demo-cohort to {local}: copied {report.copied} files "
-                f"({report.bytes} bytes), errors {len(report.errors)}"
+            say(
+                f"sync --cohort demo-cohort to {local}: copied {plural(report.copied, 'file')} "
+                f"({human_size(report.bytes)}), {plural(len(report.errors), 'error')}"
             )
             again = sync(f"s3://{bucket}/data", local, cohort="demo-cohort", src_options=options)
-            console.print(f"the same sync again: copied {again.copied}, skipped {again.skipped}")
+            say(f"the same sync again: copied {again.copied}, skipped {again.skipped}")
             found = check(local)
-            console.print(
-                f"check of the copy: {found.summary.errors} errors, "
-                f"{found.summary.warnings} warnings ({', '.join(sorted(found.summary.by_kind))})"
+            say(
+                f"check of the copy: {plural(found.summary.errors, 'error')}, "
+                f"{plural(found.summary.warnings, 'warning')} "
+                f"({', '.join(sorted(found.summary.by_kind))})"
             )
-        console.print(
-            "Next: gens-fs --help; gens-fs ls/show/check/stats ROOT; gens-fs sync SRC DST"
-        )
+        say("Next: gens-fs --help; gens-fs ls/show/check/stats ROOT; gens-fs sync SRC DST")

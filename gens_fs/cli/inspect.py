@@ -3,15 +3,22 @@
 Each command opens the data root with :func:`open_root` (one cheap request that fails fast
 on a missing bucket), calls the library, and prints the result for people (rich tables) or
 as JSON (``--json``). ``check`` exits 1 when it finds errors.
+
+Store text reaches the terminal through ``cell``/``say``/``printable`` only (see
+``_common``): never as markup, never as control sequences.
 """
 
 from __future__ import annotations
 
+import codecs
+import json
 import sys
+from collections.abc import Iterator
 from typing import Annotated, Final
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from gens_fs.check import CheckReport, check
 from gens_fs.cli._common import (
@@ -20,10 +27,14 @@ from gens_fs.cli._common import (
     OptionList,
     UsageError,
     app,
+    cell,
     console,
     emit,
-    err_console,
+    human_size,
     open_root,
+    plural,
+    printable,
+    say,
     warn_ignored,
 )
 from gens_fs.inventory import (
@@ -34,8 +45,16 @@ from gens_fs.inventory import (
     select_stages,
     stats,
 )
-from gens_fs.layout import PARSED_FILE, PROMPT_FILE, RAW_FILE, validate_gen_id, validate_stage
+from gens_fs.layout import (
+    METADATA_FILE,
+    PARSED_FILE,
+    PROMPT_FILE,
+    RAW_FILE,
+    validate_gen_id,
+    validate_stage,
+)
 from gens_fs.models import Generation
+from gens_fs.store import GensStore
 
 RootArg = Annotated[
     str,
@@ -45,18 +64,27 @@ RootArg = Annotated[
 ]
 StageList = Annotated[
     list[str] | None,
-    typer.Option("--stage", "-s", help="Only this stage (draft, essay, evaluation); repeatable."),
+    typer.Option(
+        "--stage",
+        "-s",
+        metavar="STAGE",
+        help="Only this stage (draft, essay, evaluation); repeatable.",
+    ),
 ]
 CohortOption = Annotated[
-    str | None, typer.Option("--cohort", "-c", help="Only this cohort's members.")
+    str | None,
+    typer.Option("--cohort", "-c", metavar="COHORT_ID", help="Only this cohort's members."),
 ]
 # --field NAME -> the Generation key it shows, and the file it comes from.
 FIELDS: Final = {
     "raw": ("raw_text", RAW_FILE),
     "parsed": ("parsed_text", PARSED_FILE),
     "prompt": ("prompt_text", PROMPT_FILE),
-    "metadata": ("metadata", "metadata.json"),
+    "metadata": ("metadata", METADATA_FILE),
 }
+# show's human view: each text up to this many characters and lines (--full for all).
+TEXT_LIMIT_CHARS: Final = 2_000
+TEXT_LIMIT_LINES: Final = 40
 
 
 def _stages(stage: list[str] | None) -> list[str] | None:
@@ -65,7 +93,7 @@ def _stages(stage: list[str] | None) -> list[str] | None:
 
 
 def _size(sizes: dict[str, int], name: str) -> str:
-    return str(sizes[name]) if name in sizes else "-"
+    return human_size(sizes[name]) if name in sizes else "-"
 
 
 @app.command("ls")
@@ -91,12 +119,7 @@ def ls(
     rows = entries(snapshot)
 
     def human() -> None:
-        table = Table(
-            title=f"generations in {data_root.url}",
-            title_justify="left",
-            caption="sizes: bytes of raw.txt/parsed.txt/prompt.txt (- when absent)",
-            caption_justify="left",
-        )
+        table = Table()
         table.add_column("stage", no_wrap=True)
         table.add_column("gen_id", no_wrap=True)
         table.add_column("state", no_wrap=True)
@@ -105,16 +128,18 @@ def ls(
         table.add_column("sizes", justify="right", no_wrap=True)
         for row in rows:
             table.add_row(
-                row.stage,
-                row.gen_id,
+                cell(row.stage),
+                cell(row.gen_id),
                 _state(row),
-                row.parent_gen_id or "-",
-                row.template_id or "-",
-                row.model_id or "-",
+                cell(row.parent_gen_id or "-"),
+                cell(row.template_id or "-"),
+                cell(row.model_id or "-"),
                 "/".join(_size(row.sizes, name) for name in (RAW_FILE, PARSED_FILE, PROMPT_FILE)),
             )
+        say(f"generations in {data_root.url}")
         console.print(table)
-        console.print(f"{len(rows)} generation{'s' if len(rows) != 1 else ''}")
+        say("sizes: raw.txt/parsed.txt/prompt.txt (- when absent)")
+        say(plural(len(rows), "generation"))
 
     emit(rows, as_json, human)
 
@@ -129,77 +154,143 @@ def _state(row: GenerationEntry) -> str:
 def show(
     root: RootArg,
     stage: Annotated[str, typer.Argument(metavar="STAGE", help="draft, essay or evaluation.")],
-    gen_id: Annotated[str, typer.Argument(metavar="GEN_ID")],
+    gen_id: Annotated[str, typer.Argument(metavar="GEN_ID", help="The generation's id.")],
     lineage: Annotated[
         bool, typer.Option("--lineage", help="Also show its parents, from the draft down.")
     ] = False,
     field: Annotated[
         str | None,
         typer.Option(
-            "--field", "-f", metavar="raw|parsed|prompt|metadata", help="Print only this field."
+            "--field",
+            "-f",
+            metavar="NAME",
+            help=(
+                "raw, parsed, prompt or metadata: write only that file's exact bytes "
+                "(streamed; no other file is read)."
+            ),
         ),
     ] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="Print whole texts (the default shortens long ones).")
+    ] = False,
     as_json: JsonFlag = False,
     option: OptionList = None,
 ) -> None:
-    """Show one generation (or its lineage): metadata and texts, or a single field.
+    """Show one generation (or its lineage): metadata and texts, or a single file.
 
-    One GET per file (four per generation), all at once; --lineage adds one batch per parent.
+    Texts longer than 2,000 characters or 40 lines are shortened, with a note (--full prints
+    them whole). One GET per file (four per generation), all at once; --lineage adds one
+    batch per parent.
     """
     validate_stage(stage)
     validate_gen_id(gen_id)
     if field is not None and field not in FIELDS:
         raise UsageError(f"--field {field!r}: expected one of {', '.join(FIELDS)}")
     store = open_root(root, option).store()
+    if field is not None and not as_json:
+        _write_field(store, stage, gen_id, FIELDS[field][1], lineage=lineage)
+        return
     chain = store.lineage(stage, gen_id) if lineage else [store.load(stage, gen_id)]
-
     if field is not None:
-        key, filename = FIELDS[field]
-        if as_json:
-            picked = [{"stage": g.stage, "gen_id": g.gen_id, field: g[key]} for g in chain]
-            emit(picked if lineage else picked[0], True, lambda: None)
-            return
-        for gen in chain:
-            if lineage:
-                sys.stdout.write(f"== {gen.stage} {gen.gen_id} ==\n")
-            value = _field_text(gen, key)
-            if value is None:
-                err_console.print(
-                    f"gens-fs: {gen.stage} {gen.gen_id} has no {filename}", markup=False
-                )
-                if not lineage:
-                    raise typer.Exit(1)
-                continue
-            sys.stdout.write(value if value.endswith("\n") else value + "\n")
+        key = FIELDS[field][0]
+        picked = [{"stage": g.stage, "gen_id": g.gen_id, field: g[key]} for g in chain]
+        emit(picked if lineage else picked[0], True, lambda: None)
         return
 
     def human() -> None:
         for gen in chain:
-            _print_generation(gen)
+            _print_generation(gen, full=full)
 
     dicts = [g.to_dict() for g in chain]
     emit(dicts if lineage else dicts[0], as_json, human)
 
 
-def _field_text(gen: Generation, key: str) -> str | None:
-    if key == "metadata":
-        return None if gen.metadata is None else gen.metadata.to_json()
-    value = gen[key]
-    return None if value is None else str(value)
+def _write_field(
+    store: GensStore, stage: str, gen_id: str, filename: str, *, lineage: bool
+) -> None:
+    """``show --field``: the file's bytes to stdout, streamed. With ``--lineage``, each
+    generation's file under a ``== stage gen_id ==`` line, from the draft down."""
+    chain = [(g.stage, g.gen_id) for g in store.lineage(stage, gen_id)] if lineage else []
+    for link_stage, link_id in chain or [(stage, gen_id)]:
+        if lineage:
+            sys.stdout.write(f"== {link_stage} {link_id} ==\n")
+        chunks = store.iter_bytes(link_stage, link_id, filename)
+        if chunks is None:
+            say(f"gens-fs: {link_stage} {link_id} has no {filename}", err=True)
+            if not lineage:
+                raise typer.Exit(1)
+            continue
+        if not _copy_to_stdout(chunks) and lineage:
+            sys.stdout.write("\n")  # the next header on a line of its own
+    sys.stdout.flush()
 
 
-def _print_generation(gen: Generation) -> None:
-    table = Table(title=f"{gen.stage} {gen.gen_id}", title_justify="left", show_header=False)
-    table.add_column("field", style="bold")
+def _copy_to_stdout(chunks: Iterator[bytes]) -> bool:
+    """Write ``chunks`` to stdout: the exact bytes when redirected or piped; on a terminal,
+    decoded with control characters (and undecodable bytes) shown as escapes. True when
+    the last byte was a newline."""
+    terminal = sys.stdout.isatty()
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="backslashreplace")
+    sys.stdout.flush()
+    last = b""
+    held_cr = ""  # a CR at the end of a chunk: kept until we know whether LF follows
+    for chunk in chunks:
+        last = chunk[-1:] or last
+        if not terminal:
+            sys.stdout.buffer.write(chunk)
+            continue
+        text = held_cr + decoder.decode(chunk)
+        held_cr = "\r" if text.endswith("\r") else ""
+        sys.stdout.write(printable(text.removesuffix(held_cr), multiline=True))
+    if terminal:
+        sys.stdout.write(printable(held_cr + decoder.decode(b"", final=True), multiline=True))
+    sys.stdout.flush()
+    return last == b"\n"
+
+
+def _print_generation(gen: Generation, *, full: bool) -> None:
+    table = Table(show_header=False)
+    table.add_column("field", style="bold", no_wrap=True)
     table.add_column("value", overflow="fold")
     table.add_row("committed", "yes" if gen.is_committed else "no (no metadata.json)")
     if gen.metadata is not None:
         for name, value in gen.metadata.model_dump(mode="json", exclude_none=True).items():
-            table.add_row(name, str(value) if value != "" else "-")
-    for label, key in (("prompt", "prompt_text"), ("raw", "raw_text"), ("parsed", "parsed_text")):
-        value = gen[key]
-        table.add_row(label, "(none)" if value is None else value)
-    console.print(table, markup=False)
+            shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            table.add_row(cell(name), cell(shown or "-"))
+    say(f"{gen.stage} {gen.gen_id}")
+    console.print(table)
+    for field, key in (("prompt", "prompt_text"), ("raw", "raw_text"), ("parsed", "parsed_text")):
+        _print_text(FIELDS[field][1], gen[key], field=field, full=full)
+
+
+def _print_text(filename: str, text: str | None, *, field: str, full: bool) -> None:
+    """One text under a ``name (N characters):`` line, shortened unless ``full``.
+
+    Written to the stream directly, not through rich: a 50 MB text must not become millions
+    of rich segments."""
+    if text is None:
+        say(f"{filename}: none")
+        return
+    shown = text if full else _excerpt(text)
+    say(f"{filename} ({plural(len(text), 'character')}):")
+    body = printable(shown, multiline=True)
+    console.file.write(body if body.endswith("\n") else body + "\n")
+    console.file.flush()
+    if len(shown) < len(text):
+        more = plural(len(text) - len(shown), "more character")
+        say(f"... ({more}; --full to see all, or --field {field} for the exact bytes)")
+
+
+def _excerpt(text: str) -> str:
+    """The start of ``text``: at most ``TEXT_LIMIT_CHARS`` characters and
+    ``TEXT_LIMIT_LINES`` lines."""
+    shown = text[:TEXT_LIMIT_CHARS]
+    end = -1
+    for _ in range(TEXT_LIMIT_LINES):
+        end = shown.find("\n", end + 1)
+        if end < 0:
+            return shown
+    return shown[: end + 1]
 
 
 @app.command("check")
@@ -227,23 +318,23 @@ def check_command(
 
 def _print_report(report: CheckReport) -> None:
     if report.findings:
-        table = Table(title=f"findings in {report.data_root}", title_justify="left")
+        table = Table()
         table.add_column("severity", no_wrap=True)
         table.add_column("kind", no_wrap=True)
         table.add_column("message (and path under the root)", overflow="fold")
         prefix = report.data_root.rstrip("/") + "/"
         for f in report.findings:
-            table.add_row(f.severity, f.kind, f"{f.message}\n{f.path.removeprefix(prefix)}")
-        console.print(table, markup=False)
+            where = printable(f.path.removeprefix(prefix))
+            table.add_row(f.severity, f.kind, Text(f"{printable(f.message)}\n{where}"))
+        say(f"findings in {report.data_root}")
+        console.print(table)
     s = report.summary
-    scope = f"cohort {report.cohort}" if report.cohort else f"{s.cohorts} cohort(s)"
+    scope = f"cohort {report.cohort}" if report.cohort else plural(s.cohorts, "cohort")
     verdict = "OK" if report.ok else "PROBLEMS FOUND"
-    console.print(
-        f"{verdict}: checked {s.generations} generation(s) and {scope} "
-        f"({', '.join(report.stages)}): {s.errors} error(s), {s.warnings} warning(s), "
-        f"{s.infos} info",
-        markup=False,
-        highlight=False,
+    say(
+        f"{verdict}: checked {plural(s.generations, 'generation')} and {scope} "
+        f"({', '.join(report.stages)}): {plural(s.errors, 'error')}, "
+        f"{plural(s.warnings, 'warning')}, {s.infos:,} info"
     )
 
 
@@ -256,23 +347,25 @@ def stats_command(root: RootArg, as_json: JsonFlag = False, option: OptionList =
 
 
 def _print_stats(result: StoreStats) -> None:
-    table = Table(title=f"stats of {result.data_root}", title_justify="left")
+    table = Table()
     table.add_column("stage")
-    for column in ("generations", "committed", "incomplete", "invalid metadata", "bytes"):
+    for column in ("generations", "committed", "incomplete", "invalid metadata", "size"):
         table.add_column(column, justify="right")
     for stage, s in result.stages.items():
         table.add_row(
             stage,
-            *(str(v) for v in (s.generations, s.committed, s.incomplete, s.invalid_metadata)),
-            f"{s.bytes:,}",
+            *(f"{v:,}" for v in (s.generations, s.committed, s.incomplete, s.invalid_metadata)),
+            human_size(s.bytes),
         )
+    say(f"stats of {result.data_root}")
     console.print(table)
-    counts = Table(title="committed generations by model and template", title_justify="left")
+    counts = Table()
     for column in ("stage", "by", "id"):
         counts.add_column(column, overflow="fold")
     counts.add_column("count", justify="right")
     for stage, s in result.stages.items():
         for by, mapping in (("model", s.by_model), ("template", s.by_template)):
             for name, count in mapping.items():
-                counts.add_row(stage, by, name, str(count))
-    console.print(counts, markup=False)
+                counts.add_row(stage, by, cell(name), f"{count:,}")
+    say("committed generations by model and template")
+    console.print(counts)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, Final
 
 import typer
 from rich.progress import (
@@ -23,9 +23,12 @@ from gens_fs.cli._common import (
     app,
     console,
     emit,
-    err_console,
     fail,
+    human_size,
+    interrupted,
     parse_options,
+    plural,
+    say,
     warn_ignored,
 )
 from gens_fs.sync import DEFAULT_JOBS, SyncProgress, SyncReport
@@ -34,8 +37,12 @@ from gens_fs.sync.execute import ProgressCallback
 
 StageList = Annotated[
     list[str] | None,
-    typer.Option("--stage", help="Sync only this stage (repeatable); leaves cohorts/ out."),
+    typer.Option(
+        "--stage", metavar="STAGE", help="Sync only this stage (repeatable); leaves cohorts/ out."
+    ),
 ]
+# How many held-back or uncommitted generations the summary names before "...".
+NAMES_SHOWN: Final = 10
 
 
 @app.command()
@@ -44,7 +51,10 @@ def sync(
     dst: Annotated[str, typer.Argument(help="Destination data root (path or URL).")],
     cohort: Annotated[
         str | None,
-        typer.Option(help="Sync this cohort's membership.csv, its generations and ancestors."),
+        typer.Option(
+            metavar="COHORT_ID",
+            help="Sync this cohort's membership.csv, its generations and ancestors.",
+        ),
     ] = None,
     stage: StageList = None,
     delete: Annotated[
@@ -54,6 +64,7 @@ def sync(
         int | None,
         typer.Option(
             min=0,
+            metavar="N",
             help=(
                 "Refuse (changing nothing) when more files would be deleted. Without it, "
                 "--delete refuses to delete more than half of DST's files in scope."
@@ -75,7 +86,8 @@ def sync(
         bool, typer.Option("--checksum", help="Compare content everywhere (reads files).")
     ] = False,
     jobs: Annotated[
-        int, typer.Option("--jobs", "-j", min=1, help="Transfers in flight at once.")
+        int,
+        typer.Option("--jobs", "-j", min=1, metavar="N", help="Transfers in flight at once."),
     ] = DEFAULT_JOBS,
     verify: Annotated[
         bool, typer.Option("--verify", help="List the destination again and compare.")
@@ -98,29 +110,35 @@ def sync(
 
     Exit 0 when everything in scope is synced, 1 when some files failed (listed; the rest
     was done; run again to converge), 2 for usage and configuration errors, and for a plan
-    that is refused (too many deletes: a dry run shows it, then exits 2).
+    that is refused (too many deletes: a dry run shows it, then exits 2), 130 when
+    interrupted (Ctrl-C; the destination stays consistent: run it again to finish).
     """
     shared = parse_options(option)
     src_options = {**shared, **parse_options(src_option)}
     dst_options = {**shared, **parse_options(dst_option)}
-    with _progress_bar(enabled=console.is_terminal and not as_json and not dry_run) as bar:
-        report = run_sync(
-            src,
-            dst,
-            cohort=cohort,
-            stages=stage,
-            delete=delete,
-            max_delete=max_delete,
-            dry_run=dry_run,
-            checksum=checksum,
-            jobs=jobs,
-            progress=bar,
-            src_options=src_options,
-            dst_options=dst_options,
-            verify=verify,
-            allow_empty_source=allow_empty_source,
-            follow_symlinks=follow_symlinks,
-        )
+    seen = _LastProgress()
+    bar_enabled = console.is_terminal and not as_json and not dry_run
+    try:
+        with _progress_bar(seen, enabled=bar_enabled) as progress:
+            report = run_sync(
+                src,
+                dst,
+                cohort=cohort,
+                stages=stage,
+                delete=delete,
+                max_delete=max_delete,
+                dry_run=dry_run,
+                checksum=checksum,
+                jobs=jobs,
+                progress=progress,
+                src_options=src_options,
+                dst_options=dst_options,
+                verify=verify,
+                allow_empty_source=allow_empty_source,
+                follow_symlinks=follow_symlinks,
+            )
+    except KeyboardInterrupt:
+        interrupted(seen.interrupted_message())
     for side in ("source", "destination"):
         found = [(e.path, e.reason) for e in report.ignored if e.side == side]
         warn_ignored(found, where=f"{side} ")
@@ -131,11 +149,36 @@ def sync(
         raise typer.Exit(1)
 
 
+class _LastProgress:
+    """The sync's latest progress, kept for the line a Ctrl-C prints."""
+
+    def __init__(self) -> None:
+        self.latest: SyncProgress | None = None
+
+    def __call__(self, state: SyncProgress) -> None:
+        self.latest = state
+
+    def interrupted_message(self) -> str:
+        state = self.latest
+        done = (
+            "before any file was copied"
+            if state is None
+            else f"after {state.files_done:,} of {plural(state.files_total, 'file')}"
+        )
+        # True at every moment of a sync (see README, "Ordering guarantee"): files land
+        # whole, metadata.json last, parents before children.
+        return (
+            f"interrupted {done}; the destination is consistent; "
+            "run the same command again to finish"
+        )
+
+
 @contextmanager
-def _progress_bar(*, enabled: bool) -> Iterator[ProgressCallback | None]:
-    """A rich progress bar (files, bytes, rate) fed by the sync's callback, or ``None``."""
+def _progress_bar(seen: _LastProgress, *, enabled: bool) -> Iterator[ProgressCallback]:
+    """The sync's progress callback: it feeds ``seen`` and, when ``enabled``, a rich
+    progress bar (files, bytes, rate)."""
     if not enabled:
-        yield None
+        yield seen
         return
     columns = (
         TextColumn("syncing"),
@@ -149,43 +192,45 @@ def _progress_bar(*, enabled: bool) -> Iterator[ProgressCallback | None]:
         task = progress.add_task("sync", total=None, files="")
 
         def update(state: SyncProgress) -> None:
+            seen(state)
             progress.update(
                 task,
                 completed=state.bytes_done,
                 total=state.bytes_total,
-                files=f"{state.files_done}/{state.files_total} files",
+                files=f"{state.files_done:,}/{plural(state.files_total, 'file')}",
             )
 
         yield update
 
 
+def _names(items: list[str]) -> str:
+    shown = ", ".join(items[:NAMES_SHOWN])
+    return shown if len(items) <= NAMES_SHOWN else f"{shown}, ... ({len(items):,} in all)"
+
+
 def _print_report(report: SyncReport) -> None:
+    """The summary on stdout, one line per fact; each error on a line of its own on
+    stderr."""
     if report.dry_run:
         for action in report.actions or []:
-            size = f" ({action.size} B)" if action.size is not None else ""
-            console.print(f"would {action.action} {action.path}{size}", markup=False)
-        verb = "would copy"
-        deleted = f"would delete {report.deleted}"
-    else:
-        verb = "copied"
-        deleted = f"deleted {report.deleted}"
-    console.print(
-        f"{report.src} -> {report.dst}: {verb} {report.copied} files ({report.bytes} B), "
-        f"skipped {report.skipped} unchanged, {deleted} in {report.seconds:.2f} s"
-        + (" (dry run: nothing changed)" if report.dry_run else ""),
-        markup=False,
-        highlight=False,
-        soft_wrap=True,
+            size = f" ({human_size(action.size)})" if action.size is not None else ""
+            say(f"would {action.action} {action.path}{size}")
+    verb, deleted = ("would copy", "would delete") if report.dry_run else ("copied", "deleted")
+    say(
+        f"{report.src} -> {report.dst}: {verb} {plural(report.copied, 'file')} "
+        f"({human_size(report.bytes)}), skipped {report.skipped:,} unchanged, "
+        f"{deleted} {plural(report.deleted, 'file')} in {report.seconds:.2f} s"
+        + (" (dry run: nothing changed)" if report.dry_run else "")
     )
+    if report.held:
+        count = plural(len(report.held), "generation")
+        say(f"held back {count} (parent missing; each error says why): {_names(report.held)}")
     if report.deletes_skipped:
-        console.print("deletes skipped because some files failed", markup=False)
+        say("deletes skipped because some files failed")
     for error in report.errors:
-        err_console.print(f"error: {error.path}: {error.error}", markup=False, highlight=False)
+        say(f"gens-fs: error: {error.path}: {error.error}", err=True)
     if report.uncommitted:
-        console.print(
-            f"left uncommitted (run again to converge): {', '.join(report.uncommitted)}",
-            markup=False,
-            highlight=False,
-        )
+        count = plural(len(report.uncommitted), "generation")
+        say(f"left {count} uncommitted (run again to converge): {_names(report.uncommitted)}")
     if report.verified is not None:
-        console.print("verified" if report.verified else "verify found differences")
+        say("verified" if report.verified else "verify found differences")

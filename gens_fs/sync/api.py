@@ -136,6 +136,7 @@ def sync(
     report.ignored = _ignored(scope, src_side, dst_side)
     report.skipped = plan.skipped
     report.errors = [SyncError(path=h.relpath, error=f"not synced: {h.reason}") for h in plan.held]
+    report.held = [f"{h.stage}/{h.gen_id}" for h in plan.held]
     if dry_run:
         _fill_dry_run(report, plan, refused)
     else:

@@ -37,11 +37,12 @@ class SyncReport(BaseModel):
     ``copied``/``bytes`` count files (and their bytes) written at the destination,
     ``skipped`` files already identical there, ``deleted`` files removed. ``errors`` lists
     files that still failed after retries and generations held back because their parent is
-    missing; ``uncommitted`` the generations whose ``metadata.json`` was therefore not
-    written (the rest was done: running the same sync again converges). ``ignored`` lists
-    the entries left alone (warnings: they do not make the report fail). In a dry run the
-    counts are what a real run would do, ``actions`` lists the plan, ``refused`` says why a
-    real run would refuse it (too many deletes), and nothing changed.
+    missing (``held`` names those, as ``stage/gen_id``); ``uncommitted`` the generations
+    whose ``metadata.json`` was therefore not written (the rest was done: running the same
+    sync again converges). ``ignored`` lists the entries left alone (warnings: they do not
+    make the report fail). In a dry run the counts are what a real run would do,
+    ``actions`` lists the plan, ``refused`` says why a real run would refuse it (too many
+    deletes), and nothing changed.
     """
 
     src: str
@@ -52,6 +53,7 @@ class SyncReport(BaseModel):
     deleted: int = 0
     bytes: int = 0
     errors: list[SyncError] = Field(default_factory=list)
+    held: list[str] = Field(default_factory=list)
     uncommitted: list[str] = Field(default_factory=list)
     deletes_skipped: bool = False
     verified: bool | None = None
