@@ -531,7 +531,7 @@ class LocalBackend(Backend):
 
     def iter_file(self, path: str, chunk_size: int = STREAM_CHUNK) -> Iterator[bytes] | None:
         try:
-            handle = open(path, "rb")  # noqa: SIM115  (closed by _chunks)
+            handle = open_regular(path)  # closed by _chunks
         except (FileNotFoundError, NotADirectoryError):
             return None
         return self._chunks(handle, chunk_size)
@@ -623,18 +623,18 @@ class LocalBackend(Backend):
         return None
 
 
-@contextlib.contextmanager
-def open_regular(path: str) -> Iterator[IO[bytes]]:
-    """Open the regular file at ``path`` for reading (through symbolic links). Anything else
-    raises ``SpecialFile`` unopened: ``/dev/zero`` never ends and a FIFO blocks forever.
-    The open is non-blocking and checked again, in case the path changed since the stat."""
+def open_regular(path: str) -> IO[bytes]:
+    """Open the regular file at ``path`` for reading (through symbolic links); the caller
+    closes it (``with open_regular(path) as handle``). Anything else raises ``SpecialFile``
+    unopened: ``/dev/zero`` never ends and a FIFO blocks forever. The open is non-blocking
+    and checked again, in case the path changed since the stat."""
     kind = _special_kind(os.stat(path).st_mode)
     if kind is None:
-        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
-            kind = _special_kind(os.fstat(handle.fileno()).st_mode)
-            if kind is None:
-                yield handle
-                return
+        handle = open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb")  # noqa: SIM115
+        kind = _special_kind(os.fstat(handle.fileno()).st_mode)
+        if kind is None:
+            return handle
+        handle.close()
     raise SpecialFile(f"{path}: {kind}, not a regular file: never read")
 
 

@@ -249,7 +249,7 @@ def test_field_works_when_another_file_is_unreadable(tmp_path: Path) -> None:
     store.write("draft", "d1", metadata=META, raw="the raw text")
     Path(store.path("draft", "d1", "parsed.txt")).mkdir()  # unreadable, even for root
 
-    assert "Is a directory" in one_error_line(gens_fs("show", root, "draft", "d1"))
+    assert "not a regular file" in one_error_line(gens_fs("show", root, "draft", "d1"))
     raw = gens_fs("show", root, "draft", "d1", "--field", "raw")
     assert (raw.returncode, raw.stdout, raw.stderr) == (0, b"the raw text", b"")
 

@@ -343,6 +343,8 @@ def test_sockets_and_devices_are_listed_as_ignored(
 def test_reading_a_special_file_fails_at_once(linked: dict[str, Path]) -> None:
     line = one_error_line(gens_fs("show", str(linked["root"]), "draft", "d1"))
     assert "named pipe (FIFO), not a regular file: never read" in line
+    streamed = one_error_line(gens_fs("show", str(linked["root"]), "draft", "d1", "-f", "raw"))
+    assert "named pipe (FIFO), not a regular file: never read" in streamed
 
 
 def test_a_linked_stage_folder_is_not_entered(tmp_path: Path) -> None:
