@@ -84,6 +84,21 @@ def counted_store(s3_proxy: S3Proxy) -> GensStore:
 
 
 @pytest.fixture
+def aws_env(backend_name: str, request: pytest.FixtureRequest) -> dict[str, str]:
+    """S3 configured the standard way, through the environment (nothing on the command
+    line), for CLI processes; nothing for the other backends."""
+    if backend_name != "s3":
+        return {}
+    server = request.getfixturevalue("moto_server")
+    return {
+        "AWS_ENDPOINT_URL": server.endpoint_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+
+
+@pytest.fixture
 def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     """botocore retries at once: its backoff (up to seconds per attempt) only slows tests."""
     from botocore.retries.standard import ExponentialBackoff

@@ -6,9 +6,6 @@ print one line and exit 2 without a traceback (run as a real process, ``python -
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gens_fs.cli import app
+from tests.process import gens_fs
 from tests.seed import EXPECTED, seed
 
 pytestmark = pytest.mark.parametrize("backend_name", ["local", "s3"])
@@ -129,31 +127,6 @@ def test_show(root: str, run: Any) -> None:
 
 
 # -- mistakes, as a real process: one line on stderr, exit 2, no traceback ------------------
-
-
-def gens_fs(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gens_fs", *args],
-        cwd=REPO,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
-@pytest.fixture
-def aws_env(backend_name: str, request: pytest.FixtureRequest) -> dict[str, str]:
-    """S3 configured the standard way, through the environment (nothing on the command line)."""
-    if backend_name != "s3":
-        return {}
-    server = request.getfixturevalue("moto_server")
-    return {
-        "AWS_ENDPOINT_URL": server.endpoint_url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }
 
 
 def test_process_check_json_and_exit_code(root: str, aws_env: dict[str, str]) -> None:

@@ -35,6 +35,7 @@ from gens_fs.cli._common import human_size, plural, printable
 from gens_fs.testing.invariants import mirror_problems, snapshot
 from gens_fs.testing.s3 import MotoServer, S3Proxy, s3_storage_options
 from gens_fs.testing.synthetic import make_store
+from tests.process import gens_fs_bytes, one_error_line
 
 REPO = Path(__file__).resolve().parents[1]
 META = {"task_id": "t1", "template_id": "[bold]tpl[/bold]", "model_id": "llama[/8b]"}
@@ -43,19 +44,6 @@ HOSTILE_RAW = "before \x1b]0;pwned\x07 \x1b[31mred\x1b[0m \x9b2J after\r\nline2\
 HOSTILE_MODEL = "m\x1b[2Jx"
 # What a terminal would act on, had the text reached it raw.
 RAW_SEQUENCES = [b"\x1b]0;pwned", b"\x1b[31m", b"\xc2\x9b", b"\x1b[2J"]
-
-
-def gens_fs(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[bytes]:
-    """``gens-fs ARGS`` in a subprocess; stdout and stderr as bytes (exactness matters)."""
-    return subprocess.run(
-        [sys.executable, "-m", "gens_fs", *args],
-        cwd=REPO,
-        env={**os.environ, **(env or {})},
-        capture_output=True,
-        timeout=timeout,
-    )
 
 
 def in_terminal(*args: str) -> bytes:
@@ -82,17 +70,6 @@ def in_terminal(*args: str) -> bytes:
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     return out
-
-
-def one_error_line(done: subprocess.CompletedProcess[bytes]) -> str:
-    """The single stderr line of a failed command (exit 2, no traceback)."""
-    err = done.stderr.decode()
-    assert done.returncode == 2, err
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("gens-fs: error: ")
-    return lines[0]
 
 
 # Stores a process can reach from outside (a memory store dies with its process).
@@ -139,7 +116,7 @@ def test_markup_and_escapes_in_store_text_are_shown_as_data(
 ) -> None:
     root, *options = hostile
     args = [root, "draft", "d1"] if command == "show" else [root]
-    done = gens_fs(command, *args, *options)
+    done = gens_fs_bytes(command, *args, *options)
     assert done.returncode in (0, 1), done.stderr.decode()
     assert done.stderr == b""
     out = done.stdout
@@ -158,8 +135,8 @@ def test_markup_and_escapes_in_store_text_are_shown_as_data(
 @ON_EACH_BACKEND
 def test_json_keeps_hostile_text_exact_and_escaped(hostile: list[str]) -> None:
     root, *options = hostile
-    rows = gens_fs("ls", root, "--json", *options)
-    shown = gens_fs("show", root, "draft", "d1", "--json", *options)
+    rows = gens_fs_bytes("ls", root, "--json", *options)
+    shown = gens_fs_bytes("show", root, "draft", "d1", "--json", *options)
     for done in (rows, shown):
         assert done.returncode == 0, done.stderr.decode()
         assert not any(seq in done.stdout for seq in RAW_SEQUENCES)
@@ -187,7 +164,7 @@ def test_show_shortens_long_texts_with_a_note(tmp_path: Path) -> None:
     one_line = "x" * 10_000
     store.write("draft", "d1", metadata=META, raw=many_lines, parsed=one_line, prompt="q")
 
-    short = gens_fs("show", root, "draft", "d1")
+    short = gens_fs_bytes("show", root, "draft", "d1")
     assert short.returncode == 0, short.stderr.decode()
     out = short.stdout.decode()
     assert "raw.txt (30,000 characters):" in out
@@ -196,7 +173,7 @@ def test_show_shortens_long_texts_with_a_note(tmp_path: Path) -> None:
     assert "x" * 2000 + "\n... (8,000 more characters; --full to see all, or --field parsed" in out
     assert "prompt.txt (1 character):\nq\n" in out
 
-    full = gens_fs("show", root, "draft", "d1", "--full").stdout.decode()
+    full = gens_fs_bytes("show", root, "draft", "d1", "--full").stdout.decode()
     assert many_lines in full and one_line in full and "more character" not in full
 
 
@@ -206,7 +183,7 @@ def test_show_of_a_50_mb_text_prints_one_screenful(tmp_path: Path) -> None:
     GensStore(f"{root}/gens").write(
         "draft", "big", metadata=META, raw=line * (50_000_000 // len(line)), parsed="p"
     )
-    done = gens_fs("show", root, "draft", "big")
+    done = gens_fs_bytes("show", root, "draft", "big")
     assert done.returncode == 0, done.stderr.decode()
     assert len(done.stdout) < 5_000
     assert b"--full to see all" in done.stdout
@@ -231,15 +208,15 @@ def test_field_writes_the_exact_bytes_of_one_file(
          store.path("draft", "d1", "prompt.txt"): b"\xff\xfe not UTF-8"}
     )  # fmt: skip
 
-    whole = gens_fs("show", root, "draft", "d1", *options)
+    whole = gens_fs_bytes("show", root, "draft", "d1", *options)
     assert "is not UTF-8 text" in one_error_line(whole)
-    raw = gens_fs("show", root, "draft", "d1", "--field", "raw", *options)
+    raw = gens_fs_bytes("show", root, "draft", "d1", "--field", "raw", *options)
     assert (raw.returncode, raw.stderr) == (0, b"")
     assert raw.stdout == EXACT_RAW
-    meta = gens_fs("show", root, "draft", "d1", "-f", "metadata", *options)
+    meta = gens_fs_bytes("show", root, "draft", "d1", "-f", "metadata", *options)
     meta_path = store.path("draft", "d1", "metadata.json")
     assert meta.stdout == data_root.backend.read_many([meta_path])[meta_path]
-    missing = gens_fs("show", root, "draft", "d9", "-f", "raw", *options)
+    missing = gens_fs_bytes("show", root, "draft", "d9", "-f", "raw", *options)
     assert "no draft generation d9" in one_error_line(missing)
 
 
@@ -249,8 +226,8 @@ def test_field_works_when_another_file_is_unreadable(tmp_path: Path) -> None:
     store.write("draft", "d1", metadata=META, raw="the raw text")
     Path(store.path("draft", "d1", "parsed.txt")).mkdir()  # unreadable, even for root
 
-    assert "not a regular file" in one_error_line(gens_fs("show", root, "draft", "d1"))
-    raw = gens_fs("show", root, "draft", "d1", "--field", "raw")
+    assert "not a regular file" in one_error_line(gens_fs_bytes("show", root, "draft", "d1"))
+    raw = gens_fs_bytes("show", root, "draft", "d1", "--field", "raw")
     assert (raw.returncode, raw.stdout, raw.stderr) == (0, b"the raw text", b"")
 
 
@@ -360,7 +337,7 @@ def test_ctrl_c_during_sync_says_how_far_it_got(
     assert mirror_problems(src_files, snapshot(dst)) == []
     assert all(f.kind == "incomplete" for f in check(dst).findings if f.severity == "error")
 
-    again = gens_fs(*args)
+    again = gens_fs_bytes(*args)
     assert again.returncode == 0, again.stderr.decode()
     assert snapshot(dst) == src_files
 
@@ -387,16 +364,16 @@ def test_ctrl_c_before_any_work_is_one_line(
 
 
 def test_version() -> None:
-    done = gens_fs("--version")
+    done = gens_fs_bytes("--version")
     assert (done.returncode, done.stdout.decode()) == (0, f"gens-fs {version('gens_fs')}\n")
 
 
 def test_shell_completion() -> None:
-    assert b"--install-completion" in gens_fs("--help").stdout
+    assert b"--install-completion" in gens_fs_bytes("--help").stdout
     env = {"_GENS_FS_COMPLETE": "complete_bash", "COMP_WORDS": "gens-fs s", "COMP_CWORD": "1"}
-    assert gens_fs(env=env).stdout.decode().split() == ["show", "stats", "sync"]
+    assert gens_fs_bytes(env=env).stdout.decode().split() == ["show", "stats", "sync"]
     env = {**env, "COMP_WORDS": "gens-fs show --fi", "COMP_CWORD": "2"}
-    assert gens_fs(env=env).stdout.decode().split() == ["--field"]
+    assert gens_fs_bytes(env=env).stdout.decode().split() == ["--field"]
 
 
 HELP = {
@@ -411,7 +388,7 @@ HELP = {
 
 @pytest.mark.parametrize("command", sorted(HELP))
 def test_help_names_things_readably(command: str) -> None:
-    text = gens_fs(command, "--help").stdout.decode()
+    text = gens_fs_bytes(command, "--help").stdout.decode()
     for expected in HELP[command]:
         assert expected in text
     assert not re.search(r"<\w|\{\w| TEXT\b| INTEGER\b", text), text
@@ -426,28 +403,28 @@ def test_plurals_sizes_held_back_and_unwrapped_lines(tmp_path: Path) -> None:
     store.write("draft", "d0", metadata=meta, raw="r" * 1_234_567, parsed="p", prompt="q")
     store.write("essay", "e0", metadata={**meta, "parent_gen_id": "d0"}, raw="e", prompt="q")
 
-    held = gens_fs("sync", src, dst, "--stage", "essay")
+    held = gens_fs_bytes("sync", src, dst, "--stage", "essay")
     assert held.returncode == 1
     out = held.stdout.decode().splitlines()
     assert out[0].startswith(f"{src} -> {dst}: copied 0 files (0 B), skipped 0 unchanged")
     assert out[1] == "held back 1 generation (parent missing; each error says why): essay/e0"
     err = held.stderr.decode().splitlines()
     assert len(err) == 1 and err[0].startswith("gens-fs: error: gens/essay/e0: not synced: its")
-    report = json.loads(gens_fs("sync", src, dst, "--stage", "essay", "--json").stdout)
+    report = json.loads(gens_fs_bytes("sync", src, dst, "--stage", "essay", "--json").stdout)
     assert report["held"] == ["essay/e0"]
 
-    first = gens_fs("sync", src, dst).stdout.decode()
+    first = gens_fs_bytes("sync", src, dst).stdout.decode()
     count = len(snapshot(src))
     assert f"{src} -> {dst}: copied {count} files (1.2 MB), skipped 0 unchanged" in first
     Path(store.path("draft", "d0", "parsed.txt")).write_text("P")
-    again = gens_fs("sync", src, dst).stdout.decode()
+    again = gens_fs_bytes("sync", src, dst).stdout.decode()
     assert f": copied 1 file (1 B), skipped {count - 1} unchanged, deleted 0 files in " in again
 
-    listed = gens_fs("ls", dst).stdout.decode()
+    listed = gens_fs_bytes("ls", dst).stdout.decode()
     assert "2 generations\n" in listed and "1.2 MB/1 B/1 B" in listed
     assert any(long_model in line for line in listed.splitlines())  # no line broken
-    assert "1 generation\n" in gens_fs("ls", dst, "--stage", "draft").stdout.decode()
-    assert " 1.2 MB " in gens_fs("stats", dst).stdout.decode()
+    assert "1 generation\n" in gens_fs_bytes("ls", dst, "--stage", "draft").stdout.decode()
+    assert " 1.2 MB " in gens_fs_bytes("stats", dst).stdout.decode()
 
 
 @pytest.mark.parametrize(
@@ -460,11 +437,11 @@ def test_plurals_sizes_held_back_and_unwrapped_lines(tmp_path: Path) -> None:
     ],
 )
 def test_a_command_line_mistake_is_one_line(args: list[str], expected: str) -> None:
-    assert expected in one_error_line(gens_fs(*args))
+    assert expected in one_error_line(gens_fs_bytes(*args))
 
 
 def test_an_error_is_one_line_even_when_it_quotes_a_newline(tmp_path: Path) -> None:
-    line = one_error_line(gens_fs("ls", str(tmp_path / "a\nb\x1b[31mc")))
+    line = one_error_line(gens_fs_bytes("ls", str(tmp_path / "a\nb\x1b[31mc")))
     assert "a\\nb\\x1b[31mc" in line
 
 

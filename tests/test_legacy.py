@@ -6,10 +6,7 @@ local disk and S3), a byte-for-byte sync round trip, and ``write`` staying stric
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import subprocess
-import sys
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,6 +26,7 @@ from gens_fs import (
 )
 from gens_fs.testing.invariants import snapshot
 from tests.legacy import BY_ID, GENERATIONS, LegacyGeneration, write_legacy
+from tests.process import gens_fs
 
 REPO = Path(__file__).resolve().parents[1]
 BUCKET = "gens-test"
@@ -181,17 +179,6 @@ def test_ls_and_stats_show_template_and_model(
     assert sum(s.invalid_metadata for s in per_stage.values()) == 0
 
 
-def gens_fs(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gens_fs", *args],
-        cwd=REPO,
-        env={**os.environ, "COLUMNS": "250", **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 @pytest.mark.parametrize("backend_name", ["local", "s3"])
 def test_cli_ls_show_check_stats(
     legacy_root: str, backend_name: str, aws_env: dict[str, str]
@@ -222,20 +209,6 @@ def test_cli_ls_show_check_stats(
     assert stats_json["stages"]["evaluation"]["by_template"] == {
         "daydreaming-verification-v2": 1,
         "novelty-v1": 1,
-    }
-
-
-@pytest.fixture
-def aws_env(backend_name: str, request: pytest.FixtureRequest) -> dict[str, str]:
-    """S3 configured through the standard environment, as a user would."""
-    if backend_name != "s3":
-        return {}
-    server = request.getfixturevalue("moto_server")
-    return {
-        "AWS_ENDPOINT_URL": server.endpoint_url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
     }
 
 

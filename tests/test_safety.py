@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -46,28 +44,10 @@ from gens_fs.sync.compare import FileEntry
 from gens_fs.sync.plan import SyncPlan, SyncScope, delete_refusal, make_plan
 from gens_fs.testing.invariants import snapshot
 from gens_fs.testing.s3 import S3Proxy, s3_storage_options
+from tests.process import gens_fs, one_error_line
 
 REPO = Path(__file__).resolve().parents[1]
 META = {"task_id": "t", "template_id": "tpl", "model_id": "m"}
-
-
-def gens_fs(*args: str) -> subprocess.CompletedProcess[str]:
-    """``gens-fs ARGS`` as a real process; a hang fails on the timeout."""
-    return subprocess.run(
-        [sys.executable, "-m", "gens_fs", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
-    """The single ``gens-fs: error:`` line of a refused command (exit 2, no traceback)."""
-    assert done.returncode == 2, (done.stdout, done.stderr)
-    lines = done.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("gens-fs: error: "), done.stderr
-    return lines[0]
 
 
 def write_store(root: str, options: dict[str, Any] | None = None, n: int = 2) -> None:

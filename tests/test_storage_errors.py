@@ -6,32 +6,18 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from gens_fs import GensStore, StorageError, sync
-
-# Generous: the probe gives up after 4 s; before it did, these took 10 s to minutes.
-PROCESS_TIMEOUT_S = 30
-
-
-def gens_fs(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gens_fs", *args],
-        capture_output=True,
-        text=True,
-        timeout=PROCESS_TIMEOUT_S,
-    )
+from tests.process import gens_fs, one_error_line
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *phrases: str) -> None:
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("gens-fs: error: "), result.stderr
-    assert all(phrase in lines[0] for phrase in phrases), lines[0]
+    line = one_error_line(result)
+    assert all(phrase in line for phrase in phrases), line
 
 
 @pytest.mark.parametrize(
