@@ -36,11 +36,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import stat
 import uuid
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any, NamedTuple
+from typing import IO, Any, Final, NamedTuple
 
 import fsspec
 from fsspec.asyn import sync
@@ -141,7 +142,23 @@ def storage_errors(root: str) -> Iterator[None]:
         if isinstance(exc, TypeError) and "unexpected keyword argument" in str(exc):
             # s3fs hands unknown storage options to the client it builds on first use
             raise StorageError(f"a storage option for {root} is not known: {exc}") from None
+        if _is_client_configuration_error(exc):
+            raise StorageError(
+                f"cannot use {root}: {exc} (check AWS_PROFILE, AWS_ENDPOINT_URL, "
+                "AWS_DEFAULT_REGION and the storage options)"
+            ) from None
         raise
+
+
+def _is_client_configuration_error(exc: Exception) -> bool:
+    """True for errors the S3 client raises while it is being set up from the environment
+    and options (a profile that does not exist, an endpoint that is not a URL), which
+    s3fs does not translate: they reach us as botocore's own classes, or as botocore's
+    ``ValueError("Invalid endpoint: ...")``."""
+    module = type(exc).__module__.split(".", 1)[0]
+    if module in ("botocore", "aiobotocore"):
+        return True
+    return isinstance(exc, ValueError) and str(exc).startswith("Invalid endpoint")
 
 
 class Backend:
@@ -325,10 +342,12 @@ class Backend:
         with contextlib.suppress(FileNotFoundError, OSError):
             self.fs.rmdir(path)
 
-    def file_in_the_way(self, directories: Iterable[str]) -> str | None:
-        """The first of ``directories`` (paths of this filesystem) that exists as something
-        other than a directory, so nothing can be written below it; ``None`` when all can
-        be created. Object stores have no directories: nothing is ever in the way."""
+    def in_the_way(self, folders: Iterable[str], files: Iterable[str]) -> str | None:
+        """What stops a write: the first of ``folders`` (or of the folders above them) that
+        exists as something other than a folder, or the first of ``files`` that exists as a
+        folder, said in words (``"<url> is a file where a folder must be"``); ``None`` when
+        every write can go ahead. Object stores have no folders: nothing is ever in the way.
+        """
         return None
 
 
@@ -615,12 +634,32 @@ class LocalBackend(Backend):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 
-    def file_in_the_way(self, directories: Iterable[str]) -> str | None:
-        for directory in sorted(set(directories), key=len):  # the outermost is the culprit
-            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                if not stat.S_ISDIR(os.stat(directory).st_mode):
-                    return directory
+    def in_the_way(self, folders: Iterable[str], files: Iterable[str]) -> str | None:
+        for folder in sorted(set(folders), key=len):  # the outermost is the culprit
+            blocker = _non_folder_on_path(folder)
+            if blocker is not None:
+                return f"{blocker} is a file where a folder must be"
+        for path in files:
+            with contextlib.suppress(OSError):
+                if stat.S_ISDIR(os.stat(path).st_mode):
+                    return f"{path} is a folder where a file must be"
         return None
+
+
+def _non_folder_on_path(folder: str) -> str | None:
+    """``folder`` or the nearest existing path above it, when that is not a folder (so
+    nothing can be created at ``folder``); ``None`` when ``folder`` is, or can be, made."""
+    path = os.path.abspath(folder)
+    while True:
+        try:
+            return None if stat.S_ISDIR(os.stat(path).st_mode) else path
+        except NotADirectoryError:  # a file somewhere above: find it
+            path = os.path.dirname(path)
+        except FileNotFoundError:
+            parent = os.path.dirname(path)
+            if parent == path:
+                return None
+            path = parent
 
 
 def open_regular(path: str) -> IO[bytes]:
@@ -779,6 +818,8 @@ def open_backend(
     options = dict(storage_options or {})
     if fs is None:
         _check_protocols(text)
+        if fsspec.core.split_protocol(text)[0] in ("s3", "s3a"):
+            _check_s3_options(options)
     try:
         if fs is None:
             protocol = fsspec.core.split_protocol(text)[0] or "file"
@@ -794,6 +835,36 @@ def open_backend(
         ) from None
     path = path.rstrip("/") or path
     return _backend_for(fs, path)
+
+
+# s3fs options whose values must be strings, at the top level and inside client_kwargs; a
+# wrong type would otherwise surface as a TypeError deep inside botocore on first use.
+_S3_TEXT_OPTIONS: Final = ("key", "secret", "token", "profile", "endpoint_url")
+_S3_CLIENT_TEXT_OPTIONS: Final = ("endpoint_url", "region_name", "aws_access_key_id")
+_S3_MAPPING_OPTIONS: Final = ("client_kwargs", "config_kwargs", "s3_additional_kwargs")
+
+
+def _check_s3_options(options: Mapping[str, Any]) -> None:
+    """Refuse storage options of the wrong shape before the client is built from them."""
+
+    def refuse(name: str, value: object, kind: str) -> StorageError:
+        return StorageError(f"storage option {name} must be {kind}, not {value!r}")
+
+    for name in _S3_MAPPING_OPTIONS:
+        if name in options and not isinstance(options[name], Mapping):
+            raise refuse(name, options[name], f"a mapping (-o {name}.KEY=VALUE)")
+    client = options.get("client_kwargs") or {}
+    found = [(n, options.get(n)) for n in _S3_TEXT_OPTIONS]
+    found += [(f"client_kwargs.{n}", client.get(n)) for n in _S3_CLIENT_TEXT_OPTIONS]
+    for name, value in found:
+        if value is not None and not isinstance(value, str):
+            raise refuse(name, value, "a string")
+    endpoint = client.get("endpoint_url") or options.get("endpoint_url")
+    if endpoint is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", endpoint):
+        raise StorageError(
+            f"endpoint URL {endpoint!r} is not an http(s) URL: write it as "
+            "http://HOST:PORT or https://HOST"
+        )
 
 
 def _check_protocols(url: str) -> None:

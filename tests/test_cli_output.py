@@ -335,6 +335,9 @@ def test_ctrl_c_during_sync_says_how_far_it_got(
     done, total = (int(g.replace(",", "")) for g in match.groups())
     assert 0 < done < total == len(src_files)
     assert mirror_problems(src_files, snapshot(dst)) == []
+    # Transfers in flight were cancelled and awaited, so no write was cut between its
+    # temporary file and the rename.
+    assert sorted(p.name for p in Path(dst).rglob(".*")) == []
     assert all(f.kind == "incomplete" for f in check(dst).findings if f.severity == "error")
 
     again = gens_fs_bytes(*args)

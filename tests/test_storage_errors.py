@@ -4,6 +4,7 @@ a destination where a file stands in the place of a folder. Run as real processe
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from gens_fs import GensStore, StorageError, sync
+from gens_fs.cli._common import parse_options
 from tests.process import gens_fs, one_error_line
 
 
@@ -80,16 +82,20 @@ def tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
-@pytest.mark.parametrize("blocker", ["gens", "gens/draft", "gens/draft/d1", "."])
-def test_destination_blocked_by_a_file(blocker: str, tmp_path: Path) -> None:
-    src, dst = tmp_path / "data", tmp_path / "backup"
+def five_drafts(src: Path) -> None:
     store = GensStore(src / "gens")
     for i in range(5):
         store.write("draft", f"d{i}", metadata=META, raw="raw", parsed="parsed")
-    dst.mkdir()
-    blocked = dst / blocker if blocker != "." else dst
-    if blocker == ".":
-        dst.rmdir()
+
+
+@pytest.mark.parametrize("blocker", ["gens", "gens/draft", "gens/draft/d1", ".", ".."])
+def test_destination_blocked_by_a_file(blocker: str, tmp_path: Path) -> None:
+    """A file where the sync needs a folder: inside the destination, the destination itself,
+    or a folder above it (``backup/data`` where ``backup`` is a file)."""
+    src, backup = tmp_path / "data", tmp_path / "backup"
+    five_drafts(src)
+    dst = backup / "data"
+    blocked = (dst / blocker).resolve()
     blocked.parent.mkdir(parents=True, exist_ok=True)
     blocked.write_text("in the way")
     before = tree(tmp_path)
@@ -100,3 +106,43 @@ def test_destination_blocked_by_a_file(blocker: str, tmp_path: Path) -> None:
     assert tree(tmp_path) == before  # nothing written
     with pytest.raises(StorageError, match="nothing was written"):
         sync(src, dst)
+
+
+def test_destination_with_a_folder_where_a_file_goes(tmp_path: Path) -> None:
+    src, dst = tmp_path / "data", tmp_path / "backup"
+    five_drafts(src)
+    blocked = dst / "gens" / "draft" / "d3" / "raw.txt"
+    blocked.mkdir(parents=True)
+
+    result = gens_fs("sync", str(src), str(dst))
+
+    assert_one_line_error(result, f"{blocked} is a folder where a file must be")
+    assert [p for p in dst.rglob("*") if p.is_file()] == []  # nothing written
+
+
+KEYS = {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.mark.parametrize(
+    ("env", "options", "phrase"),
+    [
+        ({"AWS_PROFILE": "no-such-profile"}, [], "The config profile (no-such-profile)"),
+        ({"AWS_ENDPOINT_URL": "127.0.0.1:9"}, [], "Invalid endpoint: 127.0.0.1:9"),
+        ({}, ["-o", "client_kwargs=5"], "storage option client_kwargs must be a mapping"),
+        ({}, ["-o", "client_kwargs.region_name=5"], "client_kwargs.region_name must be a string"),
+        ({}, ["-o", "client_kwargs.endpoint_url=http://h:1 "], "is not an http(s) URL"),
+        ({}, ["-o", "client_kwargs.endpoint_url=ftp://h:1"], "is not an http(s) URL"),
+    ],
+)
+def test_client_configuration_mistakes_are_one_line(
+    env: dict[str, str], options: list[str], phrase: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    done = gens_fs("ls", "s3://bucket/data", *options, env={**KEYS, **env})
+    assert_one_line_error(done, phrase)
+    # The library meets the same mistakes with a StorageError, not botocore's own errors.
+    for name, value in {**KEYS, **env}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(StorageError, match=re.escape(phrase)):
+        GensStore("s3://bucket/data/gens", storage_options=parse_options(options[1::2])).load(
+            "draft", "d"
+        )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable
@@ -318,10 +319,14 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
+INTERRUPTED: Final = 130
+"""The exit code of a command stopped by Ctrl-C (128 + SIGINT, as shells report it)."""
+
+
 def interrupted(message: str = "interrupted") -> NoReturn:
     """Ctrl-C: one line on stderr (``gens-fs: <message>``), exit code 130."""
     say(f"gens-fs: {message}", err=True)
-    raise typer.Exit(130)
+    raise typer.Exit(INTERRUPTED)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -346,7 +351,15 @@ def main(argv: list[str] | None = None) -> None:
         else:
             say(f"gens-fs: error: {line}", err=True)
         sys.exit(2)
-    sys.exit(code if isinstance(code, int) else 0)
+    code = code if isinstance(code, int) else 0
+    if code == INTERRUPTED:
+        # The work was stopped cleanly and the one line is printed: leave now, without the
+        # interpreter's shutdown, where the IO thread's client sessions would still be
+        # closing and print "Task exception was never retrieved" tracebacks.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def _usage_error_line(exc: Exception) -> str | None:

@@ -253,14 +253,15 @@ def _check_roots(source: Backend, target: Backend) -> None:
 
 def _check_destination_writable(target: Backend, plan: SyncPlan) -> None:
     """Refuse, before anything is written, a destination where a file stands in the place of
-    a folder the plan writes into (the destination root itself included): every copy below
-    it would fail, one error line per file."""
+    a folder the plan writes into (the destination root, or a path above it, included), or
+    a folder in the place of a file: every copy there would fail, one error line each."""
     folders = {join(target.root, folder) for c in plan.copies for folder in ancestors(c.relpath)}
-    blocked = target.file_in_the_way({target.root, *folders})
+    files = [join(target.root, c.relpath) for c in plan.copies]
+    blocked = target.in_the_way({target.root, *folders}, files)
     if blocked is not None:
         raise StorageError(
-            f"cannot sync into {_display(target)}: {target.url(blocked)} is a file where a "
-            "folder must be; move it away or choose another destination (nothing was written)"
+            f"cannot sync into {_display(target)}: {blocked}; move it away or choose "
+            "another destination (nothing was written)"
         )
 
 

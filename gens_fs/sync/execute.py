@@ -22,7 +22,8 @@ import functools
 import logging
 import os
 import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
@@ -40,6 +41,9 @@ T = TypeVar("T")
 # Enough in flight to hide 100 ms of latency per request (7,000 small files: about 6 s
 # of round trips at 128, 22 s at 32), within s3fs's pool (S3_DEFAULT_OPTIONS).
 DEFAULT_JOBS = 128
+
+# How long an interrupted sync may take to cancel what is in flight before it exits anyway.
+_UNWIND_TIMEOUT_S = 30.0
 
 # Test hook: after this many files are written, every further transfer waits forever, so a
 # test can kill the process at a known point of the plan. Never set it in production.
@@ -137,14 +141,15 @@ class Executor:
         self._stall_after = int(stall) if stall else None
 
     def run(self, plan: SyncPlan) -> ExecutionResult:
-        """Run ``plan`` to the end on fsspec's event loop (blocking)."""
-        from fsspec.asyn import get_loop, sync
+        """Run ``plan`` to the end on fsspec's event loop (blocking). Interrupted (Ctrl-C),
+        it stops cleanly before raising ``KeyboardInterrupt``: see :func:`_run_to_end`."""
+        from fsspec.asyn import get_loop
 
         loop = next(
             (b.fs.loop for b in (self.dst, self.src) if getattr(b.fs, "async_impl", False)),
             None,
         )
-        sync(loop or get_loop(), self._run, plan)
+        _run_to_end(loop or get_loop(), self._run(plan))
         return self.result
 
     async def _run(self, plan: SyncPlan) -> None:
@@ -286,6 +291,32 @@ class Executor:
                     self.result.copied, self._files_total, self.result.bytes, self._bytes_total
                 )
             )
+
+
+def _run_to_end(loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` on ``loop`` (fsspec's IO thread) and wait for it.
+
+    On ``KeyboardInterrupt`` the work is cancelled and awaited before the interrupt goes on:
+    a transfer in flight is abandoned (an object PUT never lands half-way) and a local file
+    being written is finished and renamed first (those writes are synchronous, between two
+    awaits), so an interrupted sync leaves no temporary file behind and no task still
+    running while the interpreter shuts down. A second Ctrl-C stops waiting.
+    """
+    unwound = threading.Event()
+
+    async def guarded() -> None:
+        try:
+            await work
+        finally:
+            unwound.set()
+
+    future = asyncio.run_coroutine_threadsafe(guarded(), loop)
+    try:
+        future.result()
+    except KeyboardInterrupt:
+        future.cancel()
+        unwound.wait(_UNWIND_TIMEOUT_S)
+        raise
 
 
 def _describe(exc: BaseException) -> str:
