@@ -37,10 +37,10 @@ def test_lineage_from_draft_down(store: GensStore) -> None:
 def test_lineage_names_the_missing_link(store: GensStore) -> None:
     write_lineage(store)
     store.delete("draft", "d1")
-    with pytest.raises(ParentNotFound, match="^parent draft d1 of essay e1 is missing"):
+    with pytest.raises(ParentNotFound, match=r"^parent draft d1 of essay e1 is missing"):
         store.lineage("evaluation", "v1")
     plant(store, "draft", "d1", "raw.txt", b"half written")
-    with pytest.raises(ParentNotFound, match="^parent draft d1 of essay e1 is missing"):
+    with pytest.raises(ParentNotFound, match=r"^parent draft d1 of essay e1 is missing"):
         store.lineage("essay", "e1")
     plant(store, "essay", "e2", "raw.txt", b"no metadata")
     with pytest.raises(ParentNotFound, match=r"essay e2 has no metadata\.json"):
