@@ -14,6 +14,7 @@ from typing import Any, get_args
 import pytest
 
 from gens_fs import (
+    STAGES,
     CheckReport,
     CohortNotFound,
     GenerationMetadata,
@@ -344,13 +345,25 @@ def test_list_and_stats(data_root_url: str, storage_options: dict[str, Any]) -> 
     assert [r.gen_id for r in rows_] == ["e-noprompt", "e-orphan", "e1"]
     assert rows_[2].parent_gen_id == "d1" and rows_[2].sizes["parsed.txt"] == len("parsed text")
     c2 = list_generations(data_root_url, cohort="c2", storage_options=storage_options)
-    assert [(r.stage, r.gen_id) for r in c2] == [("draft", "d1")]
+    assert [(r.stage, r.gen_id, r.state) for r in c2] == [("draft", "d1", "ok")]
+    c1 = list_generations(data_root_url, cohort="c1", storage_options=storage_options)
+    assert [(r.stage, r.gen_id) for r in c1] == sorted(
+        COHORT_ROWS, key=lambda k: (STAGES.index(k[0]), k[1])
+    )  # every member, e-gone (no folder) too
+    states = {r.gen_id: r.state for r in c1}
+    assert (states["e-gone"], states["d-partial"], states["d-badmeta"]) == (
+        "missing", "incomplete", "invalid_metadata"
+    )  # fmt: skip
+    gone = next(r for r in c1 if r.gen_id == "e-gone")
+    assert (gone.committed, gone.sizes, gone.model_id) == (False, {}, None)
     result = stats(data_root_url, storage_options=storage_options).stages
     assert result["draft"].generations == 5 and result["draft"].incomplete == 1
     assert result["draft"].invalid_metadata == 1
     assert result["draft"].by_model == {"model-x": 2, "model-y": 1}
     assert result["evaluation"].by_template == {"tpl-a": 1, "tpl-b": 1}
     assert result["essay"].bytes > 0
+    essays = stats(data_root_url, stages=["essay"], storage_options=storage_options)
+    assert list(essays.stages) == ["essay"] and essays.stages["essay"] == result["essay"]
 
 
 @pytest.mark.parametrize("backend_name", ["s3"])
