@@ -47,8 +47,8 @@ def test_check_lists_errors_caps_warnings_and_counts_info(noisy_root: str) -> No
     assert out.splitlines()[-3:] == [
         "... and 3 more missing_prompt warnings (--all to list them)",
         "53 info remarks: missing_task_id 53 (--all to list them)",
-        "PROBLEMS FOUND: checked 105 generations and 0 cohorts (draft, essay, evaluation): "
-        "52 errors, 53 warnings, 53 info",
+        f"PROBLEMS FOUND: checked 105 generations and 0 cohorts in {noisy_root} (draft, essay, "
+        "evaluation): 52 errors, 53 warnings, 53 info",
     ]
 
 

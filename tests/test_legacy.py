@@ -218,8 +218,8 @@ def test_cli_ls_show_check_stats(
     # For people: the remarks the original's data always earns are one line, not a table.
     assert gens_fs("check", legacy_root, env=aws_env).stdout.splitlines() == [
         "6 info remarks: missing_task_id 6 (--all to list them)",
-        "OK: checked 6 generations and 1 cohort (draft, essay, evaluation): 0 errors, "
-        "0 warnings, 6 info",
+        f"OK: checked 6 generations and 1 cohort in {legacy_root} (draft, essay, evaluation): "
+        "0 errors, 0 warnings, 6 info",
     ]
     listed = gens_fs("check", legacy_root, "--all", env=aws_env).stdout
     assert listed.count("│ info     │ missing_task_id") == 6 and "--all" not in listed

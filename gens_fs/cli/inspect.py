@@ -408,8 +408,8 @@ def _print_report(report: CheckReport, *, show_all: bool) -> None:
     scope = f"cohort {report.cohort}" if report.cohort else plural(s.cohorts, "cohort")
     verdict = "OK" if report.ok else "PROBLEMS FOUND"
     say(
-        f"{verdict}: checked {plural(s.generations, 'generation')} and {scope} "
-        f"({', '.join(report.stages)}): {plural(s.errors, 'error')}, "
+        f"{verdict}: checked {plural(s.generations, 'generation')} and {scope} in "
+        f"{report.data_root} ({', '.join(report.stages)}): {plural(s.errors, 'error')}, "
         f"{plural(s.warnings, 'warning')}, {s.infos:,} info"
     )
 
