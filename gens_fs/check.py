@@ -106,8 +106,9 @@ _ADVICE: Final[dict[str, str]] = {
         "generation (and its upstream parents) were written to this store"
     ),
     "incomplete": (
-        "its write did not finish (metadata.json is written last); rewrite the generation "
-        "or delete its directory"
+        "its write did not finish (metadata.json is written last): if a sync or a job "
+        "writing it was interrupted, run it again; otherwise rewrite the generation or "
+        "delete its folder"
     ),
     "invalid_metadata": (
         "fix or rewrite metadata.json: it needs task_id, template_id, model_id and, for "
@@ -139,8 +140,8 @@ _ADVICE: Final[dict[str, str]] = {
         "move it into place or out of the data root"
     ),
     "ignored": (
-        "symbolic links are not followed (--follow-symlinks follows those inside the data "
-        "root) and FIFOs, sockets and devices are never read: replace it with a regular file"
+        "left out of every listing; replace it with a regular file, or pass "
+        "--follow-symlinks for a link whose target stays inside the data root"
     ),
 }
 _SEVERITY_ORDER: Final = {"error": 0, "warning": 1, "info": 2}

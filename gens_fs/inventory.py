@@ -20,7 +20,7 @@ import os
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel
 
@@ -140,8 +140,28 @@ def generations_in_scope(
         keys: Iterable[GenKey] = ((s, g) for s in stages for g in files.get(s, {}))
     else:
         keys = ((r.stage, r.gen_id) for r in members if r.gen_id in files.get(r.stage, {}))
-    order = {s: i for i, s in enumerate(STAGES)}
-    return tuple(sorted({k for k in keys if k[0] in stages}, key=lambda k: (order[k[0]], k[1])))
+    return tuple(sorted({k for k in keys if k[0] in stages}, key=pipeline_order))
+
+
+def pipeline_order(key: GenKey) -> tuple[int, str]:
+    """Sort key of a ``(stage, gen_id)``: stage in pipeline order, then gen_id."""
+    return STAGES.index(key[0]), key[1]
+
+
+def missing_members(snapshot: StoreSnapshot) -> list[GenKey]:
+    """The snapshot's cohort members (of its stages) that have no folder at all, in
+    pipeline order; none when the snapshot is not scoped to a cohort. Pure."""
+    rows = snapshot.memberships.get(snapshot.cohort or "")
+    if snapshot.cohort is None or not isinstance(rows, list):
+        return []
+    return sorted(
+        (
+            (r.stage, r.gen_id)
+            for r in rows
+            if r.stage in snapshot.stages and snapshot.files_of(r.stage, r.gen_id) is None
+        ),
+        key=pipeline_order,
+    )
 
 
 def read_snapshot(
@@ -279,11 +299,19 @@ def warn_ignored(snapshot: StoreSnapshot) -> None:
 # -- ls ------------------------------------------------------------------------------------
 
 
+EntryState = Literal["ok", "incomplete", "invalid_metadata", "missing"]
+"""A listed generation's state: committed with metadata that parses (``ok``), files but no
+``metadata.json`` (``incomplete``), a ``metadata.json`` that does not parse
+(``invalid_metadata``), or a cohort member with no folder at all (``missing``)."""
+
+
 class GenerationEntry(BaseModel):
-    """One generation as a listing shows it: what is on disk and what its metadata says."""
+    """One generation as a listing shows it: what is on disk and what its metadata says.
+    A ``missing`` one (a cohort member with no folder) is not committed and has no sizes."""
 
     stage: str
     gen_id: str
+    state: EntryState
     committed: bool
     parent_gen_id: str | None = None
     template_id: str | None = None
@@ -298,12 +326,18 @@ class GenerationEntry(BaseModel):
 
 
 def entries(snapshot: StoreSnapshot) -> list[GenerationEntry]:
-    """The snapshot's scope as :class:`GenerationEntry` rows. Pure."""
+    """The snapshot's scope as :class:`GenerationEntry` rows and, scoped to a cohort, its
+    members that have no folder (state ``missing``), in pipeline order. Pure."""
     out = []
-    for stage, gen_id in snapshot.scope:
+    absent = set(missing_members(snapshot))
+    for stage, gen_id in sorted([*snapshot.scope, *absent], key=pipeline_order):
         meta = snapshot.metadata.get((stage, gen_id))
+        committed = snapshot.is_committed(stage, gen_id)
+        state: EntryState = "ok" if committed else "incomplete"
         fields: dict[str, Any] = {}
-        if isinstance(meta, GenerationMetadata):
+        if (stage, gen_id) in absent:
+            state = "missing"
+        elif isinstance(meta, GenerationMetadata):
             fields = {
                 "parent_gen_id": meta.parent_gen_id or None,
                 "template_id": meta.template_id,
@@ -311,12 +345,13 @@ def entries(snapshot: StoreSnapshot) -> list[GenerationEntry]:
                 "task_id": meta.task_id,
             }
         elif isinstance(meta, InvalidMetadata):
-            fields = {"metadata_error": str(meta)}
+            state, fields = "invalid_metadata", {"metadata_error": str(meta)}
         out.append(
             GenerationEntry(
                 stage=stage,
                 gen_id=gen_id,
-                committed=snapshot.is_committed(stage, gen_id),
+                state=state,
+                committed=committed,
                 sizes=dict(snapshot.files_of(stage, gen_id) or {}),
                 **fields,
             )
@@ -332,7 +367,8 @@ def list_generations(
     storage_options: Mapping[str, Any] | None = None,
     follow_symlinks: bool = False,
 ) -> list[GenerationEntry]:
-    """Every generation of ``stages`` (all by default), or ``cohort``'s members of them.
+    """Every generation of ``stages`` (all by default), or ``cohort``'s members of them
+    (those with no folder too, as state ``missing``: the listing tells the whole cohort).
 
     Requests: one listing per stage, one GET per committed ``metadata.json`` (batched),
     plus one GET of the cohort's ``membership.csv`` with ``cohort``. Symbolic links (unless
@@ -348,9 +384,16 @@ def list_generations(
 # -- stats ---------------------------------------------------------------------------------
 
 
+NO_VALUE: Final = "(none)"
+"""The ``by_model``/``by_template`` key of committed generations whose metadata names no
+model (a copy-mode essay of the original pipeline) or no template."""
+
+
 class StageStats(BaseModel):
     """Counts for one stage. ``generations`` counts directories; ``incomplete`` those without
-    ``metadata.json``; ``by_model``/``by_template`` count the committed ones that parse."""
+    ``metadata.json``; ``by_model``/``by_template`` count the committed ones that parse,
+    those naming none under ``"(none)"``, so each adds up to ``committed -
+    invalid_metadata``."""
 
     generations: int = 0
     committed: int = 0
@@ -362,19 +405,25 @@ class StageStats(BaseModel):
 
 
 class StoreStats(BaseModel):
-    """Per-stage counts for a data root."""
+    """Per-stage counts for a data root (the stages asked for, in pipeline order)."""
 
     data_root: str
     stages: dict[str, StageStats]
 
 
-def summarize(data_root: str, rows: Iterable[GenerationEntry]) -> StoreStats:
-    """Aggregate listing rows per stage. Pure."""
-    stages: dict[str, StageStats] = {s: StageStats() for s in STAGES}
-    models: dict[str, Counter[str]] = {s: Counter() for s in STAGES}
-    templates: dict[str, Counter[str]] = {s: Counter() for s in STAGES}
+def summarize(
+    data_root: str, rows: Iterable[GenerationEntry], stages: Iterable[str] | None = None
+) -> StoreStats:
+    """Aggregate listing rows per stage (``stages``: all by default). Rows of other stages
+    and ``missing`` ones (no folder) are not counted. Pure."""
+    chosen = select_stages(stages)
+    per_stage: dict[str, StageStats] = {s: StageStats() for s in chosen}
+    models: dict[str, Counter[str]] = {s: Counter() for s in chosen}
+    templates: dict[str, Counter[str]] = {s: Counter() for s in chosen}
     for row in rows:
-        stat = stages[row.stage]
+        stat = per_stage.get(row.stage)
+        if stat is None or row.state == "missing":
+            continue
         stat.generations += 1
         stat.bytes += row.total_bytes
         if not row.committed:
@@ -383,26 +432,28 @@ def summarize(data_root: str, rows: Iterable[GenerationEntry]) -> StoreStats:
         stat.committed += 1
         if row.metadata_error is not None:
             stat.invalid_metadata += 1
-        if row.model_id is not None:
-            models[row.stage][row.model_id] += 1
-        if row.template_id is not None:
-            templates[row.stage][row.template_id] += 1
-    for stage, stat in stages.items():
+            continue
+        models[row.stage][row.model_id or NO_VALUE] += 1
+        templates[row.stage][row.template_id or NO_VALUE] += 1
+    for stage, stat in per_stage.items():
         stat.by_model = dict(sorted(models[stage].items()))
         stat.by_template = dict(sorted(templates[stage].items()))
-    return StoreStats(data_root=data_root, stages=stages)
+    return StoreStats(data_root=data_root, stages=per_stage)
 
 
 def stats(
     data_root: str | os.PathLike[str] | DataRoot,
     *,
+    stages: Iterable[str] | None = None,
     storage_options: Mapping[str, Any] | None = None,
 ) -> StoreStats:
-    """Per stage: generations, committed, incomplete, bytes, counts per model and template.
+    """Per stage (``stages``, all by default): generations, committed, incomplete, bytes,
+    counts per model and template (``"(none)"`` for those naming none).
 
     Requests: one listing per stage and one GET per committed ``metadata.json`` (batched).
     """
+    chosen = select_stages(stages)
     root = open_data_root(data_root, storage_options=storage_options)
-    snapshot = read_snapshot(root)
+    snapshot = read_snapshot(root, stages=chosen)
     warn_ignored(snapshot)
-    return summarize(root.url, entries(snapshot))
+    return summarize(root.url, entries(snapshot), chosen)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
 from gens_fs.backend import Backend, open_backend
@@ -113,6 +113,10 @@ class GensStore:
         )
         return join(self.root, rel)
 
+    def _url(self, stage: str, gen_id: str, filename: str | None = None) -> str:
+        """:meth:`path` as a user would type it (``s3://bkt/...``), for messages."""
+        return self._backend.url(self.path(stage, gen_id, filename))
+
     # -- reading ---------------------------------------------------------------------------
 
     def load(self, stage: str, gen_id: str) -> Generation:
@@ -150,7 +154,8 @@ class GensStore:
                 continue
             found[gen_id] = self._build(stage, gen_id, files)
         if not_found and missing == "raise":
-            where = self.path(stage, not_found[0]) if len(not_found) == 1 else self.root
+            one = len(not_found) == 1
+            where = self._url(stage, not_found[0]) if one else self._backend.url(self.root)
             shown = ", ".join(not_found[:10]) + (" ..." if len(not_found) > 10 else "")
             raise GenerationNotFound(
                 f"no {stage} generation {shown} under {where} "
@@ -166,7 +171,7 @@ class GensStore:
         raw_meta = files[METADATA_FILE]
         metadata = None
         if raw_meta is not None:
-            where = self.path(stage, gen_id, METADATA_FILE)
+            where = self._url(stage, gen_id, METADATA_FILE)
             metadata = parse_metadata_json(raw_meta, where=where)
         return Generation(stage=stage, gen_id=gen_id, metadata=metadata, **texts)
 
@@ -177,7 +182,7 @@ class GensStore:
             return data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise UndecodableText(
-                f"{self.path(stage, gen_id, name)} is not UTF-8 text "
+                f"{self._url(stage, gen_id, name)} is not UTF-8 text "
                 f"(byte {exc.start}: {exc.reason}); inspect or rewrite that file"
             ) from None
 
@@ -198,7 +203,7 @@ class GensStore:
         chunks = self._backend.iter_file(self.path(stage, gen_id, filename))
         if chunks is None and not self._backend.listing(self.path(stage, gen_id)):
             raise GenerationNotFound(
-                f"no {stage} generation {gen_id} under {self.path(stage, gen_id)}: "
+                f"no {stage} generation {gen_id} under {self._url(stage, gen_id)}: "
                 f"{_NOT_FOUND_ADVICE}"
             )
         return chunks
@@ -218,43 +223,59 @@ class GensStore:
         for key, path in paths.items():
             raw = data[path]
             try:
-                out[key] = None if raw is None else parse_metadata_json(raw, where=path)
+                where = self._backend.url(path)
+                out[key] = None if raw is None else parse_metadata_json(raw, where=where)
             except InvalidMetadata as exc:
                 out[key] = exc
         return out
 
-    def lineage(self, stage: str, gen_id: str) -> list[Generation]:
+    def lineage(self, stage: str, gen_id: str, *, strict: bool = True) -> list[Generation]:
         """The generation and its ancestors, from the draft down to the one asked for.
 
-        One ``load`` per level (at most three, each one batch of four GETs). Every link must
-        be committed: ``GenerationNotFound`` if the generation itself is absent,
-        ``ParentNotFound`` naming the first link that is missing, incomplete or unnamed.
+        One ``load`` per level (at most three, each one batch of four GETs).
+        ``GenerationNotFound`` if the generation itself is absent. Every link must be
+        committed: with ``strict`` (the default) ``ParentNotFound`` names the first link that
+        is missing, incomplete or unnamed; with ``strict=False`` the chain stops above the
+        last committed link and is returned as it is, so its first generation is not a
+        draft when a link is missing (:meth:`broken_link` says which).
         """
         chain = [self.load(stage, gen_id)]
         while (parent_stage := chain[-1].parent_stage) is not None:
-            child = chain[-1]
-            what = f"{child.stage} {child.gen_id}"
-            if child.metadata is None:
-                raise ParentNotFound(
-                    f"{what} has no {METADATA_FILE}, so its parent is unknown: the write did "
-                    f"not finish; rewrite it or delete {self.path(child.stage, child.gen_id)}"
-                )
-            parent_id = child.parent_gen_id
-            if parent_id is None or not is_valid_gen_id(parent_id):
-                raise ParentNotFound(
-                    f"{what}: parent_gen_id {parent_id or ''!r} does not name a "
-                    f"{parent_stage} generation; fix {self.path(child.stage, child.gen_id)}/"
-                    f"{METADATA_FILE}"
-                )
+            parent_id = chain[-1].parent_gen_id
+            if chain[-1].metadata is None or parent_id is None or not is_valid_gen_id(parent_id):
+                break
             parent = self.load_many(parent_stage, [parent_id], missing="skip").get(parent_id)
             if parent is None or not parent.is_committed:
-                raise ParentNotFound(
-                    f"{what}: parent {parent_stage} {parent_id} is not in the store (no "
-                    f"{self.path(parent_stage, parent_id, METADATA_FILE)}): restore or "
-                    f"regenerate the {parent_stage}"
-                )
+                break
             chain.append(parent)
-        return chain[::-1]
+        chain.reverse()
+        if strict and (problem := self.broken_link(chain)) is not None:
+            raise ParentNotFound(problem)
+        return chain
+
+    def broken_link(self, chain: Sequence[Generation]) -> str | None:
+        """Why a chain from :meth:`lineage` (``strict=False``) does not start at a draft:
+        the missing link and what to do, or ``None`` when the chain is whole. No I/O."""
+        if not chain or (parent_stage := chain[0].parent_stage) is None:
+            return None
+        child = chain[0]
+        what = f"{child.stage} {child.gen_id}"
+        if child.metadata is None:
+            return (
+                f"{what} has no {METADATA_FILE}, so its parent is unknown: the write did not "
+                f"finish; rewrite it or delete {self._url(child.stage, child.gen_id)}"
+            )
+        parent_id = child.parent_gen_id
+        if parent_id is None or not is_valid_gen_id(parent_id):
+            return (
+                f"{what}: parent_gen_id {parent_id or ''!r} does not name a {parent_stage} "
+                f"generation; fix {self._url(child.stage, child.gen_id, METADATA_FILE)}"
+            )
+        return (
+            f"parent {parent_stage} {parent_id} of {what} is missing (no "
+            f"{self._url(parent_stage, parent_id, METADATA_FILE)}): restore or regenerate "
+            f"the {parent_stage}"
+        )
 
     def exists(self, stage: str, gen_id: str) -> bool:
         """True when the generation is committed (its ``metadata.json`` is there).
@@ -319,8 +340,9 @@ class GensStore:
         uncommitted generation, never a mix) and text files not given are removed.
         """
         meta_path = self.path(stage, gen_id, METADATA_FILE)
-        meta = parse_metadata(metadata, where=meta_path)
-        require_spec_fields(meta, where=meta_path)
+        where = self._backend.url(meta_path)
+        meta = parse_metadata(metadata, where=where)
+        require_spec_fields(meta, where=where)
         texts = {"raw_text": raw, "parsed_text": parsed, "prompt_text": prompt}
         for field, value in texts.items():
             if value is not None and not isinstance(value, str):
@@ -333,7 +355,7 @@ class GensStore:
             parent_stage, parent_id = PARENT_STAGE[stage], meta.parent_gen_id
             raise ParentNotFound(
                 f"{stage} {gen_id}: parent {parent_stage} {parent_id} is not in the store "
-                f"(no {parent_meta}): write the {parent_stage} first"
+                f"(no {self._backend.url(parent_meta)}): write the {parent_stage} first"
             )
         if not overwrite and committed[meta_path] is not None:
             raise self._exists_error(stage, gen_id)
@@ -368,7 +390,7 @@ class GensStore:
 
     def _exists_error(self, stage: str, gen_id: str) -> GenerationExists:
         return GenerationExists(
-            f"{stage} generation {gen_id} already exists at {self.path(stage, gen_id)}: "
+            f"{stage} generation {gen_id} already exists at {self._url(stage, gen_id)}: "
             "pass overwrite=True to replace it, or mint a new gen_id"
         )
 
@@ -402,7 +424,9 @@ class GensStore:
         directory = self.path(stage, gen_id)
         files = self._backend.listing(directory)
         if not files:
-            raise GenerationNotFound(f"no {stage} generation {gen_id} at {directory}")
+            raise GenerationNotFound(
+                f"no {stage} generation {gen_id} at {self._url(stage, gen_id)}"
+            )
         meta_path = self.path(stage, gen_id, METADATA_FILE)
         self._backend.remove([meta_path])
         self._backend.remove(p for p in files if p != meta_path)

@@ -4,13 +4,17 @@ on local, memory and S3 (with the request count on S3)."""
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
 from typing import Any, get_args
 
 import pytest
 
 from gens_fs import (
+    STAGES,
     CheckReport,
     CohortNotFound,
     GenerationMetadata,
@@ -21,9 +25,12 @@ from gens_fs import (
     list_generations,
     stats,
 )
+from gens_fs.backend import Ignored
 from gens_fs.check import SEVERITY, FindingKind, find_problems
 from gens_fs.inventory import MembershipResult, MetadataResult, StoreSnapshot
 from tests.seed import COHORT_ROWS, EXPECTED, seed
+
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 # -- the pure part -------------------------------------------------------------------------
 
@@ -93,6 +100,40 @@ def test_incomplete_only_text_rules_apply() -> None:
     assert kinds(report) == {("incomplete", "draft", "d"), ("missing_prompt", "draft", "d")}
     incomplete = next(f for f in report.findings if f.kind == "incomplete")
     assert "has parsed.txt, raw.txt but no metadata.json" in incomplete.message
+
+
+def test_incomplete_advice_puts_an_interrupted_sync_or_job_first() -> None:
+    report = find_problems(snapshot({"essay": {"e": {"raw.txt": 3}}}))
+    incomplete = next(f for f in report.findings if f.kind == "incomplete")
+    advice = incomplete.message.split("written last): ", 1)[1]
+    assert advice == (
+        "if a sync or a job writing it was interrupted, run it again; otherwise rewrite the "
+        "generation or delete its folder"
+    )
+
+
+def test_ignored_entries_say_what_they_are_once() -> None:
+    ignored = (
+        Ignored("gens/draft/d/raw.txt", "symbolic link, not followed"),
+        Ignored("gens/draft/d/parsed.txt", "named pipe (FIFO), never opened"),
+    )
+    report = find_problems(replace(snapshot({"draft": {"d": COMPLETE}}), ignored=ignored))
+    messages = sorted(f.message for f in report.findings if f.kind == "ignored")
+    assert [m.split(": ")[:2] for m in messages] == [
+        ["gens/draft/d/parsed.txt", "named pipe (FIFO), never opened"],
+        ["gens/draft/d/raw.txt", "symbolic link, not followed"],
+    ]
+    for message in messages:  # the advice does not say again what the reason said
+        advice = message.split(": ", 2)[2]
+        assert "not followed" not in advice and "never" not in advice, advice
+
+
+def test_readme_check_table_lists_every_kind_with_its_severity() -> None:
+    section = README.read_text().split("### What `check` reports", 1)[1].split("\n\n")[1]
+    table = dict(re.findall(r"^\| `(\w+)` \| (\w+) \|", section, re.M))
+    assert table == SEVERITY
+    incomplete = next(line for line in section.splitlines() if line.startswith("| `incomplete`"))
+    assert "interrupted" in incomplete and "run it again" in incomplete
 
 
 def test_metadata_gone_since_listing_reads_as_incomplete() -> None:
@@ -304,13 +345,25 @@ def test_list_and_stats(data_root_url: str, storage_options: dict[str, Any]) -> 
     assert [r.gen_id for r in rows_] == ["e-noprompt", "e-orphan", "e1"]
     assert rows_[2].parent_gen_id == "d1" and rows_[2].sizes["parsed.txt"] == len("parsed text")
     c2 = list_generations(data_root_url, cohort="c2", storage_options=storage_options)
-    assert [(r.stage, r.gen_id) for r in c2] == [("draft", "d1")]
+    assert [(r.stage, r.gen_id, r.state) for r in c2] == [("draft", "d1", "ok")]
+    c1 = list_generations(data_root_url, cohort="c1", storage_options=storage_options)
+    assert [(r.stage, r.gen_id) for r in c1] == sorted(
+        COHORT_ROWS, key=lambda k: (STAGES.index(k[0]), k[1])
+    )  # every member, e-gone (no folder) too
+    states = {r.gen_id: r.state for r in c1}
+    assert (states["e-gone"], states["d-partial"], states["d-badmeta"]) == (
+        "missing", "incomplete", "invalid_metadata"
+    )  # fmt: skip
+    gone = next(r for r in c1 if r.gen_id == "e-gone")
+    assert (gone.committed, gone.sizes, gone.model_id) == (False, {}, None)
     result = stats(data_root_url, storage_options=storage_options).stages
     assert result["draft"].generations == 5 and result["draft"].incomplete == 1
     assert result["draft"].invalid_metadata == 1
     assert result["draft"].by_model == {"model-x": 2, "model-y": 1}
     assert result["evaluation"].by_template == {"tpl-a": 1, "tpl-b": 1}
     assert result["essay"].bytes > 0
+    essays = stats(data_root_url, stages=["essay"], storage_options=storage_options)
+    assert list(essays.stages) == ["essay"] and essays.stages["essay"] == result["essay"]
 
 
 @pytest.mark.parametrize("backend_name", ["s3"])

@@ -118,12 +118,68 @@ def test_show(root: str, run: Any) -> None:
     assert (parsed.exit_code, parsed.stdout) == (0, "parsed text")  # the exact bytes
     meta = run("show", root, "evaluation", "v1", "-f", "metadata")
     assert json.loads(meta.stdout)["template_id"] == "tpl-b"
-    prompts = as_json(run("show", root, "evaluation", "v1", "--lineage", "-f", "prompt", "--json"))
-    assert [p["prompt"] for p in prompts] == ["the prompt", "the prompt", None]
+    prompts = run("show", root, "evaluation", "v1", "--lineage", "-f", "prompt", "--json")
+    assert [p["prompt"] for p in as_json(prompts)] == ["the prompt", "the prompt", None]
+    assert prompts.exit_code == 1
+    assert prompts.stderr == "gens-fs: error: evaluation v1 has no prompt.txt\n"
     no_prompt = run("show", root, "evaluation", "v1", "--field", "prompt")
-    assert no_prompt.exit_code == 1 and "has no prompt.txt" in no_prompt.stderr
+    assert no_prompt.exit_code == 1 and no_prompt.stdout == ""
+    assert no_prompt.stderr == "gens-fs: error: evaluation v1 has no prompt.txt\n"
     human = run("show", root, "essay", "e1", "--lineage")
     assert human.exit_code == 0 and "draft d1" in human.stdout and "essay e1" in human.stdout
+
+
+# -- as a real process ----------------------------------------------------------------------
+
+
+def test_lineage_with_a_missing_parent_shows_what_exists_then_the_gap(
+    root: str, aws_env: dict[str, str]
+) -> None:
+    gap = (
+        "gens-fs: error: parent draft d-gone of essay e-orphan is missing (no "
+        f"{root}/gens/draft/d-gone/metadata.json): restore or regenerate the draft\n"
+    )
+    human = gens_fs("show", root, "essay", "e-orphan", "--lineage", env=aws_env)
+    assert (human.returncode, human.stderr) == (1, gap)
+    assert human.stdout.startswith("essay e-orphan\n") and "parent_gen_id │ d-gone" in human.stdout
+    machine = gens_fs("show", root, "essay", "e-orphan", "--lineage", "--json", env=aws_env)
+    assert (machine.returncode, machine.stderr) == (1, gap)
+    assert [(g["stage"], g["gen_id"]) for g in json.loads(machine.stdout)] == [
+        ("essay", "e-orphan")
+    ]
+    field = gens_fs("show", root, "essay", "e-orphan", "--lineage", "-f", "raw", env=aws_env)
+    assert (field.returncode, field.stdout, field.stderr) == (1, "== essay e-orphan ==\nr\n", gap)
+    alone = gens_fs("show", root, "essay", "e-orphan", env=aws_env)
+    assert alone.returncode == 0 and alone.stderr == ""
+
+
+def test_ls_of_a_cohort_shows_members_without_a_folder(root: str, aws_env: dict[str, str]) -> None:
+    listed = gens_fs("ls", root, "--cohort", "c1", "--json", env=aws_env)
+    assert listed.returncode == 0, listed.stderr
+    rows = {r["gen_id"]: r for r in json.loads(listed.stdout)}
+    assert len(rows) == 10
+    assert {k: rows["e-gone"][k] for k in ("stage", "state", "committed", "sizes")} == {
+        "stage": "essay", "state": "missing", "committed": False, "sizes": {},
+    }  # fmt: skip
+    assert {r["state"] for g, r in rows.items() if g != "e-gone"} == {
+        "ok", "incomplete", "invalid_metadata",
+    }  # fmt: skip
+    human = gens_fs("ls", root, "-c", "c1", "-s", "essay", env=aws_env).stdout
+    gone = next(line for line in human.splitlines() if "e-gone" in line)
+    assert "missing" in gone and "-/-/-" in gone
+    assert human.splitlines()[-1] == (
+        "4 generations (1 missing: in cohort c1's membership but with no folder)"
+    )
+
+
+def test_stats_of_chosen_stages(root: str, aws_env: dict[str, str]) -> None:
+    done = gens_fs("stats", root, "--stage", "evaluation", "-s", "draft", "--json", env=aws_env)
+    assert done.returncode == 0, done.stderr
+    stages = json.loads(done.stdout)["stages"]
+    assert list(stages) == ["draft", "evaluation"]  # pipeline order
+    assert stages["evaluation"]["by_model"] == {"model-x": 2}
+    human = gens_fs("stats", root, "-s", "essay", env=aws_env).stdout
+    assert "│ essay" in human and "│ draft" not in human and "│ evaluation" not in human
 
 
 # -- mistakes, as a real process: one line on stderr, exit 2, no traceback ------------------
@@ -142,7 +198,8 @@ def test_process_check_json_and_exit_code(root: str, aws_env: dict[str, str]) ->
     [
         (["ls", "{root}", "--stage", "drafts"], "unknown stage 'drafts': expected one of draft"),
         (["check", "{root}", "--cohort", "nope"], "no cohort 'nope'"),
-        (["show", "{root}", "essay", "e9"], "no essay generation e9"),
+        (["show", "{root}", "essay", "e9"], "no essay generation e9 under {root}/gens/essay/e9"),
+        (["stats", "{root}", "--stage", "essays"], "unknown stage 'essays'"),
         (["show", "{root}", "essay", "e1", "--field", "body"], "--field 'body': expected one"),
         (["stats", "{missing}"], "{missing_message}"),
         (["ls", "nosuch://x/data"], "unknown protocol 'nosuch' in 'nosuch://x/data'"),

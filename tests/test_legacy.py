@@ -173,7 +173,10 @@ def test_ls_and_stats_show_template_and_model(
         )
     per_stage = stats(legacy_root, **_opts(storage_options)).stages
     assert per_stage["draft"].by_model == {"deepseek_r1_f": 1, "qwen3_235b_a22b": 1}
-    assert per_stage["essay"].by_model == {"sonnet-4": 1}  # the copy has no model
+    assert per_stage["essay"].by_model == {"(none)": 1, "sonnet-4": 1}  # the copy has none
+    for stage_stats in per_stage.values():  # every committed generation counted once
+        assert sum(stage_stats.by_model.values()) == stage_stats.committed
+        assert sum(stage_stats.by_template.values()) == stage_stats.committed
     assert per_stage["essay"].by_template == {"llm-essay-v2": 1, "parsed-from-links-v1": 1}
     assert per_stage["evaluation"].by_model == {"gemini_25_pro": 2}
     assert sum(s.invalid_metadata for s in per_stage.values()) == 0
@@ -191,21 +194,38 @@ def test_cli_ls_show_check_stats(
     }
     human = gens_fs("ls", legacy_root, "--stage", "draft", env=aws_env).stdout
     assert "creative-synthesis-v10" in human and "qwen3_235b_a22b" in human
-    assert "bad metadata" not in human
+    assert "invalid metadata" not in human and "incomplete" not in human
 
     shown = gens_fs("show", legacy_root, "essay", COPY_ESSAY.gen_id, "--json", env=aws_env)
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout) == original_dict(COPY_ESSAY)
     field = gens_fs("show", legacy_root, "draft", DRAFT.gen_id, "-f", "metadata", env=aws_env)
     assert json.loads(field.stdout) == DRAFT.metadata
+    for extra in ([], ["--json"]):  # a copy has no raw.txt: said, in both forms, exit 1
+        no_raw = gens_fs(
+            "show", legacy_root, "essay", COPY_ESSAY.gen_id, "-f", "raw", *extra, env=aws_env
+        )
+        assert no_raw.returncode == 1, no_raw.stderr
+        assert no_raw.stderr == f"gens-fs: error: essay {COPY_ESSAY.gen_id} has no raw.txt\n"
+        if extra:
+            assert json.loads(no_raw.stdout)["raw"] is None
     human_show = gens_fs("show", legacy_root, "draft", DRAFT.gen_id, env=aws_env).stdout
     assert "creative-synthesis-v10" in human_show and "deepseek_r1_f" in human_show
 
     checked = gens_fs("check", legacy_root, "--json", env=aws_env)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert json.loads(checked.stdout)["summary"]["by_kind"] == {"missing_task_id": 6}
+    # For people: the remarks the original's data always earns are one line, not a table.
+    assert gens_fs("check", legacy_root, env=aws_env).stdout.splitlines() == [
+        "6 info remarks: missing_task_id 6 (--all to list them)",
+        f"OK: checked 6 generations and 1 cohort in {legacy_root} (draft, essay, evaluation): "
+        "0 errors, 0 warnings, 6 info",
+    ]
+    listed = gens_fs("check", legacy_root, "--all", env=aws_env).stdout
+    assert listed.count("│ info     │ missing_task_id") == 6 and "--all" not in listed
 
     stats_json = json.loads(gens_fs("stats", legacy_root, "--json", env=aws_env).stdout)
+    assert stats_json["stages"]["essay"]["by_model"] == {"(none)": 1, "sonnet-4": 1}
     assert stats_json["stages"]["evaluation"]["by_template"] == {
         "daydreaming-verification-v2": 1,
         "novelty-v1": 1,

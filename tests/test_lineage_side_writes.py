@@ -37,16 +37,36 @@ def test_lineage_from_draft_down(store: GensStore) -> None:
 def test_lineage_names_the_missing_link(store: GensStore) -> None:
     write_lineage(store)
     store.delete("draft", "d1")
-    with pytest.raises(ParentNotFound, match="essay e1: parent draft d1 is not in the store"):
+    with pytest.raises(ParentNotFound, match=r"^parent draft d1 of essay e1 is missing"):
         store.lineage("evaluation", "v1")
     plant(store, "draft", "d1", "raw.txt", b"half written")
-    with pytest.raises(ParentNotFound, match="parent draft d1 is not in the store"):
+    with pytest.raises(ParentNotFound, match=r"^parent draft d1 of essay e1 is missing"):
         store.lineage("essay", "e1")
     plant(store, "essay", "e2", "raw.txt", b"no metadata")
     with pytest.raises(ParentNotFound, match=r"essay e2 has no metadata\.json"):
         store.lineage("essay", "e2")
     with pytest.raises(GenerationNotFound):
         store.lineage("evaluation", "nope")
+
+
+def test_lineage_not_strict_returns_the_links_that_exist(store: GensStore) -> None:
+    write_lineage(store)
+    whole = store.lineage("evaluation", "v1", strict=False)
+    assert [g.gen_id for g in whole] == ["d1", "e1", "v1"] and store.broken_link(whole) is None
+    store.delete("draft", "d1")
+    plant(store, "draft", "d1", "raw.txt", b"half written")  # there, but not committed
+    partial = store.lineage("evaluation", "v1", strict=False)
+    assert [(g.stage, g.gen_id) for g in partial] == [("essay", "e1"), ("evaluation", "v1")]
+    broken = store.broken_link(partial)
+    assert broken is not None and broken.startswith("parent draft d1 of essay e1 is missing")
+    plant(store, "essay", "e2", "raw.txt", b"no metadata")
+    alone = store.lineage("essay", "e2", strict=False)
+    assert [g.gen_id for g in alone] == ["e2"]
+    assert "essay e2 has no metadata.json, so its parent is unknown" in str(
+        store.broken_link(alone)
+    )
+    with pytest.raises(GenerationNotFound):  # the generation itself must be there
+        store.lineage("essay", "nope", strict=False)
 
 
 def test_metadata_many_reports_problems_as_values(store: GensStore) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from gens_fs import (
     STAGES,
+    DataRoot,
     GenerationExists,
     GenerationMetadata,
     GenerationNotFound,
@@ -129,6 +130,38 @@ def test_load_missing_raises_not_found_with_advice(store: GensStore) -> None:
         store.load("essay", "nope")
     assert isinstance(info.value, FileNotFoundError)
     assert "essay" in str(info.value) and "nope" in str(info.value)
+
+
+def test_error_messages_name_urls_as_a_user_types_them(
+    store: GensStore, data_root_url: str, backend_name: str
+) -> None:
+    """``s3://bucket/...``, not the filesystem's bare ``bucket/...``."""
+    gens = DataRoot(data_root_url).url + "/gens"
+    assert gens.startswith({"local": "/", "memory": "memory://", "s3": "s3://"}[backend_name])
+    write_lineage(store)
+    plant(store, "draft", "bad", "metadata.json", b"{not json")
+    plant(store, "draft", "latin1", "raw.txt", b"caf\xe9")
+    refused: list[tuple[type[Exception], Any, str]] = [
+        (GenerationNotFound, lambda: store.load("essay", "nope"), "essay/nope"),
+        (GenerationNotFound, lambda: store.iter_bytes("essay", "nope", "raw.txt"), "essay/nope"),
+        (GenerationNotFound, lambda: store.delete("essay", "nope"), "essay/nope"),
+        (GenerationExists, lambda: store.write("draft", "d1", metadata=meta()), "draft/d1"),
+        (
+            ParentNotFound,
+            lambda: store.write("essay", "e9", metadata=meta("d9")),
+            "draft/d9/metadata.json",
+        ),
+        (InvalidMetadata, lambda: store.load("draft", "bad"), "draft/bad/metadata.json"),
+        (UndecodableText, lambda: store.load("draft", "latin1"), "draft/latin1/raw.txt"),
+    ]
+    for error, call, where in refused:
+        with pytest.raises(error) as info:
+            call()
+        assert f"{gens}/{where}" in str(info.value)
+    store.delete("draft", "d1")
+    with pytest.raises(ParentNotFound) as broken:
+        store.lineage("essay", "e1")
+    assert f"(no {gens}/draft/d1/metadata.json)" in str(broken.value)
 
 
 def test_legacy_llm_model_id_reads_as_model_id(store: GensStore) -> None:

@@ -13,14 +13,15 @@ from __future__ import annotations
 import codecs
 import json
 import sys
+from collections import Counter
 from collections.abc import Iterator
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from gens_fs.check import CheckReport, check
+from gens_fs.check import CheckReport, Finding, check
 from gens_fs.cli._common import (
     FollowSymlinks,
     JsonFlag,
@@ -38,7 +39,6 @@ from gens_fs.cli._common import (
     warn_ignored,
 )
 from gens_fs.inventory import (
-    GenerationEntry,
     StoreStats,
     entries,
     read_snapshot,
@@ -107,8 +107,10 @@ def ls(
 ) -> None:
     """List generations: stage, gen_id, state, parent, template, model, file sizes.
 
-    One listing per stage and one GET per metadata.json, batched. Symbolic links and
-    special files are left out, one warning each on stderr.
+    State: ok, incomplete (no metadata.json), invalid metadata, or (with --cohort) missing:
+    a member of the cohort with no folder. One listing per stage and one GET per
+    metadata.json, batched. Symbolic links and special files are left out, one warning
+    each on stderr.
     """
     stages = _stages(stage)
     data_root = open_root(root, option)
@@ -130,7 +132,7 @@ def ls(
             table.add_row(
                 cell(row.stage),
                 cell(row.gen_id),
-                _state(row),
+                row.state.replace("_", " "),
                 cell(row.parent_gen_id or "-"),
                 cell(row.template_id or "-"),
                 cell(row.model_id or "-"),
@@ -139,15 +141,11 @@ def ls(
         say(f"generations in {data_root.url}")
         console.print(table)
         say("sizes: raw.txt/parsed.txt/prompt.txt (- when absent)")
-        say(plural(len(rows), "generation"))
+        missing = sum(row.state == "missing" for row in rows)
+        note = f" ({missing:,} missing: in cohort {cohort}'s membership but with no folder)"
+        say(plural(len(rows), "generation") + (note if missing else ""))
 
     emit(rows, as_json, human)
-
-
-def _state(row: GenerationEntry) -> str:
-    if not row.committed:
-        return "incomplete"
-    return "bad metadata" if row.metadata_error else "ok"
 
 
 @app.command()
@@ -180,49 +178,79 @@ def show(
 
     Texts longer than 2,000 characters or 40 lines are shortened, with a note (--full prints
     them whole). One GET per file (four per generation), all at once; --lineage adds one
-    batch per parent.
+    batch per parent. Exit 1, with one line on stderr for each, when the generation lacks
+    the --field file (JSON: null) or, with --lineage, an ancestor is missing (the
+    generations that exist are shown).
     """
     validate_stage(stage)
     validate_gen_id(gen_id)
     if field is not None and field not in FIELDS:
         raise UsageError(f"--field {field!r}: expected one of {', '.join(FIELDS)}")
     store = open_root(root, option).store()
+    chain = store.lineage(stage, gen_id, strict=False) if lineage else None
+    problems: list[str] = []
+    told = 0  # problems already told on stderr, between the files they concern
     if field is not None and not as_json:
-        _write_field(store, stage, gen_id, FIELDS[field][1], lineage=lineage)
-        return
-    chain = store.lineage(stage, gen_id) if lineage else [store.load(stage, gen_id)]
-    if field is not None:
-        key = FIELDS[field][0]
-        picked = [{"stage": g.stage, "gen_id": g.gen_id, field: g[key]} for g in chain]
-        emit(picked if lineage else picked[0], True, lambda: None)
-        return
+        keys = [(g.stage, g.gen_id) for g in chain] if chain else [(stage, gen_id)]
+        told = _write_field(store, keys, FIELDS[field][1], headers=lineage)
+    else:
+        shown = chain or [store.load(stage, gen_id)]
+        problems = _emit_generations(shown, field, as_json=as_json, many=lineage, full=full)
+    if chain and (broken := store.broken_link(chain)) is not None:
+        problems.append(broken)
+    for problem in problems:
+        say(f"gens-fs: error: {problem}", err=True)
+    if problems or told:  # the store lacks what was asked for: exit 1, not a usage mistake
+        raise typer.Exit(1)
 
-    def human() -> None:
-        for gen in chain:
-            _print_generation(gen, full=full)
 
-    dicts = [g.to_dict() for g in chain]
-    emit(dicts if lineage else dicts[0], as_json, human)
+def _emit_generations(
+    chain: list[Generation], field: str | None, *, as_json: bool, many: bool, full: bool
+) -> list[str]:
+    """Print the generations (the draft first), whole or one ``field`` (JSON only; ``null``
+    where the file is absent). Returns a line for each file asked for that is absent."""
+    if field is None:
+
+        def human() -> None:
+            for gen in chain:
+                _print_generation(gen, full=full)
+
+        dicts = [g.to_dict() for g in chain]
+        emit(dicts if many else dicts[0], as_json, human)
+        return []
+    picked = [{"stage": g.stage, "gen_id": g.gen_id, field: _field_value(g, field)} for g in chain]
+    emit(picked if many else picked[0], True, lambda: None)
+    filename = FIELDS[field][1]
+    return [f"{p['stage']} {p['gen_id']} has no {filename}" for p in picked if p[field] is None]
+
+
+def _field_value(gen: Generation, field: str) -> Any:
+    """``--field``'s value for ``--json``: the text, or ``metadata.json``'s object exactly as
+    stored; ``None`` when the file is absent (the dict view's ``raw_text`` would be ``""``)."""
+    key = FIELDS[field][0]
+    return gen[key] if field == "metadata" else getattr(gen, key)
 
 
 def _write_field(
-    store: GensStore, stage: str, gen_id: str, filename: str, *, lineage: bool
-) -> None:
-    """``show --field``: the file's bytes to stdout, streamed. With ``--lineage``, each
-    generation's file under a ``== stage gen_id ==`` line, from the draft down."""
-    chain = [(g.stage, g.gen_id) for g in store.lineage(stage, gen_id)] if lineage else []
-    for link_stage, link_id in chain or [(stage, gen_id)]:
-        if lineage:
-            sys.stdout.write(f"== {link_stage} {link_id} ==\n")
-        chunks = store.iter_bytes(link_stage, link_id, filename)
+    store: GensStore, keys: list[tuple[str, str]], filename: str, *, headers: bool
+) -> int:
+    """``show --field``: each generation's file to stdout, streamed, under a
+    ``== stage gen_id ==`` line with ``headers`` (``--lineage``). A missing file is told on
+    stderr where it would be; returns how many were missing."""
+    missing = 0
+    for stage, gen_id in keys:
+        if headers:
+            sys.stdout.write(f"== {stage} {gen_id} ==\n")
+        chunks = store.iter_bytes(stage, gen_id, filename)
         if chunks is None:
-            say(f"gens-fs: {link_stage} {link_id} has no {filename}", err=True)
-            if not lineage:
-                raise typer.Exit(1)
+            sys.stdout.flush()
+            say(f"gens-fs: error: {stage} {gen_id} has no {filename}", err=True)
+            missing += 1
             continue
-        if not _copy_to_stdout(chunks) and lineage:
+        if not _copy_to_stdout(chunks) and headers:
             sys.stdout.write("\n")  # the next header on a line of its own
     sys.stdout.flush()
+    return missing
 
 
 def _copy_to_stdout(chunks: Iterator[bytes]) -> bool:
@@ -260,7 +288,7 @@ def _print_generation(gen: Generation, *, full: bool) -> None:
     say(f"{gen.stage} {gen.gen_id}")
     console.print(table)
     for field, key in (("prompt", "prompt_text"), ("raw", "raw_text"), ("parsed", "parsed_text")):
-        _print_text(FIELDS[field][1], gen[key], field=field, full=full)
+        _print_text(FIELDS[field][1], getattr(gen, key), field=field, full=full)
 
 
 def _print_text(filename: str, text: str | None, *, field: str, full: bool) -> None:
@@ -293,11 +321,26 @@ def _excerpt(text: str) -> str:
     return shown[: end + 1]
 
 
+AllFlag = Annotated[
+    bool,
+    typer.Option(
+        "--all",
+        help=(
+            "List every finding: info remarks too, and every warning (by default info "
+            "remarks are counted per kind and each kind of warning shows its first 50)."
+        ),
+    ),
+]
+# check's human view lists at most this many warnings of one kind (--all lists them all).
+WARNINGS_PER_KIND: Final = 50
+
+
 @app.command("check")
 def check_command(
     root: RootArg,
     cohort: CohortOption = None,
     stage: StageList = None,
+    show_all: AllFlag = False,
     as_json: JsonFlag = False,
     option: OptionList = None,
     follow_symlinks: FollowSymlinks = False,
@@ -306,43 +349,80 @@ def check_command(
     invalid metadata, empty parsed text, missing prompts, generations in no cohort,
     entries that do not fit the layout, symbolic links and special files.
 
-    Exit 0 when there are no errors, 1 when there are, 2 on a usage mistake. Requests: one
-    listing per stage, the membership files, one GET per metadata.json, batched.
+    Lists every error; at most 50 warnings of each kind and, instead of info remarks, their
+    count per kind (--all lists everything; --json always has everything). Exit 0 when
+    there are no errors, 1 when there are, 2 on a usage mistake. Requests: one listing per
+    stage, the membership files, one GET per metadata.json, batched.
     """
     stages = _stages(stage)
     data_root = open_root(root, option)
     report = check(data_root, cohort=cohort, stages=stages, follow_symlinks=follow_symlinks)
-    emit(report, as_json, lambda: _print_report(report))
+    emit(report, as_json, lambda: _print_report(report, show_all=show_all))
     raise typer.Exit(0 if report.ok else 1)
 
 
-def _print_report(report: CheckReport) -> None:
-    if report.findings:
+def _shown_findings(
+    findings: list[Finding], *, show_all: bool
+) -> tuple[list[Finding], Counter[str], Counter[str]]:
+    """What the human view lists (all errors, the first ``WARNINGS_PER_KIND`` warnings of
+    each kind, no info), and the counts per kind of the warnings and info it leaves out."""
+    if show_all:
+        return findings, Counter(), Counter()
+    listed: list[Finding] = []
+    warnings: Counter[str] = Counter()
+    unlisted: Counter[str] = Counter()
+    infos: Counter[str] = Counter()
+    for finding in findings:
+        kind = finding.kind
+        if finding.severity == "info":
+            infos[kind] += 1
+            continue
+        if finding.severity == "warning":
+            warnings[kind] += 1
+            if warnings[kind] > WARNINGS_PER_KIND:
+                unlisted[kind] += 1
+                continue
+        listed.append(finding)
+    return listed, unlisted, infos
+
+
+def _print_report(report: CheckReport, *, show_all: bool) -> None:
+    listed, unlisted_warnings, infos = _shown_findings(report.findings, show_all=show_all)
+    if listed:
         table = Table()
         table.add_column("severity", no_wrap=True)
         table.add_column("kind", no_wrap=True)
         table.add_column("message (and path under the root)", overflow="fold")
         prefix = report.data_root.rstrip("/") + "/"
-        for f in report.findings:
+        for f in listed:
             where = printable(f.path.removeprefix(prefix))
             table.add_row(f.severity, f.kind, Text(f"{printable(f.message)}\n{where}"))
         say(f"findings in {report.data_root}")
         console.print(table)
+    for kind, count in unlisted_warnings.items():
+        say(f"... and {plural(count, f'more {kind} warning')} (--all to list them)")
+    if infos:
+        counts = ", ".join(f"{kind} {count:,}" for kind, count in sorted(infos.items()))
+        say(f"{plural(infos.total(), 'info remark')}: {counts} (--all to list them)")
     s = report.summary
     scope = f"cohort {report.cohort}" if report.cohort else plural(s.cohorts, "cohort")
     verdict = "OK" if report.ok else "PROBLEMS FOUND"
     say(
-        f"{verdict}: checked {plural(s.generations, 'generation')} and {scope} "
-        f"({', '.join(report.stages)}): {plural(s.errors, 'error')}, "
+        f"{verdict}: checked {plural(s.generations, 'generation')} and {scope} in "
+        f"{report.data_root} ({', '.join(report.stages)}): {plural(s.errors, 'error')}, "
         f"{plural(s.warnings, 'warning')}, {s.infos:,} info"
     )
 
 
 @app.command("stats")
-def stats_command(root: RootArg, as_json: JsonFlag = False, option: OptionList = None) -> None:
+def stats_command(
+    root: RootArg, stage: StageList = None, as_json: JsonFlag = False, option: OptionList = None
+) -> None:
     """Per stage: generations, committed, incomplete, invalid metadata, bytes, and counts
-    per model and per template. One listing per stage and one GET per metadata.json."""
-    result = stats(open_root(root, option))
+    per model and per template ("(none)": metadata naming none, such as copy-mode essays).
+    One listing per stage and one GET per metadata.json."""
+    stages = _stages(stage)
+    result = stats(open_root(root, option), stages=stages)
     emit(result, as_json, lambda: _print_stats(result))
 
 
