@@ -149,9 +149,7 @@ def test_an_empty_source_needs_allow_empty_source(tmp_path: Path) -> None:
     assert report.deleted == count and snapshot(backup) == {}
 
 
-def test_the_data_root_probe_is_one_list_request(
-    s3_middleware: S3Middleware, bucket: str
-) -> None:
+def test_the_data_root_probe_is_one_list_request(s3_middleware: S3Middleware, bucket: str) -> None:
     root = f"s3://{bucket}/data"
     options = s3_storage_options(s3_middleware.endpoint_url)
     write_store(root, options, n=1)
