@@ -73,7 +73,9 @@ class Hold:
     that passed made it. :meth:`wait_holding` is the event a test waits on.
     """
 
-    def __init__(self, kinds: frozenset[str] | None, after: int, changed: threading.Condition):
+    def __init__(
+        self, kinds: frozenset[str] | None, after: int, changed: threading.Condition
+    ) -> None:
         self.kinds = kinds
         self.after = after
         self._changed = changed  # the middleware's condition, notified on every change
