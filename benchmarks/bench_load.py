@@ -1,5 +1,5 @@
 """Reading generations: gens_fs against a plain pathlib reader (local) and against
-one-at-a-time and naive reads (S3, through a counting proxy with added latency).
+one-at-a-time and naive reads (S3, through the counting middleware with added latency).
 
     python benchmarks/bench_load.py                 # the figures in benchmarks/README.md
     python benchmarks/bench_load.py --drafts 20 --latencies 0   # a quick look
@@ -95,7 +95,7 @@ def _row(name: str, seconds: float, count: int, baseline: float) -> str:
 
 def bench_s3(drafts: int, latencies: list[float], samples: dict[float, int]) -> list[str]:
     lines = [
-        "### (b) S3 through the counting proxy: every evaluation of the store",
+        "### (b) S3 through the counting middleware: every evaluation of the store",
         "",
         "| latency | method | generations | wall s | client CPU s | requests "
         "| time / load_many's |",

@@ -4,7 +4,7 @@
     python -m benchmarks.bench_sync --out benchmarks/results/sync.json
     python -m benchmarks.bench_sync --drafts 10 --latencies 0 --tools ours s5cmd  # a look
 
-For each added latency (ms per request, at the counting proxy in front of moto) and each
+For each added latency (ms per request, at the counting middleware around moto) and each
 tool, on the same synthetic store (``make_store``, ``--drafts`` drafts, 9 generations and
 ~36 files each), every tool with its own copy of the local source and its own S3 prefix:
 
@@ -15,7 +15,7 @@ tool, on the same synthetic store (``make_store``, ``--drafts`` drafts, 9 genera
 4. ``download`` the prefix -> an empty local folder
 
 Each run is a subprocess; recorded: wall s, client CPU s (``RUSAGE_CHILDREN``), requests by
-kind (proxy counts), exit code, timeout, and whether the destination ended a correct mirror
+kind (middleware counts), exit code, timeout, and whether the destination ended a correct mirror
 of the source. The check runs after the measured block, at 0 ms, and lists both sides: every
 relative path on both, same sizes, and the same MD5 (local files are read; an S3 object's
 ETag is the MD5 moto computed over the bytes it stored, single-part uploads only, which is
@@ -278,8 +278,7 @@ def main() -> None:
         )
         with S3Service() as service:
             for latency_ms in args.latencies:
-                service.wipe()
-                service.create_bucket(BUCKET)
+                service.create_bucket(BUCKET)  # a fresh one per latency, deleted after it
                 for tool in args.tools:
                     bench_tool(
                         tool,
@@ -292,6 +291,7 @@ def main() -> None:
                         args.timeout,
                         record,
                     )
+                service.delete_bucket(BUCKET)
     if args.out:
         _write(args.out, started, store, runs)
         print(f"wrote {args.out}", file=sys.stderr)
@@ -301,7 +301,7 @@ def _write(out: Path, started: str, store: SyntheticStore, runs: list[Run]) -> N
     result: dict[str, Any] = {
         "date": started,
         "command": "python -m benchmarks.bench_sync " + " ".join(sys.argv[1:]),
-        "machine": f"{os.cpu_count()} cores; moto server + proxy in one child process",
+        "machine": f"{os.cpu_count()} cores; moto server + middleware in one child process",
         "store": {
             "drafts": store_drafts(store),
             "generations": store.generation_count,

@@ -1,9 +1,10 @@
 """Shared benchmark pieces: an S3 endpoint in its own process, and measuring helpers.
 
-The moto server and the counting/latency proxy (``gens_fs.testing.s3``) run in a child
-process, so the client CPU a benchmark reports (``time.process_time`` of this process, or
-``RUSAGE_CHILDREN`` for peer tools run as subprocesses) is the client's alone. The child is
-driven over a pipe: set latency, read and reset request counts, create buckets.
+The moto server and the counting/latency middleware around it (``gens_fs.testing.s3`` and
+``gens_fs.testing.s3_middleware``) run in a child process, so the client CPU a benchmark
+reports (``time.process_time`` of this process, or ``RUSAGE_CHILDREN`` for peer tools run as
+subprocesses) is the client's alone. The child is driven over a pipe: set latency, read and
+reset request counts, create and delete buckets (through the plain endpoint, uncounted).
 """
 
 from __future__ import annotations
@@ -19,34 +20,35 @@ from typing import Any
 
 
 def _serve(conn: Connection) -> None:
-    from gens_fs.testing.s3 import MotoServer, S3Proxy, create_bucket
+    from gens_fs.testing.s3 import MotoServer, create_bucket, delete_bucket
+    from gens_fs.testing.s3_middleware import S3Middleware
 
-    with MotoServer() as moto, S3Proxy(moto.endpoint_url) as proxy:
-        conn.send(proxy.endpoint_url)
+    with MotoServer() as moto, S3Middleware() as middleware:
+        conn.send(middleware.endpoint_url)
         while True:
             command, arg = conn.recv()
             if command == "stop":
                 conn.send(None)
                 return
             if command == "latency":
-                proxy.latency_s = float(arg)
+                middleware.latency_s = float(arg)
                 conn.send(None)
             elif command == "counts":
-                proxy.wait_idle()
-                conn.send(proxy.counts())
+                middleware.wait_idle()
+                conn.send(middleware.counts())
             elif command == "reset":
-                proxy.reset_counts()
+                middleware.reset_counts()
                 conn.send(None)
             elif command == "bucket":
                 create_bucket(moto.endpoint_url, str(arg))
                 conn.send(None)
-            elif command == "wipe":
-                moto.reset()
+            elif command == "drop":
+                delete_bucket(moto.endpoint_url, str(arg))
                 conn.send(None)
 
 
 class S3Service:
-    """moto + counting proxy in a child process; ``endpoint_url`` is the proxy's."""
+    """moto + counting middleware in a child process; ``endpoint_url`` is the middleware's."""
 
     def __init__(self) -> None:
         ctx = multiprocessing.get_context("spawn")
@@ -72,9 +74,9 @@ class S3Service:
     def create_bucket(self, name: str) -> None:
         self._call("bucket", name)
 
-    def wipe(self) -> None:
-        """Delete every bucket and object."""
-        self._call("wipe")
+    def delete_bucket(self, name: str) -> None:
+        """Delete bucket ``name`` and everything in it (frees the server's memory)."""
+        self._call("drop", name)
 
     def close(self) -> None:
         if self._process.is_alive():

@@ -98,7 +98,7 @@ def plot(runs: dict[tuple[float, str, str], Run], out: Path) -> None:
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(names), fontsize=9)
     fig.suptitle(
-        "Syncing a synthetic store with S3 (moto behind a latency proxy)\n"
+        "Syncing a synthetic store with S3 (moto behind latency middleware)\n"
         "log scale; x = wrong mirror at the end, T = timed out",
         fontsize=10,
     )

@@ -1,7 +1,10 @@
-"""Shared fixtures: one moto S3 server per test run, and a ``store`` on local, memory and S3.
+"""Shared fixtures: one moto S3 server per test run, a fresh bucket per test, and a
+``store`` on local, memory and S3.
 
-The S3 server is moto in server mode on 127.0.0.1 (a free port): s3fs talks real HTTP to it,
-so what the tests see is what s3fs does against a bucket.
+The S3 server is moto's own app served on 127.0.0.1 (a free port): s3fs talks real HTTP to
+it, so what the tests see is what s3fs does against a bucket. moto's state lives as long as
+the process and is never wiped: each test that uses S3 gets a bucket no other test has
+touched (``bucket``), so the suite passes with its files in any order.
 """
 
 from __future__ import annotations
@@ -16,16 +19,20 @@ import fsspec
 import pytest
 
 from gens_fs import GensStore
-from gens_fs.testing.s3 import MotoServer, S3Proxy, create_bucket, s3_storage_options
-
-BUCKET = "gens-test"
+from gens_fs.testing.s3 import MotoServer, new_bucket, s3_storage_options
+from gens_fs.testing.s3_middleware import S3Middleware
 
 
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[MotoServer]:
     with MotoServer() as server:
-        create_bucket(server.endpoint_url, BUCKET)
         yield server
+
+
+@pytest.fixture
+def bucket(moto_server: MotoServer) -> str:
+    """A new, empty bucket for this test alone."""
+    return new_bucket(moto_server.endpoint_url)
 
 
 @pytest.fixture(scope="session")
@@ -52,8 +59,7 @@ def data_root_url(
         with contextlib.suppress(FileNotFoundError):
             fsspec.filesystem("memory").rm(f"/{unique}", recursive=True)
     else:
-        request.getfixturevalue("moto_server")
-        yield f"s3://{BUCKET}/{unique}/data"
+        yield f"s3://{request.getfixturevalue('bucket')}/data"
 
 
 @pytest.fixture
@@ -70,17 +76,18 @@ def store(data_root_url: str, storage_options: dict[str, Any]) -> GensStore:
 
 
 @pytest.fixture
-def s3_proxy(moto_server: MotoServer) -> Iterator[S3Proxy]:
-    """A counting proxy in front of the session's moto server (for request budgets)."""
-    with S3Proxy(moto_server.endpoint_url) as proxy:
-        yield proxy
+def s3_middleware(moto_server: MotoServer) -> Iterator[S3Middleware]:
+    """The session's moto state behind counting / latency / fault / hold middleware, on an
+    endpoint of this test's own (fresh counts, no faults, no latency)."""
+    with S3Middleware() as middleware:
+        yield middleware
 
 
 @pytest.fixture
-def counted_store(s3_proxy: S3Proxy) -> GensStore:
-    """An empty S3 ``GensStore`` whose every request goes through ``s3_proxy``."""
-    options = s3_storage_options(s3_proxy.endpoint_url)
-    return GensStore(f"s3://{BUCKET}/{uuid.uuid4().hex[:12]}/gens", storage_options=options)
+def counted_store(s3_middleware: S3Middleware, bucket: str) -> GensStore:
+    """An empty S3 ``GensStore`` whose every request goes through ``s3_middleware``."""
+    options = s3_storage_options(s3_middleware.endpoint_url)
+    return GensStore(f"s3://{bucket}/gens", storage_options=options)
 
 
 @pytest.fixture

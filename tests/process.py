@@ -6,7 +6,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
+
+from gens_fs.testing.s3_middleware import Hold
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,3 +48,21 @@ def one_error_line(
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("gens-fs: error: "), err
     return lines[0]
+
+
+def start(*args: str, **popen: Any) -> subprocess.Popen[bytes]:
+    """``gens-fs ARGS`` started and left running (stdin closed; ``popen`` as for Popen)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "gens_fs", *args], cwd=REPO, stdin=subprocess.DEVNULL, **popen
+    )
+
+
+def wait_until_held(hold: Hold, proc: subprocess.Popen[bytes], timeout: float = 60) -> bool:
+    """Wait until ``hold`` holds one of ``proc``'s requests, every request it let through
+    answered: True. False if ``proc`` exits first (it needed no more requests)."""
+    deadline = time.monotonic() + timeout
+    while not hold.wait_holding(timeout=0.05):  # an event wait; the slice is for proc.poll
+        if proc.poll() is not None:
+            return False
+        assert time.monotonic() < deadline, "the command never reached the hold"
+    return True

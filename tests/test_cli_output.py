@@ -13,15 +13,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
-import uuid
-from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
 
 import fsspec
 import pytest
-from conftest import BUCKET, cli_options
+from conftest import cli_options
 
 from gens_fs import (
     DataRoot,
@@ -33,9 +30,10 @@ from gens_fs import (
 )
 from gens_fs.cli._common import human_size, plural, printable
 from gens_fs.testing.invariants import mirror_problems, snapshot
-from gens_fs.testing.s3 import MotoServer, S3Proxy, s3_storage_options
+from gens_fs.testing.s3 import MotoServer, s3_storage_options
+from gens_fs.testing.s3_middleware import S3Middleware
 from gens_fs.testing.synthetic import make_store
-from tests.process import gens_fs_bytes, one_error_line
+from tests.process import gens_fs_bytes, one_error_line, start, wait_until_held
 
 REPO = Path(__file__).resolve().parents[1]
 META = {"task_id": "t1", "template_id": "[bold]tpl[/bold]", "model_id": "llama[/8b]"}
@@ -83,7 +81,8 @@ def root_args(backend_name: str, tmp_path: Path, request: pytest.FixtureRequest)
     if backend_name == "local":
         return [str(tmp_path / "[bold]x[/bold]\x1b[31m" / "data")]
     options = request.getfixturevalue("s3_options")
-    return [f"s3://{BUCKET}/{uuid.uuid4().hex[:12]}/[bold]x[/bold]/data", *cli_options(options)]
+    bucket = request.getfixturevalue("bucket")
+    return [f"s3://{bucket}/[bold]x[/bold]/data", *cli_options(options)]
 
 
 def open_store(root_args: list[str], request: pytest.FixtureRequest) -> DataRoot:
@@ -271,37 +270,22 @@ def test_field_streams_in_bounded_memory(tmp_path: Path) -> None:
 # -- Ctrl-C ----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def slow_proxy(moto_server: MotoServer) -> Iterator[S3Proxy]:
-    with S3Proxy(moto_server.endpoint_url, latency_s=0.02) as proxy:
-        yield proxy
-
-
-def start_and_interrupt(args: list[str], proxy: S3Proxy, kind: str | None, after: int) -> str:
-    """Start ``gens-fs ARGS``; send SIGINT once the proxy has seen ``after`` requests (of
-    ``kind``, or of any kind). Exit code 130 and nothing on stdout; returns stderr."""
-    proxy.reset_counts()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gens_fs", *args],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            counts = proxy.counts()
-            if (counts.get(kind, 0) if kind else sum(counts.values())) >= after:
-                break
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the command never got there"
-            time.sleep(0.002)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+def start_and_interrupt(
+    args: list[str], middleware: S3Middleware, kind: str | None, after: int
+) -> str:
+    """Start ``gens-fs ARGS``; send SIGINT once ``after`` of its requests (of ``kind``, or
+    of any kind) have been answered and the next one is held. Exit code 130 and nothing on
+    stdout; returns stderr."""
+    with middleware.hold(None if kind is None else [kind], after=after) as hold:
+        proc = start(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            assert wait_until_held(hold, proc), proc.communicate()
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     assert (proc.returncode, out) == (130, b""), err
     return err.decode()
 
@@ -313,9 +297,9 @@ INTERRUPTED = re.compile(
 
 
 def test_ctrl_c_during_sync_says_how_far_it_got(
-    tmp_path: Path, moto_server: MotoServer, slow_proxy: S3Proxy
+    tmp_path: Path, moto_server: MotoServer, bucket: str, s3_middleware: S3Middleware
 ) -> None:
-    src, dst = f"s3://{BUCKET}/{uuid.uuid4().hex[:12]}/src", str(tmp_path / "dst")
+    src, dst = f"s3://{bucket}/src", str(tmp_path / "dst")
     direct = s3_storage_options(moto_server.endpoint_url)
     fs, path = fsspec.core.url_to_fs(src, **direct)
     make_store(fs, path, drafts=3, seed=8)  # 27 generations: 24 parents to read first
@@ -326,10 +310,10 @@ def test_ctrl_c_during_sync_says_how_far_it_got(
         dst,
         "--jobs",
         "4",
-        *cli_options(s3_storage_options(slow_proxy.endpoint_url)),
+        *cli_options(s3_storage_options(s3_middleware.endpoint_url)),
     ]
 
-    err = start_and_interrupt(args, slow_proxy, "GET", after=24 + 30)
+    err = start_and_interrupt(args, s3_middleware, "GET", after=24 + 30)
     match = INTERRUPTED.fullmatch(err)
     assert match, err
     done, total = (int(g.replace(",", "")) for g in match.groups())
@@ -347,13 +331,13 @@ def test_ctrl_c_during_sync_says_how_far_it_got(
 
 @pytest.mark.parametrize("command", ["ls", "sync"])
 def test_ctrl_c_before_any_work_is_one_line(
-    command: str, tmp_path: Path, slow_proxy: S3Proxy
+    command: str, tmp_path: Path, bucket: str, s3_middleware: S3Middleware
 ) -> None:
-    slow_proxy.latency_s = 1.0  # the first request is still out when the signal arrives
-    root = f"s3://{BUCKET}/{uuid.uuid4().hex[:12]}/data"
+    root = f"s3://{bucket}/data"
     args = [root, str(tmp_path / "dst")] if command == "sync" else [root]
-    options = cli_options(s3_storage_options(slow_proxy.endpoint_url))
-    err = start_and_interrupt([command, *args, *options], slow_proxy, None, after=1)
+    options = cli_options(s3_storage_options(s3_middleware.endpoint_url))
+    # its first request is held: the signal arrives while it waits for the answer
+    err = start_and_interrupt([command, *args, *options], s3_middleware, None, after=0)
     expected = (
         "gens-fs: interrupted before any file was copied; the destination is consistent; "
         "run the same command again to finish\n"

@@ -44,7 +44,7 @@ def _roots(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> tuple[s
     if kind == "local":
         return str(tmp_path / "gens"), {}
     options = request.getfixturevalue("s3_options")
-    return f"s3://gens-test/{tmp_path.name}/gens", options
+    return f"s3://{request.getfixturevalue('bucket')}/gens", options
 
 
 def _in_processes(target: Callable[..., T], *args: Any) -> list[T]:

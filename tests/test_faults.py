@@ -1,4 +1,4 @@
-"""Sync through a fault-injecting S3 endpoint (:class:`S3Proxy` with a seeded
+"""Sync through a fault-injecting S3 endpoint (:class:`S3Middleware` with a seeded
 :class:`FaultPlan`: 5% of requests answered 500 / 503 SlowDown, delayed, or cut mid-body).
 
 For local -> S3, S3 -> local and S3 -> S3, twice each:
@@ -17,19 +17,18 @@ rerun without faults converges to an exact mirror, and a third run copies nothin
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import fsspec
 import pytest
-from conftest import BUCKET
 
 from gens_fs import check, sync
 from gens_fs.sync import RetryPolicy, SyncReport
 from gens_fs.testing.invariants import generation_dir, mirror_problems, snapshot
-from gens_fs.testing.s3 import FaultPlan, MotoServer, S3Proxy, create_bucket, s3_storage_options
+from gens_fs.testing.s3 import MotoServer, s3_storage_options
+from gens_fs.testing.s3_middleware import S3Middleware
+from gens_fs.testing.s3_requests import FaultPlan
 from gens_fs.testing.synthetic import make_store
 
 DIRECTIONS = ["local-s3", "s3-local", "s3-s3"]
@@ -67,25 +66,18 @@ TRANSFER_OPS = {
 }
 
 
-@pytest.fixture
-def bucket(moto_server: MotoServer) -> str:
-    create_bucket(moto_server.endpoint_url, BUCKET)  # idempotent; survives a moto reset
-    return BUCKET
-
-
-@pytest.fixture
-def faulty(moto_server: MotoServer, no_backoff: None) -> Iterator[S3Proxy]:
-    with S3Proxy(moto_server.endpoint_url) as proxy:
-        yield proxy
-
-
 def _roots(
-    direction: str, tmp_path: Path, moto_server: MotoServer, proxy: S3Proxy, attempts: int
+    direction: str,
+    tmp_path: Path,
+    moto_server: MotoServer,
+    bucket: str,
+    middleware: S3Middleware,
+    attempts: int,
 ) -> tuple[str, str, dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """``(src, dst, src options, dst options)`` through the proxy, then the same two
+    """``(src, dst, src options, dst options)`` through the middleware, then the same two
     options straight to moto (for setup and inspection, never faulted)."""
-    prefix = f"s3://{BUCKET}/{uuid.uuid4().hex[:12]}"
-    through = s3_storage_options(proxy.endpoint_url, max_attempts=attempts)
+    prefix = f"s3://{bucket}"
+    through = s3_storage_options(middleware.endpoint_url, max_attempts=attempts)
     direct = s3_storage_options(moto_server.endpoint_url)
     src_kind, dst_kind = direction.split("-")
     src = f"{prefix}/src" if src_kind == "s3" else str(tmp_path / "src")
@@ -95,9 +87,9 @@ def _roots(
     return src, dst, so, do, so_direct, do_direct
 
 
-def _relpath(proxy_path: str, root: str) -> str | None:
-    """The data-root relative path of a proxied object request under ``root``."""
-    key = proxy_path.lstrip("/")
+def _relpath(request_path: str, root: str) -> str | None:
+    """The data-root relative path of an object request (as logged) under ``root``."""
+    key = request_path.lstrip("/")
     base = root.removeprefix("s3://").rstrip("/") + "/"
     return key[len(base) :] if key.startswith(base) else None
 
@@ -158,11 +150,12 @@ def test_sync_under_faults_reports_exactly_what_failed_and_converges(
     tmp_path: Path,
     moto_server: MotoServer,
     bucket: str,
-    faulty: S3Proxy,
+    s3_middleware: S3Middleware,
+    no_backoff: None,
 ) -> None:
     attempts = 5 if retries == "retried" else 1
     src, dst, so, do, so_direct, do_direct = _roots(
-        direction, tmp_path, moto_server, faulty, attempts
+        direction, tmp_path, moto_server, bucket, s3_middleware, attempts
     )
     src_fs, src_path = fsspec.core.url_to_fs(src, **so_direct)
     store = make_store(src_fs, src_path, drafts=DRAFTS, seed=seed)
@@ -170,13 +163,13 @@ def test_sync_under_faults_reports_exactly_what_failed_and_converges(
     src_files = snapshot(src, so_direct)
 
     ops = None if retries == "retried" else TRANSFER_OPS[direction]
-    faulty.faults = FaultPlan(rate=0.05, seed=seed, only_ops=ops, delay_s=0.2)
-    faulty.reset_counts()
+    s3_middleware.faults = FaultPlan(rate=0.05, seed=seed, only_ops=ops, delay_s=0.2)
+    s3_middleware.reset_counts()
     report = sync(
         src, dst, src_options=so, dst_options=do, retry=FAST if attempts > 1 else NO_RETRY
     )
-    assert faulty.wait_idle()
-    faulted = [r for r in faulty.log if r.fault is not None]
+    assert s3_middleware.wait_idle()
+    faulted = [r for r in s3_middleware.log if r.fault is not None]
     assert {r.fault for r in faulted} >= {"500", "503", "cut"}, "the plan injected too little"
 
     dst_files = snapshot(dst, do_direct)
@@ -214,7 +207,7 @@ def test_sync_under_faults_reports_exactly_what_failed_and_converges(
         for gen in held:  # its metadata.json could not be read, or its parent is held
             assert f"{gen}/metadata.json" in touched or parents.get(gen) in held, gen
 
-    faulty.faults = None
+    s3_middleware.faults = None
     again = sync(src, dst, src_options=so, dst_options=do, retry=FAST, verify=True)
     assert again.ok and again.verified, again.errors
     assert again.copied == sum(1 for r, d in src_files.items() if dst_files.get(r) != d)

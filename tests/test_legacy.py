@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,6 @@ from tests.legacy import BY_ID, GENERATIONS, LegacyGeneration, write_legacy
 from tests.process import gens_fs
 
 REPO = Path(__file__).resolve().parents[1]
-BUCKET = "gens-test"
 ORIGINAL_KEYS = [
     "stage",
     "gen_id",
@@ -245,7 +243,7 @@ def test_sync_round_trip_is_byte_for_byte(
         if kind == "local":
             return str(tmp_path / name), {}
         options = dict(request.getfixturevalue("s3_options"))
-        return f"s3://{BUCKET}/{uuid.uuid4().hex[:12]}/{name}", options
+        return f"s3://{request.getfixturevalue('bucket')}/{name}", options
 
     (src, src_options), (dst, dst_options) = place(src_kind, "src"), place(dst_kind, "dst")
     write_legacy(src, src_options)

@@ -106,8 +106,8 @@ def test_side_write_failure_is_logged_never_raised(
     assert blocker.read_text().startswith("a regular file")
 
 
-def test_children_of_the_root(s3_options: dict[str, Any], tmp_path: Path) -> None:
-    s3 = open_backend("s3://gens-test/any/prefix", storage_options=s3_options)
+def test_children_of_the_root(s3_options: dict[str, Any], bucket: str, tmp_path: Path) -> None:
+    s3 = open_backend(f"s3://{bucket}/any/prefix", storage_options=s3_options)
     assert not s3.children(s3.root).exists
     local = open_backend(tmp_path / "does-not-exist-yet")
     assert not local.children(local.root).exists

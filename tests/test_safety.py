@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import os
 import socket
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BUCKET, cli_options
+from conftest import cli_options
 
 from gens_fs import (
     GensStore,
@@ -43,7 +42,8 @@ from gens_fs.layout import (
 from gens_fs.sync.compare import FileEntry
 from gens_fs.sync.plan import SyncPlan, SyncScope, delete_refusal, make_plan
 from gens_fs.testing.invariants import snapshot
-from gens_fs.testing.s3 import S3Proxy, s3_storage_options
+from gens_fs.testing.s3 import new_bucket, s3_storage_options
+from gens_fs.testing.s3_middleware import S3Middleware
 from tests.process import gens_fs, one_error_line
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,10 +61,11 @@ def write_store(root: str, options: dict[str, Any] | None = None, n: int = 2) ->
 
 
 def url_and_options(kind: str, tmp_path: Path, s3: dict[str, Any], name: str) -> tuple[str, ...]:
-    """A root of that kind, and the CLI flags that reach it."""
+    """A root of that kind (on S3, in a new bucket), and the CLI flags that reach it."""
     if kind == "local":
         return (str(tmp_path / name),)
-    return (f"s3://{BUCKET}/{uuid.uuid4().hex[:8]}/{name}", *cli_options(s3))
+    bucket = new_bucket(s3["client_kwargs"]["endpoint_url"])
+    return (f"s3://{bucket}/{name}", *cli_options(s3))
 
 
 @pytest.fixture
@@ -148,14 +149,14 @@ def test_an_empty_source_needs_allow_empty_source(tmp_path: Path) -> None:
     assert report.deleted == count and snapshot(backup) == {}
 
 
-def test_the_data_root_probe_is_one_list_request(s3_proxy: S3Proxy) -> None:
-    root = f"s3://{BUCKET}/{uuid.uuid4().hex[:8]}/data"
-    options = s3_storage_options(s3_proxy.endpoint_url)
+def test_the_data_root_probe_is_one_list_request(s3_middleware: S3Middleware, bucket: str) -> None:
+    root = f"s3://{bucket}/data"
+    options = s3_storage_options(s3_middleware.endpoint_url)
     write_store(root, options, n=1)
     backend = DataRoot(root, storage_options=options).backend
-    s3_proxy.reset_counts()
+    s3_middleware.reset_counts()
     require_data_root(backend)
-    assert s3_proxy.counts() == {"LIST": 1}  # no HEAD of the bucket besides
+    assert s3_middleware.counts() == {"LIST": 1}  # no HEAD of the bucket besides
 
 
 def test_a_missing_bucket_is_still_one_line(tmp_path: Path, s3: dict[str, Any]) -> None:

@@ -20,10 +20,9 @@ from typing import Any
 
 import fsspec
 import pytest
-from conftest import BUCKET
 
 from gens_fs import GensError, check, sync
-from gens_fs.testing.s3 import MotoServer, create_bucket, s3_storage_options
+from gens_fs.testing.s3 import MotoServer, s3_storage_options
 from gens_fs.testing.synthetic import make_store
 
 SECRET = "gensfs-SECRET-9f8e7d"
@@ -31,10 +30,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def roots(moto_server: MotoServer, tmp_path: Path) -> tuple[str, str, str]:
+def roots(moto_server: MotoServer, bucket: str, tmp_path: Path) -> tuple[str, str, str]:
     """``(S3 data root holding a store, local copy of it, endpoint)``."""
-    create_bucket(moto_server.endpoint_url, BUCKET)
-    root = f"s3://{BUCKET}/{uuid.uuid4().hex[:12]}/data"
+    root = f"s3://{bucket}/data"
     fs, path = fsspec.core.url_to_fs(root, **s3_storage_options(moto_server.endpoint_url))
     make_store(fs, path, drafts=1, essays_per_draft=1, evaluations_per_essay=1)
     local = str(tmp_path / "local")

@@ -364,7 +364,7 @@ def test_exclusive_create_of_the_commit_marker(store: GensStore) -> None:
 
 
 def test_s3_root_from_standard_aws_environment(
-    moto_server: Any, monkeypatch: pytest.MonkeyPatch
+    moto_server: Any, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import s3fs
 
@@ -374,9 +374,9 @@ def test_s3_root_from_standard_aws_environment(
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     s3fs.S3FileSystem.clear_instance_cache()
     try:
-        store = GensStore("s3://gens-test/env-test/gens")
+        store = GensStore(f"s3://{bucket}/gens")
         store.write("draft", "d1", metadata=meta(), raw="via env", overwrite=True)
-        gen = load_generation("s3://gens-test/env-test/gens", "draft", "d1")
+        gen = load_generation(f"s3://{bucket}/gens", "draft", "d1")
         assert gen["raw_text"] == "via env"
     finally:
         s3fs.S3FileSystem.clear_instance_cache()

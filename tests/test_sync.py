@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import collections
 import os
-import signal
 import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,10 +19,11 @@ from conftest import cli_options
 from gens_fs import GensStore, StorageError, SyncReport, TooManyDeletes, sync, write_membership
 from gens_fs.backend import Backend
 from gens_fs.cli import main
-from gens_fs.sync.execute import STALL_AFTER_ENV
 from gens_fs.testing.invariants import mirror_problems, snapshot
+from gens_fs.testing.s3 import s3_storage_options
+from gens_fs.testing.s3_middleware import S3Middleware
+from tests.process import start, wait_until_held
 
-BUCKET = "gens-test"
 KINDS = {
     "list_objects_v2": "LIST",
     "get_object": "GET",
@@ -71,23 +69,13 @@ def write_store(root: str, options: dict[str, Any], n: int = 3) -> None:
     write_membership(root, "c2", [("draft", "d2")], storage_options=options)
 
 
-def count_files(root: str, options: dict[str, Any]) -> int:
-    """How many files are under a data root (a listing, no reads)."""
-    fs, path = fsspec.core.url_to_fs(root, **options)
-    fs.invalidate_cache()
-    try:
-        return len(fs.find(path))
-    except FileNotFoundError:
-        return 0
-
-
-def root_on(kind: str, tmp_path: Path, name: str) -> str:
+def root_on(kind: str, tmp_path: Path, name: str, bucket: str) -> str:
     unique = uuid.uuid4().hex[:8]
     if kind == "local":
         return str(tmp_path / name)
     if kind == "memory":
         return f"memory://{unique}/{name}"
-    return f"s3://{BUCKET}/{unique}/{name}"
+    return f"s3://{bucket}/{name}"
 
 
 @pytest.fixture
@@ -116,9 +104,13 @@ def test_mirror_is_incremental_and_exact(
     dst_kind: str,
     tmp_path: Path,
     s3: dict[str, Any],
+    bucket: str,
     requests: collections.Counter[str],
 ) -> None:
-    src, dst = root_on(src_kind, tmp_path, "src"), root_on(dst_kind, tmp_path, "dst")
+    src, dst = (
+        root_on(src_kind, tmp_path, "src", bucket),
+        root_on(dst_kind, tmp_path, "dst", bucket),
+    )
     so, do = opts(src_kind, s3), opts(dst_kind, s3)
     write_store(src, so)
     files = snapshot(src, so)
@@ -208,9 +200,9 @@ def test_delete_is_scoped_and_max_delete_refuses(tmp_path: Path) -> None:
 
 
 def test_dry_run_changes_nothing(
-    tmp_path: Path, s3: dict[str, Any], requests: collections.Counter[str]
+    tmp_path: Path, s3: dict[str, Any], bucket: str, requests: collections.Counter[str]
 ) -> None:
-    src, dst = str(tmp_path / "src"), root_on("s3", tmp_path, "dst")
+    src, dst = str(tmp_path / "src"), root_on("s3", tmp_path, "dst", bucket)
     write_store(src, {})
     sync(src, dst, dst_options=s3, stages=["draft"])
     GensStore(f"{src}/gens").delete("draft", "d1")
@@ -280,36 +272,46 @@ def test_invariants_hold_after_every_single_write(
     assert len(checks) == len(src_files)
 
 
-# 39 files: 25 in phase A, then 4 drafts' and 4 essays' metadata.json, ...
-KILL_POINTS = [("local", 5), ("local", 27), ("local", 31), ("s3", 27)]
+# write_store(n=4) is 39 files: 25 in phase A, then 4 drafts' and 4 essays' metadata.json,
+# ... Local -> S3 is held after K PUTs, i.e. K files written (5: inside phase A; 27 and 31:
+# inside the drafts' and the essays' commit phases); S3 -> local after K GETs (the planner's
+# reads of parents' metadata.json come first), its local writes cut wherever they are.
+KILL_POINTS = [("local", "s3", 5), ("local", "s3", 27), ("local", "s3", 31), ("s3", "local", 30)]
 
 
-@pytest.mark.parametrize(("dst_kind", "stall_after"), KILL_POINTS)
+@pytest.mark.parametrize(("src_kind", "dst_kind", "after"), KILL_POINTS)
 def test_killed_run_leaves_a_valid_destination_and_rerun_completes(
-    dst_kind: str, stall_after: int, tmp_path: Path, s3: dict[str, Any]
+    src_kind: str,
+    dst_kind: str,
+    after: int,
+    tmp_path: Path,
+    s3: dict[str, Any],
+    bucket: str,
+    s3_middleware: S3Middleware,
 ) -> None:
-    src, dst = str(tmp_path / "src"), root_on(dst_kind, tmp_path, "dst")
-    do = opts(dst_kind, s3)
-    write_store(src, {}, n=4)
-    src_files = snapshot(src, {})
-    env = {**os.environ, STALL_AFTER_ENV: str(stall_after), "PYTHONPATH": os.getcwd()}
-    args = [sys.executable, "-m", "gens_fs", "sync", src, dst, "--jobs", "3"]
-    args += cli_options(s3) if dst_kind == "s3" else []
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 20
-    try:
-        while count_files(dst, do) < stall_after:  # polls the destination, no sleep-races
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
-            assert time.monotonic() < deadline, "the sync never got there"
-            time.sleep(0.02)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    src, dst = (
+        root_on(src_kind, tmp_path, "src", bucket),
+        root_on(dst_kind, tmp_path, "dst", bucket),
+    )
+    so, do = opts(src_kind, s3), opts(dst_kind, s3)
+    write_store(src, so, n=4)
+    src_files = snapshot(src, so)
+    kind = "PUT" if dst_kind == "s3" else "GET"
+    through = cli_options(s3_storage_options(s3_middleware.endpoint_url))
+    with s3_middleware.hold([kind], after=after) as hold:
+        proc = start("sync", src, dst, "--jobs", "3", *through, stderr=subprocess.PIPE)
+        try:
+            assert wait_until_held(hold, proc), proc.communicate()
+        finally:
+            proc.kill()
+            proc.communicate()
     killed = snapshot(dst, do)
-    assert len(killed) >= stall_after and killed != src_files
+    assert killed != src_files
+    if kind == "PUT":  # exactly the requests that passed the hold landed
+        assert len(killed) == after
     assert mirror_problems(src_files, killed) == []
-    report = sync(src, dst, dst_options=do)
-    assert report.ok and report.skipped >= stall_after
+    report = sync(src, dst, src_options=so, dst_options=do)
+    assert report.ok and report.skipped == len(killed)
     assert snapshot(dst, do) == src_files
 
 

@@ -1,4 +1,8 @@
-"""The test infrastructure itself: moto server, S3 proxy, synthetic stores."""
+"""The test infrastructure itself: the moto server, the S3 middleware, synthetic stores.
+
+Only what is ours is tested here: the request classifier and fault plan, and what the
+middleware adds to moto (counts, latency, faults, holds), not moto or werkzeug themselves.
+"""
 
 from __future__ import annotations
 
@@ -17,36 +21,15 @@ import pytest
 from botocore.exceptions import ClientError
 
 from gens_fs.layout import STAGES
-from gens_fs.testing.s3 import (
-    FaultPlan,
-    MotoServer,
-    S3Proxy,
-    boto3_client,
-    classify_request,
-    create_bucket,
-    s3_storage_options,
-)
+from gens_fs.testing.s3 import MotoServer, boto3_client, s3_storage_options
+from gens_fs.testing.s3_middleware import S3Middleware
+from gens_fs.testing.s3_requests import FaultPlan, classify_request
 from gens_fs.testing.synthetic import make_store, mutate
-
-pytest.importorskip("moto")
-
-
-@pytest.fixture(scope="session")
-def moto_server() -> Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
-
-
-@pytest.fixture
-def bucket(moto_server: MotoServer) -> str:
-    moto_server.reset()
-    name = f"bkt-{uuid.uuid4().hex[:12]}"
-    create_bucket(moto_server.endpoint_url, name)
-    return name
 
 
 class SleepRecorder:
-    """A ``sleep`` for the proxy that records instead of waiting (list.append is atomic)."""
+    """A ``sleep`` for the middleware that records instead of waiting (list.append is
+    atomic)."""
 
     def __init__(self) -> None:
         self.calls: list[float] = []
@@ -56,9 +39,9 @@ class SleepRecorder:
 
 
 @pytest.fixture
-def proxy(moto_server: MotoServer) -> Iterator[S3Proxy]:
-    with S3Proxy(moto_server.endpoint_url, sleep=SleepRecorder()) as proxy:
-        yield proxy
+def middleware(moto_server: MotoServer) -> Iterator[S3Middleware]:
+    with S3Middleware(sleep=SleepRecorder()) as middleware:
+        yield middleware
 
 
 def s3fs_for(endpoint_url: str, **extra: Any) -> Any:
@@ -98,11 +81,11 @@ def test_classify_request(
     assert classify_request(method, path, query, headers) == kind
 
 
-# -- proxy -----------------------------------------------------------------------------
+# -- middleware ------------------------------------------------------------------------
 
 
-def test_counts_are_exact_for_a_scripted_sequence(proxy: S3Proxy, bucket: str) -> None:
-    client = boto3_client(proxy.endpoint_url)
+def test_counts_are_exact_for_a_scripted_sequence(middleware: S3Middleware, bucket: str) -> None:
+    client = boto3_client(middleware.endpoint_url)
     client.put_object(Bucket=bucket, Key="a/1.txt", Body=b"one")
     client.put_object(Bucket=bucket, Key="a/2.txt", Body=b"two" * 1000)
     client.copy_object(
@@ -116,7 +99,7 @@ def test_counts_are_exact_for_a_scripted_sequence(proxy: S3Proxy, bucket: str) -
     client.delete_object(Bucket=bucket, Key="a/3.txt")
     client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "a/1.txt"}]})
 
-    assert proxy.counts() == {
+    assert middleware.counts() == {
         "PUT": 2,
         "COPY": 1,
         "GET": 1,
@@ -126,55 +109,55 @@ def test_counts_are_exact_for_a_scripted_sequence(proxy: S3Proxy, bucket: str) -
         "DELETE": 1,
         "DELETE_MULTI": 1,
     }
-    assert proxy.wait_idle()
-    records = proxy.log
+    assert middleware.wait_idle()
+    records = middleware.log
     assert [r.kind for r in records][:3] == ["PUT", "PUT", "COPY"]
     assert records[1].bytes_in == 3000
     assert records[3].bytes_out == 3000
     assert all(r.status in (200, 204) for r in records)
-    proxy.reset_counts()
-    assert proxy.counts() == {} and proxy.log == []
+    middleware.reset_counts()
+    assert middleware.counts() == {} and middleware.log == []
 
 
-def test_s3fs_operations_through_the_proxy(proxy: S3Proxy, bucket: str) -> None:
-    fs = s3fs_for(proxy.endpoint_url)
+def test_s3fs_operations_through_the_middleware(middleware: S3Middleware, bucket: str) -> None:
+    fs = s3fs_for(middleware.endpoint_url)
     fs.pipe_file(f"{bucket}/x/a.txt", b"alpha")
-    assert proxy.counts() == {"PUT": 1}
+    assert middleware.counts() == {"PUT": 1}
     fs.pipe({f"{bucket}/x/b.txt": b"beta", f"{bucket}/x/c.txt": "\u03b3".encode()})
-    assert proxy.counts()["PUT"] == 3
+    assert middleware.counts()["PUT"] == 3
     assert fs.cat_file(f"{bucket}/x/c.txt") == "\u03b3".encode()
-    assert proxy.counts()["GET"] == 1
+    assert middleware.counts()["GET"] == 1
     assert fs.find(f"{bucket}/x") == [f"{bucket}/x/{n}.txt" for n in "abc"]
-    assert proxy.counts()["LIST"] >= 1
+    assert middleware.counts()["LIST"] >= 1
     fs.rm([f"{bucket}/x/a.txt", f"{bucket}/x/b.txt"])
-    assert proxy.counts()["DELETE_MULTI"] == 1
+    assert middleware.counts()["DELETE_MULTI"] == 1
     assert fs.find(f"{bucket}/x", refresh=True) == [f"{bucket}/x/c.txt"]
 
 
-def test_moto_honours_if_none_match_on_put(proxy: S3Proxy, bucket: str) -> None:
-    fs = s3fs_for(proxy.endpoint_url)
+def test_moto_honours_if_none_match_on_put(middleware: S3Middleware, bucket: str) -> None:
+    fs = s3fs_for(middleware.endpoint_url)
     fs.pipe_file(f"{bucket}/once.txt", b"first", mode="create")
     with pytest.raises(FileExistsError):
         fs.pipe_file(f"{bucket}/once.txt", b"second", mode="create")
     assert fs.cat_file(f"{bucket}/once.txt") == b"first"
-    assert [r.status for r in proxy.log if r.kind == "PUT"] == [200, 412]
+    assert [r.status for r in middleware.log if r.kind == "PUT"] == [200, 412]
 
 
-def test_latency_is_applied_to_every_request(proxy: S3Proxy, bucket: str) -> None:
-    sleeps: SleepRecorder = proxy.sleep  # type: ignore[assignment]
-    proxy.latency_s = 0.25
-    client = boto3_client(proxy.endpoint_url)
+def test_latency_is_applied_to_every_request(middleware: S3Middleware, bucket: str) -> None:
+    sleeps: SleepRecorder = middleware.sleep  # type: ignore[assignment]
+    middleware.latency_s = 0.25
+    client = boto3_client(middleware.endpoint_url)
     client.put_object(Bucket=bucket, Key="k", Body=b"v")
     client.get_object(Bucket=bucket, Key="k")["Body"].read()
-    proxy.latency_s = 0.0
+    middleware.latency_s = 0.0
     client.head_object(Bucket=bucket, Key="k")
-    assert proxy.wait_idle()
+    assert middleware.wait_idle()
     assert sleeps.calls == [0.25, 0.25]
-    assert [r.latency_s for r in proxy.log] == [0.25, 0.25, 0.0]
+    assert [r.latency_s for r in middleware.log] == [0.25, 0.25, 0.0]
 
 
 def test_concurrent_requests_overlap(moto_server: MotoServer, bucket: str) -> None:
-    """Four requests meet inside the proxy's sleep: they cannot have been serialized."""
+    """Four requests meet inside the middleware's sleep: they cannot have been serialized."""
     parties = 4
     barrier = threading.Barrier(parties, timeout=10)
 
@@ -182,11 +165,12 @@ def test_concurrent_requests_overlap(moto_server: MotoServer, bucket: str) -> No
         barrier.wait()
 
     errors: list[BaseException] = []
-    with S3Proxy(moto_server.endpoint_url, latency_s=0.1, sleep=meet) as proxy:
+    with S3Middleware(latency_s=0.1, sleep=meet) as middleware:
 
         def request(i: int) -> None:
             try:
-                boto3_client(proxy.endpoint_url).put_object(Bucket=bucket, Key=f"k{i}", Body=b"x")
+                client = boto3_client(middleware.endpoint_url)
+                client.put_object(Bucket=bucket, Key=f"k{i}", Body=b"x")
             except BaseException as exc:  # reported below
                 errors.append(exc)
 
@@ -197,7 +181,7 @@ def test_concurrent_requests_overlap(moto_server: MotoServer, bucket: str) -> No
             thread.join()
         assert errors == []
         assert not barrier.broken
-        assert proxy.counts() == {"PUT": parties}
+        assert middleware.counts() == {"PUT": parties}
 
 
 def test_fault_plan_is_a_pure_function_of_seed_and_index() -> None:
@@ -211,64 +195,76 @@ def test_fault_plan_is_a_pure_function_of_seed_and_index() -> None:
         FaultPlan(kinds=("teapot",))
 
 
-def test_injected_faults_are_reproducible(proxy: S3Proxy, bucket: str) -> None:
-    client = boto3_client(proxy.endpoint_url, max_attempts=1)
+def test_injected_faults_are_reproducible(middleware: S3Middleware, bucket: str) -> None:
+    client = boto3_client(middleware.endpoint_url, max_attempts=1)
     client.put_object(Bucket=bucket, Key="k", Body=b"v" * 100)
     plan = FaultPlan(rate=0.4, seed=3, kinds=("500", "503", "delay"), only_ops=("HEAD",))
 
     def run() -> list[tuple[int | None, str | None, int | None]]:
-        proxy.reset_counts()
-        proxy.faults = plan
+        middleware.reset_counts()
+        middleware.faults = plan
         for _ in range(20):
             with contextlib.suppress(ClientError):
                 client.head_object(Bucket=bucket, Key="k")
             client.get_object(Bucket=bucket, Key="k")["Body"].read()  # not eligible
-        assert proxy.wait_idle()
-        return [(r.fault_index, r.fault, r.status) for r in proxy.log if r.fault]
+        assert middleware.wait_idle()
+        return [(r.fault_index, r.fault, r.status) for r in middleware.log if r.fault]
 
     first = run()
     assert first == run()
     assert [(i, f) for i, f, _ in first] == plan.faulted(20)
     assert {status for _, f, status in first if f != "delay"} <= {500, 503}
-    assert all(r.fault is None for r in proxy.log if r.kind == "GET")
+    assert all(r.fault is None for r in middleware.log if r.kind == "GET")
 
 
 def test_503_and_500_are_s3_errors_that_s3fs_retries(
-    proxy: S3Proxy, bucket: str, no_backoff: None
+    middleware: S3Middleware, bucket: str, no_backoff: None
 ) -> None:
-    fs = s3fs_for(proxy.endpoint_url, max_attempts=10)
-    proxy.faults = FaultPlan(rate=0.4, seed=11, kinds=("500", "503"), only_ops=("PUT", "GET"))
+    fs = s3fs_for(middleware.endpoint_url, max_attempts=10)
+    middleware.faults = FaultPlan(rate=0.4, seed=11, kinds=("500", "503"), only_ops=("PUT", "GET"))
     data = {f"{bucket}/r/{i}.txt": f"payload {i}".encode() for i in range(6)}
     for path, value in data.items():
         fs.pipe_file(path, value)
     assert all(fs.cat_file(path) == value for path, value in data.items())
-    statuses = [r.status for r in proxy.log if r.fault]
+    statuses = [r.status for r in middleware.log if r.fault]
     assert 503 in statuses and 500 in statuses
 
 
-def test_error_and_cut_responses_on_the_wire(proxy: S3Proxy, bucket: str) -> None:
-    boto3_client(proxy.endpoint_url).put_object(Bucket=bucket, Key="k", Body=b"z" * 1000)
-    conn = http.client.HTTPConnection("127.0.0.1", int(proxy.endpoint_url.rsplit(":", 1)[1]))
+def test_error_and_cut_responses_on_the_wire(middleware: S3Middleware, bucket: str) -> None:
+    boto3_client(middleware.endpoint_url).put_object(Bucket=bucket, Key="k", Body=b"z" * 1000)
+    conn = _connect(middleware)
     headers = {"Authorization": _fake_s3_auth()}
-    proxy.faults = FaultPlan(rate=1.0, kinds=("503",))
+    middleware.faults = FaultPlan(rate=1.0, kinds=("503",))
     conn.request("GET", f"/{bucket}/k", headers=headers)
     response = conn.getresponse()
     body = response.read()
     assert response.status == 503 and b"<Code>SlowDown</Code>" in body
-    proxy.faults = FaultPlan(rate=1.0, kinds=("cut",))
-    conn.request("GET", f"/{bucket}/k", headers=headers)  # same keep-alive connection
+    middleware.faults = FaultPlan(rate=1.0, kinds=("cut",))
+    conn.request("GET", f"/{bucket}/k", headers=headers)
     response = conn.getresponse()
     assert response.status == 200 and response.getheader("Content-Length") == "1000"
     with pytest.raises(http.client.IncompleteRead) as excinfo:
         response.read()
     assert len(excinfo.value.partial) == 500
     conn.close()
+    conn = _connect(middleware)
+    conn.request("HEAD", f"/{bucket}/k", headers=headers)  # no body to cut into
+    with pytest.raises(http.client.RemoteDisconnected):
+        conn.getresponse()
+    conn.close()
+    assert middleware.wait_idle()
+    assert [(r.fault, r.status, r.bytes_out) for r in middleware.log[1:]] == [
+        ("503", 503, len(body)),
+        ("cut", 200, 500),
+        ("cut", None, 0),
+    ]
 
 
-def test_chunked_upload_is_forwarded(proxy: S3Proxy, bucket: str) -> None:
-    """A Transfer-Encoding: chunked body arrives upstream whole (moto ignores signatures)."""
-    port = int(proxy.endpoint_url.rsplit(":", 1)[1])
-    conn = http.client.HTTPConnection("127.0.0.1", port)
+def test_chunked_upload_reaches_moto_whole_and_is_counted(
+    middleware: S3Middleware, bucket: str
+) -> None:
+    """A Transfer-Encoding: chunked body is counted as the bytes moto reads (de-chunked)."""
+    conn = _connect(middleware)
     chunks = [b"hello ", "wörld".encode(), b"!" * 70000]
     headers = {"Authorization": _fake_s3_auth()}
     conn.request(
@@ -277,7 +273,82 @@ def test_chunked_upload_is_forwarded(proxy: S3Proxy, bucket: str) -> None:
     response = conn.getresponse()
     response.read()
     assert response.status == 200
-    assert s3fs_for(proxy.endpoint_url).cat_file(f"{bucket}/chunked") == b"".join(chunks)
+    assert middleware.wait_idle()
+    assert middleware.log[0].bytes_in == len(b"".join(chunks))
+    assert s3fs_for(middleware.endpoint_url).cat_file(f"{bucket}/chunked") == b"".join(chunks)
+
+
+def test_middleware_and_plain_server_serve_one_state(
+    moto_server: MotoServer, middleware: S3Middleware, bucket: str
+) -> None:
+    """What goes in through one endpoint comes out of the other; only one of them counts."""
+    boto3_client(moto_server.endpoint_url).put_object(Bucket=bucket, Key="k", Body=b"plain")
+    got = boto3_client(middleware.endpoint_url).get_object(Bucket=bucket, Key="k")
+    assert got["Body"].read() == b"plain"
+    assert middleware.counts() == {"GET": 1}
+
+
+def test_a_hold_lets_n_through_then_holds_and_drops_the_rest(
+    middleware: S3Middleware, bucket: str
+) -> None:
+    """Two PUTs pass; the next two wait until the hold ends, then get a 503 and never reach
+    moto; other kinds pass meanwhile."""
+    client = boto3_client(middleware.endpoint_url, max_attempts=1)
+    outcomes: dict[str, str] = {}
+
+    def put(key: str) -> None:
+        try:
+            client.put_object(Bucket=bucket, Key=key, Body=b"x")
+            outcomes[key] = "stored"
+        except ClientError as exc:
+            outcomes[key] = exc.response["Error"]["Code"]
+
+    with middleware.hold(["PUT"], after=2) as hold:
+        put("a")
+        put("b")
+        assert not hold.wait_holding(timeout=0)  # two answered, nothing held yet
+        threads = [threading.Thread(target=put, args=(key,)) for key in ("c", "d")]
+        for thread in threads:
+            thread.start()
+        assert hold.wait_holding(timeout=10)
+        assert client.list_objects_v2(Bucket=bucket)["KeyCount"] == 2  # a LIST is not held
+        assert outcomes == {"a": "stored", "b": "stored"}
+    for thread in threads:
+        thread.join()
+    assert outcomes == {"a": "stored", "b": "stored", "c": "SlowDown", "d": "SlowDown"}
+    listed = boto3_client(middleware.endpoint_url).list_objects_v2(Bucket=bucket)
+    assert [o["Key"] for o in listed["Contents"]] == ["a", "b"]
+    assert middleware.wait_idle()
+    assert sorted((r.kind, r.status, r.held) for r in middleware.log if r.kind == "PUT") == [
+        ("PUT", 200, False),
+        ("PUT", 200, False),
+        ("PUT", 503, True),
+        ("PUT", 503, True),
+    ]
+
+
+def test_stopping_the_middleware_ends_its_hold(moto_server: MotoServer, bucket: str) -> None:
+    errors: list[str] = []
+
+    def get() -> None:
+        try:
+            boto3_client(endpoint, max_attempts=1).head_bucket(Bucket=bucket)
+        except ClientError as exc:
+            errors.append(exc.response["Error"]["Code"])
+
+    with S3Middleware() as middleware, middleware.hold() as hold:
+        endpoint = middleware.endpoint_url
+        thread = threading.Thread(target=get)
+        thread.start()
+        assert hold.wait_holding(timeout=10)
+        middleware.stop()
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+    assert errors == ["503"]  # HEAD: botocore names the error by its status
+
+
+def _connect(middleware: S3Middleware) -> http.client.HTTPConnection:
+    return http.client.HTTPConnection("127.0.0.1", int(middleware.endpoint_url.rsplit(":", 1)[1]))
 
 
 def _fake_s3_auth() -> str:

@@ -20,7 +20,6 @@ import asyncio
 import errno
 import functools
 import logging
-import os
 import random
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
@@ -44,10 +43,6 @@ DEFAULT_JOBS = 128
 
 # How long an interrupted sync may take to cancel what is in flight before it exits anyway.
 _UNWIND_TIMEOUT_S = 30.0
-
-# Test hook: after this many files are written, every further transfer waits forever, so a
-# test can kill the process at a known point of the plan. Never set it in production.
-STALL_AFTER_ENV = "GENS_FS_SYNC_TEST_STALL_AFTER"
 
 # errnos s3fs gives client (4xx) errors: retrying cannot help.
 _PERMANENT_ERRNOS = frozenset(
@@ -137,8 +132,6 @@ class Executor:
         self._failed: set[GenKey] = set()
         self._files_total = 0
         self._bytes_total = 0
-        stall = os.environ.get(STALL_AFTER_ENV)
-        self._stall_after = int(stall) if stall else None
 
     def run(self, plan: SyncPlan) -> ExecutionResult:
         """Run ``plan`` to the end on fsspec's event loop (blocking). Interrupted (Ctrl-C),
@@ -220,7 +213,6 @@ class Executor:
 
         async def one(copy: FileCopy) -> None:
             async with limit:
-                await self._stall_if_asked()
                 try:
                     await self._retrying(lambda: self._transfer(copy))
                 except Exception as exc:
@@ -279,10 +271,6 @@ class Executor:
                 self.result.errors.extend(SyncError(path=r, error=_describe(exc)) for r in phase)
                 return
             self.result.deleted += len(phase)
-
-    async def _stall_if_asked(self) -> None:
-        if self._stall_after is not None and self.result.copied >= self._stall_after:
-            await asyncio.Event().wait()
 
     def _report_progress(self) -> None:
         if self.progress is not None:
