@@ -169,7 +169,8 @@ def sync(
         )
         _fill_result(report, plan, result)
         if verify:
-            problems = verify_copy(source, target, scope, src_files, checksum=checksum)
+            expected = _expected_at_destination(plan, src_files)
+            problems = verify_copy(source, target, scope, expected, checksum=checksum)
             known = {e.path for e in report.errors}
             report.errors += [p for p in problems if p.path not in known]
             report.verified = not problems
@@ -231,6 +232,20 @@ def _report_of_plan(
         deletes_skipped=bool(plan.withheld_deletes),
         deletes_not_run=len(plan.withheld_deletes),
     )
+
+
+def _expected_at_destination(
+    plan: SyncPlan, src_files: Mapping[str, FileEntry]
+) -> dict[str, FileEntry]:
+    """The source files a verify looks for at the destination: all but those the plan held
+    back (already reported, each with why)."""
+    held = {(h.stage, h.gen_id) for h in plan.held}
+    held_files = {f.relpath for f in plan.held_files}
+    return {
+        relpath: entry
+        for relpath, entry in src_files.items()
+        if relpath not in held_files and generation_of(relpath) not in held
+    }
 
 
 def _fill_result(report: SyncReport, plan: SyncPlan, result: ExecutionResult) -> None:
