@@ -80,7 +80,7 @@ def sync(
         bool,
         typer.Option(
             "--allow-empty-source",
-            help="Accept a SRC that holds neither gens/ nor cohorts/ (refused otherwise).",
+            help="Accept a SRC that holds nothing at all (refused otherwise).",
         ),
     ] = False,
     allow_orphans: Annotated[
