@@ -108,22 +108,24 @@ def require_data_root(
 def refuse_misplaced_root(backend: Backend, *, what: str = "data root") -> None:
     """Raise ``NotADataRoot`` when ``backend.root`` looks like a part of a data root rather
     than one: a gens root (it holds stage folders), a stage folder (named after a stage and
-    holding gen_id folders, or holding folders with ``metadata.json``), the ``cohorts/``
-    folder, a generation folder (it holds ``metadata.json``, ``raw.txt``, ...). A data root,
+    holding gen_id folders, or holding folders with a generation's files: one of them is
+    looked into to be sure), the ``cohorts/`` folder (one holding ``membership.csv`` is
+    looked for), a generation folder (it holds ``metadata.json`` and a text). A data root,
     an empty or absent folder, or one holding something else passes: what a destination
     may be. One listing of the root's first level (two when a folder inside must tell)."""
     found = backend.children(backend.root, stop_at=(GENS_DIR, COHORTS_DIR))
-    kind = _root_kind(backend, found)
+    kind = _root_kind(backend, found, confirm=True)
     if kind not in ("data", "other"):
         raise NotADataRoot(f"{what} {backend.url(backend.root)} {_misplaced(backend, kind, found)}")
 
 
-def _root_kind(backend: Backend, found: Children) -> RootKind:
-    """:func:`gens_fs.layout.root_kind`; for a root whose name does not tell but which holds
-    folders named like gen_ids, one more listing: what the first of them holds."""
+def _root_kind(backend: Backend, found: Children, *, confirm: bool = False) -> RootKind:
+    """:func:`gens_fs.layout.root_kind`, and for a root holding folders named like gen_ids
+    one more listing, of the first of them, when the name does not tell (or, ``confirm``,
+    to be sure of what the name tells: a folder named ``essay`` may be anything)."""
     kind = root_kind(found.folders, name=base_name(backend.root), files=found.files)
     named_like_ids = sorted(f for f in found.folders if is_valid_gen_id(f))
-    if kind == "other" and named_like_ids:
+    if named_like_ids and (kind == "other" or (confirm and kind in ("stage", "cohorts"))):
         inner = backend.children(join(backend.root, named_like_ids[0]))
         kind = inner_folder_kind(inner.files)
     return kind

@@ -236,15 +236,16 @@ DATA_ROOT_ABOVE: Final[dict[str, int]] = {"gens": 1, "cohorts": 1, "stage": 2, "
 def root_kind(folders: Iterable[str], *, name: str = "", files: Iterable[str] = ()) -> RootKind:
     """What a root is, from the folders and files directly in it and its own ``name``: a
     data root (it holds ``gens/`` or ``cohorts/``), a gens root (it holds stage folders), a
-    generation folder (it holds artifact files such as ``metadata.json``), a stage folder
-    (named after a stage, it holds folders named like gen_ids), the ``cohorts/`` folder
-    (named so, it holds folders), or something else. Hidden entries do not count."""
+    generation folder (it holds a generation's files: see :func:`holds_a_generation`), a
+    stage folder (named after a stage, it holds folders named like gen_ids), the
+    ``cohorts/`` folder (named so, it holds folders), or something else. Hidden entries do
+    not count."""
     names = {f for f in folders if not f.startswith(".")}
     if GENS_DIR in names or COHORTS_DIR in names:
         return "data"
     if names & set(STAGES):
         return "gens"
-    if set(files) & set(ARTIFACT_FILES):
+    if holds_a_generation(files):
         return "generation"
     if any(is_valid_gen_id(n) for n in names):
         if name in STAGES:
@@ -254,12 +255,18 @@ def root_kind(folders: Iterable[str], *, name: str = "", files: Iterable[str] = 
     return "other"
 
 
-def inner_folder_kind(files: Iterable[str]) -> RootKind:
-    """What a folder that holds a folder holding ``files`` is: a stage folder when those
-    are a generation's files, ``cohorts/`` when they hold a ``membership.csv``. For a root
-    whose name does not tell (a stage folder renamed or copied elsewhere)."""
+def holds_a_generation(files: Iterable[str]) -> bool:
+    """True for a folder's files that are a generation's: its ``metadata.json`` and a text."""
     names = set(files)
-    if METADATA_FILE in names:
+    return METADATA_FILE in names and bool(names & set(TEXT_FILES.values()))
+
+
+def inner_folder_kind(files: Iterable[str]) -> RootKind:
+    """What a folder is whose (first) folder holds ``files``: a stage folder when those are a
+    generation's files, ``cohorts/`` when they hold a ``membership.csv``. This tells when
+    the root's name does not (a stage folder renamed), and confirms it when it does."""
+    names = set(files)
+    if names & set(ARTIFACT_FILES):
         return "stage"
     return "cohorts" if MEMBERSHIP_FILE in names else "other"
 

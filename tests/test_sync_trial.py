@@ -20,7 +20,6 @@ import pytest
 from conftest import BUCKET, cli_options
 
 from gens_fs import GensStore, SyncReport, check, sync, write_membership
-from gens_fs.backend import LocalBackend
 from gens_fs.cohorts import DataRoot
 from gens_fs.errors import NotADataRoot
 from gens_fs.layout import inner_folder_kind, root_kind, roots_overlap
@@ -305,31 +304,23 @@ def test_allow_orphans_is_a_faithful_mirror_of_a_broken_source(tmp_path: Path) -
     assert dst_errors == src_errors == {("missing_parent", "e_orphan")}
 
 
-def test_a_failed_generation_still_holds_its_membership_at_run_time(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The runtime half: the plan says which generations each CSV needs; one that fails
-    holds the CSV, and only the CSVs that list it."""
+def test_a_failed_generation_still_holds_its_membership_at_run_time(tmp_path: Path) -> None:
+    """The runtime half: the plan says which generations each CSV needs; one whose file
+    fails holds the CSV, and only the CSVs that list it."""
     src, dst = str(tmp_path / "data"), str(tmp_path / "backup")
     write_trial_store(src)
-    target = f"{dst}/gens/essay/e0/raw.txt"  # a file the destination refuses
-    write_file = LocalBackend.write_file
-
-    async def refusing(self: LocalBackend, path: str, data: bytes) -> None:
-        if path == target:
-            raise PermissionError("denied")
-        await write_file(self, path, data)
-
-    monkeypatch.setattr(LocalBackend, "write_file", refusing)
+    blocked = Path(dst) / "gens" / "essay" / "e0" / "raw.txt"
+    blocked.mkdir(parents=True)  # a folder where the file goes: its write fails, for real
     report = sync(src, dst, allow_orphans=True)
     errors = {e.path: e.error for e in report.errors}
     assert errors.keys() == {"gens/essay/e0/raw.txt", "cohorts/c1/membership.csv"}
     assert errors["cohorts/c1/membership.csv"] == (
         "not synced: it lists generations left uncommitted (essay/e0); run again to converge"
     )
-    assert report.held_memberships == []  # not the plan's doing
+    assert report.uncommitted == ["essay/e0", "evaluation/v0"]
+    assert report.held_memberships == []  # not the plan's doing: the plan could not know
     assert "cohorts/c2/membership.csv" in snapshot(dst)
-    monkeypatch.undo()
+    blocked.rmdir()
     assert sync(src, dst, allow_orphans=True).ok and snapshot(dst) == snapshot(src)
 
 
@@ -478,7 +469,10 @@ def test_a_destination_empty_absent_or_holding_other_things_is_fine(tmp_path: Pa
     write_trial_store(data)
     (tmp_path / "empty").mkdir()
     (tmp_path / "other" / "photos").mkdir(parents=True)
-    for dst in ("empty", "absent", "other"):
+    (tmp_path / "other" / "metadata.json").write_text("{}")  # not a generation's files
+    (tmp_path / "essay" / "drafts").mkdir(parents=True)  # named like a stage, and is not one
+    (tmp_path / "essay" / "drafts" / "notes.txt").write_text("mine")
+    for dst in ("empty", "absent", "other", "essay"):
         report = sync(data, str(tmp_path / dst), allow_orphans=True)
         assert report.ok and snapshot(str(tmp_path / dst)).keys() >= snapshot(data).keys()
 
@@ -552,7 +546,10 @@ def test_root_kind_and_overlap_are_pure() -> None:
     assert root_kind(["c1"], name="cohorts") == "cohorts"
     assert root_kind([], name="d1", files=["metadata.json", "raw.txt"]) == "generation"
     assert root_kind([], name="d1", files=["notes.txt"]) == "other"
+    assert root_kind([], name="d1", files=["metadata.json"]) == "other"  # and no text
+    assert root_kind([], name="d1", files=["metadata.json", "parsed.txt"]) == "generation"
     assert inner_folder_kind(["raw.txt", "metadata.json"]) == "stage"
+    assert inner_folder_kind(["raw.txt"]) == "stage"  # an incomplete generation is one too
     assert inner_folder_kind(["membership.csv"]) == "cohorts"
     assert inner_folder_kind(["x"]) == "other"
     assert roots_overlap("/a/b", "/a/b/") == "same"
