@@ -246,7 +246,8 @@ def _print_report(report: SyncReport) -> None:
         say(f"held back {count} (each error says why and what to do): {_names(report.held)}")
     if report.held_memberships:
         count = plural(len(report.held_memberships), "cohort membership")
-        say(f"held back {count} listing them: {_names(report.held_memberships)}")
+        why = "listing them" if report.held else "(each error says why)"
+        say(f"held back {count} {why}: {_names(report.held_memberships)}")
     if report.deletes_skipped:
         say(_deletes_skipped(report))
     for error in report.errors:
