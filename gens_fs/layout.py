@@ -10,6 +10,7 @@ A *data root* holds ``gens/`` and ``cohorts/`` side by side; a *gens root* is it
 from __future__ import annotations
 
 import hashlib
+import posixpath
 import re
 from collections.abc import Iterable
 from typing import Final, Literal, NamedTuple
@@ -227,16 +228,59 @@ def cohort_strays(relpaths: Iterable[str]) -> list[Stray]:
     return sorted(strays)
 
 
-RootKind = Literal["data", "gens", "other"]
+RootKind = Literal["data", "gens", "stage", "cohorts", "generation", "other"]
+# How many folders above a misplaced root its data root is (``data/gens/essay`` -> 2).
+DATA_ROOT_ABOVE: Final[dict[str, int]] = {"gens": 1, "cohorts": 1, "stage": 2, "generation": 3}
 
 
-def root_kind(folders: Iterable[str]) -> RootKind:
-    """What a root is, from the names of the folders directly in it: a data root (it holds
-    ``gens/`` or ``cohorts/``), a gens root (it holds stage folders), or something else."""
-    names = set(folders)
+def root_kind(folders: Iterable[str], *, name: str = "", files: Iterable[str] = ()) -> RootKind:
+    """What a root is, from the folders and files directly in it and its own ``name``: a
+    data root (it holds ``gens/`` or ``cohorts/``), a gens root (it holds stage folders), a
+    generation folder (it holds a generation's files: see :func:`holds_a_generation`), a
+    stage folder (named after a stage, it holds folders named like gen_ids), the
+    ``cohorts/`` folder (named so, it holds folders), or something else. Hidden entries do
+    not count."""
+    names = {f for f in folders if not f.startswith(".")}
     if GENS_DIR in names or COHORTS_DIR in names:
         return "data"
-    return "gens" if names & set(STAGES) else "other"
+    if names & set(STAGES):
+        return "gens"
+    if holds_a_generation(files):
+        return "generation"
+    if any(is_valid_gen_id(n) for n in names):
+        if name in STAGES:
+            return "stage"
+        if name == COHORTS_DIR:
+            return "cohorts"
+    return "other"
+
+
+def holds_a_generation(files: Iterable[str]) -> bool:
+    """True for a folder's files that are a generation's: its ``metadata.json`` and a text."""
+    names = set(files)
+    return METADATA_FILE in names and bool(names & set(TEXT_FILES.values()))
+
+
+def inner_folder_kind(files: Iterable[str]) -> RootKind:
+    """What a folder is whose (first) folder holds ``files``: a stage folder when those are a
+    generation's files, ``cohorts/`` when they hold a ``membership.csv``. This tells when
+    the root's name does not (a stage folder renamed), and confirms it when it does."""
+    names = set(files)
+    if names & set(ARTIFACT_FILES):
+        return "stage"
+    return "cohorts" if MEMBERSHIP_FILE in names else "other"
+
+
+def roots_overlap(first: str, second: str) -> Literal["same", "inside", "contains"] | None:
+    """How root ``first`` stands to root ``second`` on one filesystem, once both are
+    normalised (``a/gens/..`` is ``a``): the same folder, inside it, containing it, or
+    apart (``None``)."""
+    a, b = posixpath.normpath(first), posixpath.normpath(second)
+    if a == b:
+        return "same"
+    if relpath_under(b, a) is not None:
+        return "inside"
+    return "contains" if relpath_under(a, b) is not None else None
 
 
 def relpath_under(root: str, path: str) -> str | None:
@@ -249,6 +293,19 @@ def parent_path(path: str) -> str | None:
     """The folder holding ``path`` (``a/b/gens`` -> ``a/b``); ``None`` at the top."""
     head, sep, _name = path.rstrip("/").rpartition("/")
     return head if sep and head else None
+
+
+def base_name(path: str) -> str:
+    """The last part of ``path`` (``a/b/essay/`` -> ``essay``)."""
+    return path.rstrip("/").rpartition("/")[2]
+
+
+def ancestor_path(path: str, levels: int) -> str | None:
+    """The folder ``levels`` above ``path`` (``a/b/c``, 2 -> ``a``); ``None`` past the top."""
+    found: str | None = path
+    for _ in range(levels):
+        found = None if found is None else parent_path(found)
+    return found
 
 
 def join(root: str, relpath: str) -> str:

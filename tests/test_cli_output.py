@@ -394,7 +394,7 @@ def test_plurals_sizes_held_back_and_unwrapped_lines(tmp_path: Path) -> None:
     assert held.returncode == 1
     out = held.stdout.decode().splitlines()
     assert out[0].startswith(f"{src} -> {dst}: copied 0 files (0 B), skipped 0 unchanged")
-    assert out[1] == "held back 1 generation (parent missing; each error says why): essay/e0"
+    assert out[1] == "held back 1 generation (each error says why and what to do): essay/e0"
     err = held.stderr.decode().splitlines()
     assert len(err) == 1 and err[0].startswith("gens-fs: error: gens/essay/e0: not synced: its")
     report = json.loads(gens_fs_bytes("sync", src, dst, "--stage", "essay", "--json").stdout)

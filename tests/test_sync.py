@@ -205,7 +205,8 @@ def test_dry_run_changes_nothing(
     src, dst = str(tmp_path / "src"), root_on("s3", tmp_path, "dst", bucket)
     write_store(src, {})
     sync(src, dst, dst_options=s3, stages=["draft"])
-    GensStore(f"{src}/gens").delete("draft", "d1")
+    for stage, gen_id in (("evaluation", "v1"), ("essay", "e1"), ("draft", "d1")):
+        GensStore(f"{src}/gens").delete(stage, gen_id)  # the whole lineage: nothing held
     before = snapshot(dst, s3)
     requests.clear()
     plan = sync(src, dst, dst_options=s3, delete=True, dry_run=True)

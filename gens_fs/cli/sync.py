@@ -38,7 +38,10 @@ from gens_fs.sync.execute import ProgressCallback
 StageList = Annotated[
     list[str] | None,
     typer.Option(
-        "--stage", metavar="STAGE", help="Sync only this stage (repeatable); leaves cohorts/ out."
+        "--stage",
+        "-s",
+        metavar="STAGE",
+        help="Sync only this stage (repeatable); leaves cohorts/ out.",
     ),
 ]
 # How many held-back or uncommitted generations the summary names before "...".
@@ -52,6 +55,8 @@ def sync(
     cohort: Annotated[
         str | None,
         typer.Option(
+            "--cohort",
+            "-c",
             metavar="COHORT_ID",
             help="Sync this cohort's membership.csv, its generations and ancestors.",
         ),
@@ -75,7 +80,17 @@ def sync(
         bool,
         typer.Option(
             "--allow-empty-source",
-            help="Accept a SRC that holds neither gens/ nor cohorts/ (refused otherwise).",
+            help="Accept a SRC that holds nothing at all (refused otherwise).",
+        ),
+    ] = False,
+    allow_orphans: Annotated[
+        bool,
+        typer.Option(
+            "--allow-orphans",
+            help=(
+                "Copy as they are the generations whose parent is missing in SRC itself "
+                "(held back otherwise)."
+            ),
         ),
     ] = False,
     follow_symlinks: FollowSymlinks = False,
@@ -105,13 +120,16 @@ def sync(
 ) -> None:
     """Mirror SRC onto DST: incremental, parents before children, metadata.json last.
 
-    SRC must be a data root (it holds gens/ or cohorts/). Symbolic links, FIFOs, sockets,
-    devices and stray entries are left alone, one warning each on stderr.
+    SRC must be a data root (it holds gens/ or cohorts/); DST a data root or a folder that
+    is empty, absent or holds something else, apart from SRC. Symbolic links, FIFOs,
+    sockets, devices and stray entries are left alone, one warning each on stderr.
 
-    Exit 0 when everything in scope is synced, 1 when some files failed (listed; the rest
-    was done; run again to converge), 2 for usage and configuration errors, and for a plan
-    that is refused (too many deletes: a dry run shows it, then exits 2), 130 when
-    interrupted (Ctrl-C; the destination stays consistent: run it again to finish).
+    Exit 0 when everything in scope is synced; 1 when something was not (each on a line
+    of its own with why: files that failed, run again to converge; generations held back
+    for a missing parent, and the cohorts listing them, each saying what to do); 2 for
+    usage and configuration errors, and for a plan that is refused (too many deletes: a
+    dry run shows it, then exits 2); 130 when interrupted (Ctrl-C; the destination stays
+    consistent: run it again to finish).
     """
     shared = parse_options(option)
     src_options = {**shared, **parse_options(src_option)}
@@ -136,6 +154,7 @@ def sync(
                 verify=verify,
                 allow_empty_source=allow_empty_source,
                 follow_symlinks=follow_symlinks,
+                allow_orphans=allow_orphans,
             )
     except KeyboardInterrupt:
         interrupted(seen.interrupted_message())
@@ -224,9 +243,13 @@ def _print_report(report: SyncReport) -> None:
     )
     if report.held:
         count = plural(len(report.held), "generation")
-        say(f"held back {count} (parent missing; each error says why): {_names(report.held)}")
+        say(f"held back {count} (each error says why and what to do): {_names(report.held)}")
+    if report.held_memberships:
+        count = plural(len(report.held_memberships), "cohort membership")
+        why = "listing them" if report.held else "(each error says why)"
+        say(f"held back {count} {why}: {_names(report.held_memberships)}")
     if report.deletes_skipped:
-        say("deletes skipped because some files failed")
+        say(_deletes_skipped(report))
     for error in report.errors:
         say(f"gens-fs: error: {error.path}: {error.error}", err=True)
     if report.uncommitted:
@@ -234,3 +257,16 @@ def _print_report(report: SyncReport) -> None:
         say(f"left {count} uncommitted (run again to converge): {_names(report.uncommitted)}")
     if report.verified is not None:
         say("verified" if report.verified else "verify found differences")
+
+
+def _deletes_skipped(report: SyncReport) -> str:
+    """Why the deletes did not run (or would not), and how many."""
+    verb = "would be skipped" if report.dry_run else "skipped"
+    count = plural(report.deletes_not_run, "file")
+    if report.held:
+        held = plural(len(report.held), "generation")
+    elif report.held_memberships:
+        held = plural(len(report.held_memberships), "cohort membership")
+    else:
+        return f"deletes {verb} ({count}) because some files failed"
+    return f"deletes {verb} ({count}): {held} held back; deletes run once nothing is held"

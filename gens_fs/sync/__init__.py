@@ -4,13 +4,14 @@ listing (one recursive listing per side) -> plan (pure diff + lineage ordering) 
 (concurrent transfers with barriers between phases). See :func:`gens_fs.sync.api.sync`.
 """
 
-from gens_fs.sync.api import sync
+from gens_fs.sync.api import OverlappingRoots, sync
 from gens_fs.sync.execute import DEFAULT_JOBS, RetryPolicy, SyncProgress
 from gens_fs.sync.plan import SyncPlan, SyncScope, TooManyDeletes
 from gens_fs.sync.report import PlannedAction, SyncError, SyncReport
 
 __all__ = [
     "DEFAULT_JOBS",
+    "OverlappingRoots",
     "PlannedAction",
     "RetryPolicy",
     "SyncError",

@@ -2,8 +2,9 @@
 
 The steps, and what each costs on S3:
 
-0. the source must look like a data root (one ``ListObjectsV2`` of its first level; see
-   :func:`gens_fs.inventory.require_data_root`);
+0. the roots: not one inside the other (no request); the source must look like a data
+   root, the destination must not look like a part of one (one ``ListObjectsV2`` of each
+   one's first level; see :func:`gens_fs.inventory.require_data_root`);
 1. scope: for ``cohort``, the source's ``membership.csv`` (one LIST, one GET) and the
    ``metadata.json`` of the listed generations and their ancestors (one GET each, batched
    per lineage level; those bytes are reused for the copy);
@@ -11,8 +12,13 @@ The steps, and what each costs on S3:
 3. comparison (:mod:`gens_fs.sync.compare`): local files hashed where needed, no request;
 4. parents: the source ``metadata.json`` of each essay/evaluation about to be committed (one
    GET each, reused for the copy, so no extra request in the end for cross-storage syncs);
-5. the pure plan (:mod:`gens_fs.sync.plan`), its deletes checked before any write
-   (``max_delete``, or more than half of the destination's files in scope);
+   with a stage scope, the parents' stage at the source when a parent is at neither side's
+   listing (one listing: is it missing in the source too?);
+5. the pure plan (:mod:`gens_fs.sync.plan`); then, when it copies or holds a generation, the
+   membership CSVs it copies (one GET each, reused for the copy): one listing a held
+   generation is held too, and each knows which generations it needs committed; its
+   deletes checked before any write (``max_delete``, or more than half of the
+   destination's files in scope), and withheld when anything is held;
 6. execution (:mod:`gens_fs.sync.execute`): one request per copied file;
 7. ``verify``: the destination listed again and compared (LIST pages only).
 
@@ -28,14 +34,15 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from gens_fs.backend import Backend, open_backend, storage_errors
+from gens_fs.backend import Backend, LocalBackend, open_backend, storage_errors
 from gens_fs.cohorts import parse_membership
-from gens_fs.errors import CohortNotFound, StorageError
-from gens_fs.inventory import require_data_root
-from gens_fs.layout import COHORTS_DIR, GENS_DIR, ancestors, join, membership_path
+from gens_fs.errors import CohortNotFound, GensError, NotADataRoot, StorageError
+from gens_fs.inventory import refuse_misplaced_root, require_data_root
+from gens_fs.layout import ancestors, join, membership_path, roots_overlap
 from gens_fs.sync.compare import FileEntry, hashes_needed, unchanged
 from gens_fs.sync.execute import (
     DEFAULT_JOBS,
+    ExecutionResult,
     ProgressCallback,
     RetryPolicy,
     is_transient,
@@ -44,15 +51,19 @@ from gens_fs.sync.execute import (
 from gens_fs.sync.listing import Side, fill_md5, list_files, list_side
 from gens_fs.sync.plan import (
     GenKey,
+    MembershipKeys,
     SyncPlan,
     SyncScope,
     TooManyDeletes,
     close_over_parents,
     delete_refusal,
     generation_of,
+    hold_memberships,
     make_plan,
+    memberships_to_read,
     metadata_relpath,
     parents_needed,
+    parents_to_probe,
 )
 from gens_fs.sync.report import IgnoredEntry, PlannedAction, SyncError, SyncReport
 
@@ -82,6 +93,7 @@ def sync(
     retry: RetryPolicy | None = None,
     allow_empty_source: bool = False,
     follow_symlinks: bool = False,
+    allow_orphans: bool = False,
 ) -> SyncReport:
     """Make the data root ``dst`` hold what ``src`` holds, within the scope.
 
@@ -92,16 +104,25 @@ def sync(
 
     Guarantees: unchanged files are not copied again (see :mod:`gens_fs.sync.compare`);
     at every moment, even if killed, a committed generation at ``dst`` (one with its
-    ``metadata.json``) has all its files and a committed parent. ``delete`` removes files in
-    scope that ``src`` lacks, after every copy succeeded, children first. A plan deleting
+    ``metadata.json``) has all its files and a committed parent. A generation whose parent
+    is neither at ``dst`` nor in the sync is held back (reported), and so is a membership
+    CSV listing a held generation. The one exception, on request: ``allow_orphans`` copies
+    as it is a generation whose parent is missing in ``src`` itself (a faithful mirror of a
+    broken source); without it such an orphan is held, with a reason that says so.
+    ``delete`` removes files in scope that ``src`` lacks, after every copy succeeded and
+    only when nothing is held, children first. A plan deleting
     more than ``max_delete`` files, or without ``max_delete`` more than half of the
     destination's files in scope, is refused (``TooManyDeletes``, nothing changed). ``dry_run``
     changes nothing, lists the plan in ``SyncReport.actions`` and says in
     ``SyncReport.refused`` whether a real run would be refused. ``retry`` sets the
     file-level retries of transient errors (on top of the storage client's own retries).
 
-    ``src`` must look like a data root (``NotADataRoot`` otherwise, also for a gens root);
-    one that holds nothing is accepted only with ``allow_empty_source``. Symbolic links are
+    ``src`` must look like a data root (``NotADataRoot`` otherwise, also for a gens root, a
+    stage folder, ``cohorts/`` or a file); one that holds nothing at all is accepted only
+    with ``allow_empty_source``. ``dst`` may be a data root, or a folder that is empty,
+    absent or holds something else, but not a part of a data root (``NotADataRoot``);
+    ``src`` and ``dst`` on one storage must not be the same folder nor one inside the other
+    (``OverlappingRoots``). Symbolic links are
     not followed (with ``follow_symlinks``, those whose target stays inside the data root
     are); they, FIFOs, sockets and devices, and the source's stray entries are left alone
     and listed in ``SyncReport.ignored``.
@@ -124,19 +145,16 @@ def sync(
     dst_roots = scope.roots() + scope.context_roots()
     dst_side = list_side(target, dst_roots, _everything, follow_symlinks=follow_symlinks)
     src_files, dst_files = _fill_hashes(source, target, src_side.files, dst_side.files, checksum)
-
-    parents = _read_parents(source, parents_needed(src_files, scope.filter(dst_files)), prefetched)
-    plan = make_plan(src_files, dst_files, scope, parents=parents, delete=delete)
+    plan = _plan(
+        source, scope, src_files, dst_files, prefetched, delete=delete, allow_orphans=allow_orphans
+    )
     refused = delete_refusal(plan, max_delete)
     if refused is not None and not dry_run:
         raise TooManyDeletes(refused)
     _check_destination_writable(target, plan)
 
-    report = SyncReport(src=_display(source), dst=_display(target), dry_run=dry_run)
+    report = _report_of_plan(source, target, plan, dry_run=dry_run)
     report.ignored = _ignored(scope, src_side, dst_side)
-    report.skipped = plan.skipped
-    report.errors = [SyncError(path=h.relpath, error=f"not synced: {h.reason}") for h in plan.held]
-    report.held = [f"{h.stage}/{h.gen_id}" for h in plan.held]
     if dry_run:
         _fill_dry_run(report, plan, refused)
     else:
@@ -149,17 +167,94 @@ def sync(
             progress=progress,
             retry=retry,
         )
-        report.copied, report.bytes, report.deleted = result.copied, result.bytes, result.deleted
-        report.errors += result.errors
-        report.uncommitted = sorted(set(result.uncommitted))
-        report.deletes_skipped = result.deletes_skipped
+        _fill_result(report, plan, result)
         if verify:
-            problems = verify_copy(source, target, scope, src_files, checksum=checksum)
+            expected = _expected_at_destination(plan, src_files)
+            problems = verify_copy(source, target, scope, expected, checksum=checksum)
             known = {e.path for e in report.errors}
             report.errors += [p for p in problems if p.path not in known]
             report.verified = not problems
     report.seconds = round(time.monotonic() - started, 3)
     return report
+
+
+class OverlappingRoots(StorageError):
+    """The source and destination are one folder, or one is inside the other, on one
+    storage: a sync would copy a store into itself, or delete what it reads."""
+
+
+def _plan(
+    source: Backend,
+    scope: SyncScope,
+    src_files: Mapping[str, FileEntry],
+    dst_files: Mapping[str, FileEntry],
+    prefetched: dict[str, bytes],
+    *,
+    delete: bool,
+    allow_orphans: bool,
+) -> SyncPlan:
+    """Everything the sync will do, decided before anything is written (so a dry run shows
+    exactly that). Reads, batched, the bytes kept in ``prefetched`` for the copy: the
+    ``metadata.json`` of each essay and evaluation to commit (its parent); the stage of
+    the parents that are outside the scope and not at the destination (one listing, only
+    when there are any: is the parent in the source at all?); the membership CSVs to copy
+    when a generation is copied or held (one GET each: which generations they list)."""
+    parents = _read_parents(source, parents_needed(src_files, scope.filter(dst_files)), prefetched)
+    probed = _committed_at_source(source, parents_to_probe(parents, dst_files, scope))
+    plan = make_plan(
+        src_files,
+        dst_files,
+        scope,
+        parents=parents,
+        delete=delete,
+        allow_orphans=allow_orphans,
+        probed=probed,
+    )
+    rows, unreadable = _read_memberships(source, memberships_to_read(plan), prefetched)
+    return hold_memberships(plan, rows, unreadable)
+
+
+def _report_of_plan(
+    source: Backend, target: Backend, plan: SyncPlan, *, dry_run: bool
+) -> SyncReport:
+    """The report's planned part, the same for a dry run and a real one: what is skipped,
+    what is held back and why, and the deletes withheld because of it."""
+    held = [(h.relpath, h.reason) for h in plan.held]
+    held += [(f.relpath, f.reason) for f in plan.held_files]
+    return SyncReport(
+        src=_display(source),
+        dst=_display(target),
+        dry_run=dry_run,
+        skipped=plan.skipped,
+        errors=[SyncError(path=path, error=f"not synced: {why}") for path, why in held],
+        held=[f"{h.stage}/{h.gen_id}" for h in plan.held],
+        held_memberships=[f.relpath for f in plan.held_files],
+        deletes_skipped=bool(plan.withheld_deletes),
+        deletes_not_run=len(plan.withheld_deletes),
+    )
+
+
+def _expected_at_destination(
+    plan: SyncPlan, src_files: Mapping[str, FileEntry]
+) -> dict[str, FileEntry]:
+    """The source files a verify looks for at the destination: all but those the plan held
+    back (already reported, each with why)."""
+    held = {(h.stage, h.gen_id) for h in plan.held}
+    held_files = {f.relpath for f in plan.held_files}
+    return {
+        relpath: entry
+        for relpath, entry in src_files.items()
+        if relpath not in held_files and generation_of(relpath) not in held
+    }
+
+
+def _fill_result(report: SyncReport, plan: SyncPlan, result: ExecutionResult) -> None:
+    report.copied, report.bytes, report.deleted = result.copied, result.bytes, result.deleted
+    report.errors += result.errors
+    report.uncommitted = sorted(set(result.uncommitted))
+    if result.deletes_skipped:
+        report.deletes_skipped = True
+        report.deletes_not_run += len(plan.delete_paths)
 
 
 class _Everything(SyncScope):
@@ -240,15 +335,48 @@ def _fill_hashes(
 
 
 def _check_roots(source: Backend, target: Backend) -> None:
-    """Fail fast, before any listing: the same root twice; on a remote destination a missing
-    bucket or an endpoint that does not answer (one first-level listing, bounded in time;
-    the source gets the same from ``require_data_root``)."""
-    if source.fs is target.fs and source.root.rstrip("/") == target.root.rstrip("/"):
-        raise StorageError(f"source and destination are the same data root: {source.root}")
-    if target.costs_requests:
-        target.children(target.root, stop_at=(GENS_DIR, COHORTS_DIR))
-    if not source.costs_requests and not source.fs.isdir(source.root):
-        raise StorageError(f"source data root {_display(source)} does not exist")
+    """Fail fast, before any listing of the stores: the same root twice, or one inside the
+    other; a source that is a file; a destination that looks like a part of a data root (a
+    gens root, a stage folder, ``cohorts/``, a generation folder). The destination's check
+    is one first-level listing: on a remote one it also catches a missing bucket or an
+    endpoint that does not answer, bounded in time (the source gets the same from
+    ``require_data_root``)."""
+    _refuse_overlap(source, target)
+    if source.file_in_the_way([source.root]) is not None:
+        raise NotADataRoot(
+            f"source data root {_display(source)} is a file, not a folder: give the folder "
+            "that holds gens/ and cohorts/"
+        )
+    if target.file_in_the_way([target.root]) is None:  # a file: _check_destination_writable
+        refuse_misplaced_root(target, what="destination data root")
+
+
+def _refuse_overlap(source: Backend, target: Backend) -> None:
+    """``OverlappingRoots`` for two roots on one storage that are the same folder once
+    normalised (``data/gens/..`` is ``data``; on local disk through symbolic links too) or
+    one inside the other."""
+    if not (source.fs is target.fs or target.same_service(source)):
+        return
+    src, dst = _display(source), _display(target)
+    where = roots_overlap(_resolved(source), _resolved(target))
+    if where == "same":
+        both = src if src == dst else f"{src} and {dst}"
+        raise OverlappingRoots(f"source and destination are the same data root: {both}")
+    if where == "inside":
+        raise OverlappingRoots(
+            f"source data root {src} is inside the destination data root {dst}: a sync could "
+            "write over or delete what it reads; choose a source and a destination apart"
+        )
+    if where == "contains":
+        raise OverlappingRoots(
+            f"destination data root {dst} is inside the source data root {src}: a sync would "
+            "copy the source into itself; choose a destination outside it"
+        )
+
+
+def _resolved(backend: Backend) -> str:
+    """The root as the storage resolves it: on local disk through symbolic links."""
+    return os.path.realpath(backend.root) if isinstance(backend, LocalBackend) else backend.root
 
 
 def _check_destination_writable(target: Backend, plan: SyncPlan) -> None:
@@ -281,6 +409,7 @@ def _resolve_scope(
     data = source.read_many([path])[path]
     if data is None:
         raise CohortNotFound(f"no cohort {cohort!r} in the source: {path} does not exist")
+    prefetched[relpath] = data  # copied as read; its rows are known to the plan
     chosen = set(stages or ())
     rows = [
         (row.stage, row.gen_id)
@@ -297,16 +426,14 @@ def _resolve_scope(
     )
 
 
-def _read_parents(
-    source: Backend, metadata_relpaths: list[str], prefetched: dict[str, bytes]
-) -> dict[GenKey, str | None]:
-    """``parent_gen_id`` from each source ``metadata.json`` (one batched read; the bytes are
-    kept in ``prefetched`` for the copy). Unreadable or missing ones map to ``None`` (so the
-    plan holds their generation back and reports it); a transient read failure is one of
-    those, not a failure of the whole sync."""
-    wanted = [r for r in metadata_relpaths if r not in prefetched]
-    paths = {r: join(source.root, r) for r in wanted}
+def _prefetch(source: Backend, relpaths: list[str], prefetched: dict[str, bytes]) -> dict[str, str]:
+    """Read the files of ``relpaths`` not in ``prefetched`` yet into it (one batched read).
+    Returns the ones that could not be read, with why: a transient failure (after the
+    client's retries) is that, not a failure of the whole sync; any other failure raises.
+    A missing file stays out of both."""
+    paths = {r: join(source.root, r) for r in relpaths if r not in prefetched}
     data = source.read_each(list(paths.values())) if paths else {}
+    unreadable: dict[str, str] = {}
     for relpath, path in paths.items():
         blob = data.get(path)
         if isinstance(blob, Exception):
@@ -314,8 +441,19 @@ def _read_parents(
                 with storage_errors(source.root):
                     raise blob
             log.warning("sync: cannot read %s: %s", relpath, blob)
+            unreadable[relpath] = f"{type(blob).__name__}: {blob}"
         elif blob is not None:
             prefetched[relpath] = blob
+    return unreadable
+
+
+def _read_parents(
+    source: Backend, metadata_relpaths: list[str], prefetched: dict[str, bytes]
+) -> dict[GenKey, str | None]:
+    """``parent_gen_id`` from each source ``metadata.json`` (one batched read; the bytes are
+    kept in ``prefetched`` for the copy): ``""`` when it names none, ``None`` when it could
+    not be read (see :data:`gens_fs.sync.plan.ParentIds`)."""
+    _prefetch(source, metadata_relpaths, prefetched)
     out: dict[GenKey, str | None] = {}
     for relpath in metadata_relpaths:
         key = generation_of(relpath)
@@ -330,8 +468,36 @@ def _parent_id(blob: bytes | None) -> str | None:
     try:
         value = json.loads(blob).get("parent_gen_id")
     except (ValueError, AttributeError):
-        return None
-    return value if isinstance(value, str) and value else None
+        return ""
+    return value if isinstance(value, str) else ""
+
+
+def _committed_at_source(source: Backend, parents: list[GenKey]) -> dict[GenKey, bool]:
+    """Whether the source has each of ``parents`` committed: one listing of each of their
+    stages (LIST pages on S3, side by side), only when there are any."""
+    if not parents:
+        return {}
+    stages = SyncScope.build(sorted({stage for stage, _gen_id in parents}))
+    found = list_files(source, stages.roots(), stages)
+    return {parent: metadata_relpath(parent) in found for parent in parents}
+
+
+def _read_memberships(
+    source: Backend, relpaths: list[str], prefetched: dict[str, bytes]
+) -> tuple[dict[str, MembershipKeys], dict[str, str]]:
+    """The generations each membership CSV lists (``None``: it does not parse), read once
+    (the bytes are kept for the copy), and those that could not be read, with why."""
+    unreadable = _prefetch(source, relpaths, prefetched)
+    rows: dict[str, MembershipKeys] = {}
+    for relpath in relpaths:
+        blob = prefetched.get(relpath)
+        if blob is None:
+            continue
+        try:
+            rows[relpath] = [(r.stage, r.gen_id) for r in parse_membership(blob, where=relpath)]
+        except GensError:
+            rows[relpath] = None  # not this sync's to judge: copied as it is
+    return rows, unreadable
 
 
 def _display(backend: Backend) -> str:

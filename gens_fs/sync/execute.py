@@ -27,10 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
 from gens_fs.backend import Backend
-from gens_fs.cohorts import parse_membership
 from gens_fs.errors import GensError
 from gens_fs.layout import join
-from gens_fs.sync.plan import FileCopy, GenKey, SyncPlan
+from gens_fs.sync.plan import FileCopy, GenKey, SyncPlan, generation_names
 from gens_fs.sync.report import SyncError
 
 log = logging.getLogger(__name__)
@@ -151,11 +150,11 @@ class Executor:
         await self._copy_phase(plan.files)
         for phase in plan.commits:
             await self._copy_phase(self._committable(phase))
-        await self._copy_phase(await self._listable(plan.cohort_files, plan))
+        await self._copy_phase(self._listable(plan.cohort_files))
         if plan.deletes:
-            if self.result.errors or plan.held:
+            if self.result.errors:
                 self.result.deletes_skipped = True
-                log.warning("deletes skipped: some files failed or were held")
+                log.warning("deletes skipped: some files failed")
             else:
                 await self._delete_phases(plan.deletes)
 
@@ -172,35 +171,20 @@ class Executor:
                 out.append(commit)
         return out
 
-    async def _listable(self, cohort_files: tuple[FileCopy, ...], plan: SyncPlan) -> list[FileCopy]:
-        """The membership CSVs that list no generation left uncommitted by this run (failed,
-        or held by the plan); the others are reported and wait for a rerun, so a
-        destination's cohort never names a generation it does not have. Costs nothing when
-        all went well; otherwise one read per CSV (reused for the copy)."""
-        blocked = self._failed | {(h.stage, h.gen_id) for h in plan.held}
-        if not blocked:
-            return list(cohort_files)
+    def _listable(self, cohort_files: tuple[FileCopy, ...]) -> list[FileCopy]:
+        """The membership CSVs whose generations all got committed. The plan held back those
+        listing a held generation and says which generations each one needs
+        (``FileCopy.needs``); one needing a generation this run left uncommitted (a file
+        failed) is reported and waits for a rerun, so a destination's cohort never names a
+        generation it does not have."""
         ready = []
         for copy in cohort_files:
-            try:
-                data = self.prefetched.get(copy.relpath)
-                if data is None:
-                    path = join(self.src.root, copy.relpath)
-                    data = await self._retrying(functools.partial(self.src.read_file, path))
-                    self.prefetched[copy.relpath] = data
-            except Exception as exc:
-                self._fail(copy, exc)
-                continue
-            try:
-                rows = parse_membership(data, where=copy.relpath)
-            except GensError:
-                rows = []  # not ours to judge: copied as it is
-            waiting = sorted(
-                {f"{r.stage}/{r.gen_id}" for r in rows if (r.stage, r.gen_id) in blocked}
-            )
+            waiting = sorted(copy.needs & self._failed)
             if waiting:
-                listed = ", ".join(waiting[:3]) + (", ..." if len(waiting) > 3 else "")
-                error = f"not synced: it lists generations left uncommitted ({listed})"
+                error = (
+                    f"not synced: it lists generations left uncommitted "
+                    f"({generation_names(waiting)}); run again to converge"
+                )
                 self.result.errors.append(SyncError(path=copy.relpath, error=error))
             else:
                 ready.append(copy)

@@ -13,20 +13,29 @@ The plan runs in phases, each finished before the next starts:
 
 Deletes are refused from the plan alone, before anything runs (:func:`delete_refusal`):
 more than ``max_delete`` files, or without it more than half of the destination's files in
-scope.
+scope. They are withheld (not run, and said so) when anything is held.
 
 A commit is planned only for a generation whose parent is committed at the destination
 already or is committed earlier in the same plan (``FileCopy.after``); otherwise the
-generation is *held* (not copied at all, and reported). The executor adds the runtime half of
-the rule: no commit for a generation with a failed file, or whose parent's commit did not
-happen. So at every instant, even when the process is killed, a committed generation at the
-destination has all its files and a committed parent.
+generation is *held* (not copied at all, and reported with why: the parent is out of the
+sync's scope, or missing in the source too, or the ``metadata.json`` could not be read).
+The one exception is asked for: ``allow_orphans`` copies a generation whose parent is
+missing in the source itself as it is. A membership CSV listing a held generation is held
+too (:func:`hold_memberships`, once the CSVs' rows are read); the others carry the
+generations they need committed (``FileCopy.needs``).
+
+The executor adds the runtime half of the rule: no commit for a generation with a failed
+file, or whose parent's commit did not happen, and no membership CSV that needs such a
+generation. So at every instant, even when the process is killed, a committed generation
+at the destination has all its files and a committed parent (with ``allow_orphans``, an
+orphan of the source stays one), and no membership CSV the sync writes lists a generation
+the sync left behind.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 
 from gens_fs.errors import GensError
 from gens_fs.layout import (
@@ -36,6 +45,8 @@ from gens_fs.layout import (
     PARENT_STAGE,
     STAGES,
     entry_generation,
+    is_valid_gen_id,
+    membership_cohort,
     membership_path,
     parse_gens_path,
     validate_stage,
@@ -181,17 +192,21 @@ def close_over_parents(
 @dataclass(frozen=True)
 class FileCopy:
     """Copy one file (relpath under both data roots). ``generation`` is the generation it
-    belongs to; ``after`` the parent whose commit in this plan must have succeeded first."""
+    belongs to; ``after`` the parent whose commit in this plan must have succeeded first.
+    ``needs``, for a membership CSV: the generations it lists that this plan copies; one
+    left uncommitted at run time (a file failed) holds the CSV back."""
 
     relpath: str
     size: int
     generation: GenKey | None = None
     after: GenKey | None = None
+    needs: frozenset[GenKey] = frozenset()
 
 
 @dataclass(frozen=True)
 class HeldGeneration:
-    """A source generation the plan does not copy, and why (its parent is missing)."""
+    """A source generation the plan does not copy, and why (its parent is missing, or its
+    ``metadata.json`` could not be read)."""
 
     stage: str
     gen_id: str
@@ -200,6 +215,15 @@ class HeldGeneration:
     @property
     def relpath(self) -> str:
         return f"{GENS_DIR}/{self.stage}/{self.gen_id}"
+
+
+@dataclass(frozen=True)
+class HeldFile:
+    """A file outside ``gens/`` (a membership CSV) the plan does not copy, and why: it lists
+    a held generation, so at the destination its cohort would name one it lacks."""
+
+    relpath: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -212,6 +236,11 @@ class SyncPlan:
     deletes: tuple[tuple[str, ...], ...] = ()
     skipped: int = 0
     held: tuple[HeldGeneration, ...] = field(default=())
+    held_files: tuple[HeldFile, ...] = field(default=())
+    withheld_deletes: tuple[str, ...] = ()
+    """The deletes the plan would make but does not, because something is held: a delete
+    could uncommit the parent of a generation that stays, or leave a held-back membership
+    naming a deleted generation. They run on a later sync that holds nothing."""
     dst_in_scope: int = 0
     """How many files the destination holds in scope (what the deletes are a share of)."""
 
@@ -231,6 +260,11 @@ class SyncPlan:
     @property
     def delete_paths(self) -> tuple[str, ...]:
         return tuple(p for phase in self.deletes for p in phase)
+
+    @property
+    def generations_copied(self) -> frozenset[GenKey]:
+        """Every generation with a file in this plan (each may fail at run time)."""
+        return frozenset(c.generation for c in self.copies if c.generation is not None)
 
 
 def changed_files(src: Listing, dst: Listing) -> tuple[list[str], int]:
@@ -257,13 +291,20 @@ def _commit_keys(relpaths: Iterable[str]) -> dict[str, GenKey]:
     }
 
 
+ParentIds = Mapping[GenKey, str | None]
+"""The ``parent_gen_id`` of each essay and evaluation about to be committed: ``""`` when its
+``metadata.json`` names none (or is not a JSON object), ``None`` when it could not be read."""
+
+
 def make_plan(
     src: Listing,
     dst: Listing,
     scope: SyncScope,
     *,
-    parents: Mapping[GenKey, str | None],
+    parents: ParentIds,
     delete: bool = False,
+    allow_orphans: bool = False,
+    probed: Mapping[GenKey, bool] | None = None,
 ) -> SyncPlan:
     """Plan a sync of ``src`` onto ``dst`` within ``scope``.
 
@@ -271,76 +312,201 @@ def make_plan(
     :mod:`gens_fs.sync.compare`); ``dst`` may hold more than the scope (ancestor stages),
     used only to see which parents are committed there. ``parents`` gives the
     ``parent_gen_id`` of each essay and evaluation whose ``metadata.json`` is copied
-    (:func:`parents_needed`).
+    (:func:`parents_needed`). ``probed`` says whether the source has each parent that is
+    outside the scope and not at the destination (:func:`parents_to_probe`; one it does not
+    name counts as there). A generation whose parent is missing in the source itself (an
+    orphan at the source) is held, or with ``allow_orphans`` copied as it is. When anything
+    is held the deletes are withheld (``SyncPlan.withheld_deletes``). The membership CSVs
+    are settled by :func:`hold_memberships`, once their rows are read.
     """
     src_in, dst_in = scope.filter(src), scope.filter(dst)
     to_copy, skipped = changed_files(src_in, dst_in)
     to_delete = sorted(r for r in dst_in if r not in src_in) if delete else []
-    # Committed at the destination and staying so: the parents a child may rely on.
     deleted = set(_commit_keys(to_delete).values())
-    committed = set(_commit_keys(dst).values()) - deleted
-
-    commit_keys = {key: r for r, key in _commit_keys(to_copy).items()}
-    held: dict[GenKey, str] = {}
-    commits: list[tuple[FileCopy, ...]] = []
-    for stage in STAGES:
-        phase: list[FileCopy] = []
-        for key, relpath in sorted(commit_keys.items()):
-            if key[0] != stage:
-                continue
-            after, reason = _parent_rule(key, parents, committed, deleted, commit_keys, held)
-            if reason is not None:
-                held[key] = reason
-            else:
-                phase.append(FileCopy(relpath, src_in[relpath].size, key, after))
-        commits.append(tuple(phase))
-
-    commit_relpaths = set(commit_keys.values())
+    lineage = _Lineage(
+        src=src_in,
+        scope=scope,
+        parents=parents,
+        probed=probed or {},
+        allow_orphans=allow_orphans,
+        committed=set(_commit_keys(dst).values()) - deleted,
+        commit_keys={key: r for r, key in _commit_keys(to_copy).items()},
+    )
+    commits = lineage.commit_phases()
+    commit_relpaths = set(lineage.commit_keys.values())
     files = tuple(
         FileCopy(r, src_in[r].size, gen)
         for r in to_copy
-        if r not in commit_relpaths and (gen := generation_of(r)) is not None and gen not in held
+        if r not in commit_relpaths
+        and (gen := generation_of(r)) is not None
+        and gen not in lineage.held
     )
     cohort_files = tuple(FileCopy(r, src_in[r].size) for r in to_copy if generation_of(r) is None)
-    return SyncPlan(
+    plan = SyncPlan(
         files=files,
-        commits=tuple(commits),
+        commits=commits,
         cohort_files=cohort_files,
         deletes=_delete_phases(to_delete),
         skipped=skipped,
-        held=tuple(HeldGeneration(k[0], k[1], reason) for k, reason in sorted(held.items())),
+        held=tuple(HeldGeneration(k[0], k[1], why) for k, why in sorted(lineage.held.items())),
         dst_in_scope=len(dst_in),
     )
+    return _withhold_deletes(plan)
 
 
-def _parent_rule(
-    key: GenKey,
-    parents: Mapping[GenKey, str | None],
-    committed: set[GenKey],
-    deleted: set[GenKey],
-    commit_keys: Mapping[GenKey, str],
-    held: Mapping[GenKey, str],
-) -> tuple[GenKey | None, str | None]:
-    """``(parent committed in this plan or None, reason to hold or None)``."""
-    parent_stage = PARENT_STAGE[key[0]]
-    if parent_stage is None:
-        return None, None
-    parent_id = parents.get(key)
-    if not parent_id:
-        return None, "its metadata.json could not be read or names no parent_gen_id"
-    parent = (parent_stage, parent_id)
-    if parent in held:
-        return None, f"its parent {parent_stage} {parent_id} is held"
-    if parent in commit_keys:
-        return (None if parent in committed else parent), None
-    if parent in committed:
-        return None, None
-    if parent in deleted:
-        return None, f"its parent {parent_stage} {parent_id} is gone from the source"
-    return None, (
-        f"its parent {parent_stage} {parent_id} is neither committed at the destination nor "
-        "in this sync (sync that stage or cohort too)"
-    )
+_ORPHAN_ADVICE = "fix the source (gens-fs check SRC) or pass --allow-orphans to copy it as it is"
+
+
+@dataclass
+class _Lineage:
+    """The parent rule over one plan's commits. ``committed``: the generations committed at
+    the destination that stay so; ``commit_keys``: those whose ``metadata.json`` the plan
+    copies; ``held`` fills up, parents' stage first, with the ones it holds and why."""
+
+    src: Listing
+    scope: SyncScope
+    parents: ParentIds
+    probed: Mapping[GenKey, bool]
+    allow_orphans: bool
+    committed: set[GenKey]
+    commit_keys: dict[GenKey, str]
+    held: dict[GenKey, str] = field(default_factory=dict)
+
+    def commit_phases(self) -> tuple[tuple[FileCopy, ...], ...]:
+        """One phase per stage, parents' first, of the commits not held."""
+        phases: list[tuple[FileCopy, ...]] = []
+        for stage in STAGES:
+            phase: list[FileCopy] = []
+            for key, relpath in sorted(self.commit_keys.items()):
+                if key[0] != stage:
+                    continue
+                after, reason = self._rule(key)
+                if reason is not None:
+                    self.held[key] = reason
+                else:
+                    phase.append(FileCopy(relpath, self.src[relpath].size, key, after))
+            phases.append(tuple(phase))
+        return tuple(phases)
+
+    def _rule(self, key: GenKey) -> tuple[GenKey | None, str | None]:
+        """``(parent committed earlier in this plan or None, reason to hold or None)``."""
+        parent_stage = PARENT_STAGE[key[0]]
+        if parent_stage is None:
+            return None, None
+        parent_id = self.parents.get(key)
+        if parent_id is None:
+            return None, "its metadata.json could not be read (run again to retry)"
+        if not parent_id:
+            return self._orphan("its metadata.json names no parent_gen_id")
+        if not is_valid_gen_id(parent_id):
+            return self._orphan(f"its parent_gen_id {parent_id!r} is not a valid gen_id")
+        parent = (parent_stage, parent_id)
+        if parent in self.held:
+            return None, f"its parent {parent_stage} {parent_id} is held back too"
+        if parent in self.commit_keys:
+            return (None if parent in self.committed else parent), None
+        if parent in self.committed:
+            return None, None
+        if not self._at_source(parent):
+            return self._orphan(
+                f"its parent {parent_stage} {parent_id} is missing in the source too"
+            )
+        return None, (
+            f"its parent {parent_stage} {parent_id} is neither committed at the destination nor "
+            "in this sync (sync that stage or cohort too)"
+        )
+
+    def _at_source(self, parent: GenKey) -> bool:
+        """Whether the source has ``parent`` committed: its listing tells for a parent in
+        scope, the probe for one outside it (not probed: taken to be there)."""
+        relpath = metadata_relpath(parent)
+        if self.scope.contains(relpath):
+            return relpath in self.src
+        return self.probed.get(parent, True)
+
+    def _orphan(self, why: str) -> tuple[GenKey | None, str | None]:
+        """A generation the source itself has without a usable parent: copied as it is with
+        ``allow_orphans`` (a faithful mirror of a broken source), held otherwise."""
+        return (None, None) if self.allow_orphans else (None, f"{why}: {_ORPHAN_ADVICE}")
+
+
+def parents_to_probe(parents: ParentIds, dst: Listing, scope: SyncScope) -> list[GenKey]:
+    """The parents to look for at the source before planning: named by a generation about to
+    be committed, outside the scope (so not in the source's listing) and not committed at
+    the destination. Only a stage scope has them: a cohort's holds every ancestor."""
+    found: set[GenKey] = set()
+    for (stage, _gen_id), parent_id in parents.items():
+        parent_stage = PARENT_STAGE[stage]
+        if parent_stage is None or not parent_id or not is_valid_gen_id(parent_id):
+            continue
+        relpath = metadata_relpath((parent_stage, parent_id))
+        if not scope.contains(relpath) and relpath not in dst:
+            found.add((parent_stage, parent_id))
+    return sorted(found)
+
+
+def memberships_to_read(plan: SyncPlan) -> list[str]:
+    """The membership CSVs the plan copies whose rows it must know before it runs: every one
+    when it copies or holds a generation (a CSV listing a held one is held back; one
+    listing a generation that fails at run time waits for a rerun), none otherwise."""
+    if not plan.held and not plan.generations_copied:
+        return []
+    return [c.relpath for c in plan.cohort_files if membership_cohort(c.relpath) is not None]
+
+
+MembershipKeys = Collection[GenKey] | None
+"""The generations a membership CSV lists, or ``None`` when it does not parse (it is copied
+as it is: not this sync's to judge)."""
+
+
+def hold_memberships(
+    plan: SyncPlan,
+    rows: Mapping[str, MembershipKeys],
+    unreadable: Mapping[str, str] | None = None,
+) -> SyncPlan:
+    """``plan`` with each membership CSV of ``rows`` settled: held back when it lists a held
+    generation (or, ``unreadable``, could not be read to tell), else marked with the
+    generations it needs committed (``FileCopy.needs``). Deletes are withheld when a CSV is
+    held: the destination's old one may list a generation they remove."""
+    held = {(h.stage, h.gen_id) for h in plan.held}
+    copied = plan.generations_copied
+    kept: list[FileCopy] = []
+    held_files = list(plan.held_files)
+    for copy in plan.cohort_files:
+        listed = frozenset(rows.get(copy.relpath) or ())
+        why = _membership_hold(listed & held, (unreadable or {}).get(copy.relpath))
+        if why is not None:
+            held_files.append(HeldFile(copy.relpath, why))
+        else:
+            kept.append(replace(copy, needs=listed & copied))
+    settled = replace(plan, cohort_files=tuple(kept), held_files=tuple(held_files))
+    return _withhold_deletes(settled)
+
+
+def _membership_hold(held_listed: Collection[GenKey], unreadable: str | None) -> str | None:
+    """Why a membership CSV is held back, or ``None``."""
+    if unreadable is not None:
+        return f"it could not be read to see which generations it lists ({unreadable}); run again"
+    if held_listed:
+        return (
+            f"it lists generations held back ({generation_names(sorted(held_listed))}); "
+            "it follows them once they are synced"
+        )
+    return None
+
+
+def generation_names(keys: Iterable[GenKey], shown: int = 3) -> str:
+    """``essay/e1, essay/e2, ...``: the first ``shown`` of ``keys``, for a message."""
+    names = [f"{stage}/{gen_id}" for stage, gen_id in keys]
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
+
+
+def _withhold_deletes(plan: SyncPlan) -> SyncPlan:
+    """No deletes while anything is held: a delete could uncommit the parent of a generation
+    that stays, or remove one a held-back membership still lists."""
+    if not (plan.held or plan.held_files) or not plan.deletes:
+        return plan
+    return replace(plan, deletes=(), withheld_deletes=plan.withheld_deletes + plan.delete_paths)
 
 
 def _delete_phases(to_delete: list[str]) -> tuple[tuple[str, ...], ...]:

@@ -35,14 +35,19 @@ class SyncReport(BaseModel):
     """The outcome of ``gens_fs.sync``.
 
     ``copied``/``bytes`` count files (and their bytes) written at the destination,
-    ``skipped`` files already identical there, ``deleted`` files removed. ``errors`` lists
-    files that still failed after retries and generations held back because their parent is
-    missing (``held`` names those, as ``stage/gen_id``); ``uncommitted`` the generations
-    whose ``metadata.json`` was therefore not written (the rest was done: running the same
-    sync again converges). ``ignored`` lists the entries left alone (warnings: they do not
-    make the report fail). In a dry run the counts are what a real run would do,
-    ``actions`` lists the plan, ``refused`` says why a real run would refuse it (too many
-    deletes), and nothing changed.
+    ``skipped`` files already identical there, ``deleted`` files removed. ``errors`` lists,
+    each with why and what to do: the generations the plan held back (``held`` names them,
+    as ``stage/gen_id``: a parent missing at the destination and not in the sync, or in the
+    source itself, or an unreadable ``metadata.json``), the membership CSVs held back
+    because they list one (``held_memberships``), and the files that still failed after
+    retries, with ``uncommitted`` the generations whose ``metadata.json`` was therefore not
+    written (running the same sync again converges for those; a held orphan needs a fixed
+    source or ``allow_orphans``). ``deletes_skipped``: the deletes did not run
+    (``deletes_not_run`` of them), because something was held or failed. ``ignored`` lists
+    the entries left alone (warnings: they do not make the report fail). In a dry run the
+    counts, held lists and skipped deletes are what a real run would do (short of failures
+    at run time), ``actions`` lists the plan, ``refused`` says why a real run would refuse
+    it (too many deletes), and nothing changed.
     """
 
     src: str
@@ -54,8 +59,10 @@ class SyncReport(BaseModel):
     bytes: int = 0
     errors: list[SyncError] = Field(default_factory=list)
     held: list[str] = Field(default_factory=list)
+    held_memberships: list[str] = Field(default_factory=list)
     uncommitted: list[str] = Field(default_factory=list)
     deletes_skipped: bool = False
+    deletes_not_run: int = 0
     verified: bool | None = None
     seconds: float = 0.0
     actions: list[PlannedAction] | None = None
