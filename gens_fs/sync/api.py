@@ -342,12 +342,12 @@ def _check_roots(source: Backend, target: Backend) -> None:
     endpoint that does not answer, bounded in time (the source gets the same from
     ``require_data_root``)."""
     _refuse_overlap(source, target)
-    if source.file_in_the_way([source.root]) is not None:
+    if source.in_the_way([source.root], []) is not None:
         raise NotADataRoot(
             f"source data root {_display(source)} is a file, not a folder: give the folder "
             "that holds gens/ and cohorts/"
         )
-    if target.file_in_the_way([target.root]) is None:  # a file: _check_destination_writable
+    if target.in_the_way([target.root], []) is None:  # else: _check_destination_writable
         refuse_misplaced_root(target, what="destination data root")
 
 
