@@ -342,12 +342,10 @@ class Backend:
         with contextlib.suppress(FileNotFoundError, OSError):
             self.fs.rmdir(path)
 
-    def in_the_way(self, folders: Iterable[str], files: Iterable[str]) -> str | None:
-        """What stops a write: the first of ``folders`` (or of the folders above them) that
-        exists as something other than a folder, or the first of ``files`` that exists as a
-        folder, said in words (``"<url> is a file where a folder must be"``); ``None`` when
-        every write can go ahead. Object stores have no folders: nothing is ever in the way.
-        """
+    def blocked_folder(self, folders: Iterable[str]) -> str | None:
+        """The first of ``folders`` (or of the folders above them) that exists as something
+        other than a folder, so nothing can be written below it; ``None`` when every one can
+        be made. Object stores have no folders: nothing is ever in the way."""
         return None
 
 
@@ -634,15 +632,11 @@ class LocalBackend(Backend):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 
-    def in_the_way(self, folders: Iterable[str], files: Iterable[str]) -> str | None:
+    def blocked_folder(self, folders: Iterable[str]) -> str | None:
         for folder in sorted(set(folders), key=len):  # the outermost is the culprit
             blocker = _non_folder_on_path(folder)
             if blocker is not None:
-                return f"{blocker} is a file where a folder must be"
-        for path in files:
-            with contextlib.suppress(OSError):
-                if stat.S_ISDIR(os.stat(path).st_mode):
-                    return f"{path} is a folder where a file must be"
+                return blocker
         return None
 
 

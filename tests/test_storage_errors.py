@@ -108,18 +108,6 @@ def test_destination_blocked_by_a_file(blocker: str, tmp_path: Path) -> None:
         sync(src, dst)
 
 
-def test_destination_with_a_folder_where_a_file_goes(tmp_path: Path) -> None:
-    src, dst = tmp_path / "data", tmp_path / "backup"
-    five_drafts(src)
-    blocked = dst / "gens" / "draft" / "d3" / "raw.txt"
-    blocked.mkdir(parents=True)
-
-    result = gens_fs("sync", str(src), str(dst))
-
-    assert_one_line_error(result, f"{blocked} is a folder where a file must be")
-    assert [p for p in dst.rglob("*") if p.is_file()] == []  # nothing written
-
-
 KEYS = {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "AWS_DEFAULT_REGION": "us-east-1"}
 
 

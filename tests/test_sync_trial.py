@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BUCKET, cli_options
+from conftest import cli_options
 
 from gens_fs import GensStore, SyncReport, check, sync, write_membership
 from gens_fs.cohorts import DataRoot
@@ -477,8 +477,8 @@ def test_a_destination_empty_absent_or_holding_other_things_is_fine(tmp_path: Pa
         assert report.ok and snapshot(str(tmp_path / dst)).keys() >= snapshot(data).keys()
 
 
-def test_s3_destination_checks(tmp_path: Path, s3_options: dict[str, Any]) -> None:
-    base = f"s3://{BUCKET}/{uuid.uuid4().hex[:8]}"
+def test_s3_destination_checks(tmp_path: Path, s3_options: dict[str, Any], bucket: str) -> None:
+    base = f"s3://{bucket}/{uuid.uuid4().hex[:8]}"
     data = str(tmp_path / "data")
     write_trial_store(data)
     flags = cli_options(s3_options)

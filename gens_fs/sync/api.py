@@ -342,12 +342,12 @@ def _check_roots(source: Backend, target: Backend) -> None:
     endpoint that does not answer, bounded in time (the source gets the same from
     ``require_data_root``)."""
     _refuse_overlap(source, target)
-    if source.in_the_way([source.root], []) is not None:
+    if source.blocked_folder([source.root]) is not None:
         raise NotADataRoot(
             f"source data root {_display(source)} is a file, not a folder: give the folder "
             "that holds gens/ and cohorts/"
         )
-    if target.in_the_way([target.root], []) is None:  # else: _check_destination_writable
+    if target.blocked_folder([target.root]) is None:  # else: _check_destination_writable
         refuse_misplaced_root(target, what="destination data root")
 
 
@@ -381,15 +381,14 @@ def _resolved(backend: Backend) -> str:
 
 def _check_destination_writable(target: Backend, plan: SyncPlan) -> None:
     """Refuse, before anything is written, a destination where a file stands in the place of
-    a folder the plan writes into (the destination root, or a path above it, included), or
-    a folder in the place of a file: every copy there would fail, one error line each."""
+    a folder the plan writes into (the destination root, or a folder above it, included):
+    every copy below it would fail, one error line per file."""
     folders = {join(target.root, folder) for c in plan.copies for folder in ancestors(c.relpath)}
-    files = [join(target.root, c.relpath) for c in plan.copies]
-    blocked = target.in_the_way({target.root, *folders}, files)
+    blocked = target.blocked_folder({target.root, *folders})
     if blocked is not None:
         raise StorageError(
-            f"cannot sync into {_display(target)}: {blocked}; move it away or choose "
-            "another destination (nothing was written)"
+            f"cannot sync into {_display(target)}: {target.url(blocked)} is a file where a "
+            "folder must be; move it away or choose another destination (nothing was written)"
         )
 
 
