@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from gens_fs.backend import Backend, Ignored
+from gens_fs.backends import Ignored, SyncBackend
 from gens_fs.cohorts import DataRoot, MembershipRow, open_data_root
 from gens_fs.errors import InvalidMembership, InvalidMetadata, NotADataRoot
 from gens_fs.layout import (
@@ -61,7 +61,7 @@ GenKey = tuple[str, str]
 
 
 def require_data_root(
-    backend: Backend, *, what: str = "data root", allow_empty: bool = False, if_empty: str = ""
+    backend: SyncBackend, *, what: str = "data root", allow_empty: bool = False, if_empty: str = ""
 ) -> None:
     """Raise ``NotADataRoot`` unless ``backend.root`` looks like a data root: it holds
     ``gens/`` or ``cohorts/`` (on S3: something is stored under one of them). One listing of
@@ -162,7 +162,7 @@ def read_snapshot(
     ``all_memberships`` (and no ``cohort``), of ``cohorts/``, side by side; one GET per
     cohort and one per committed ``metadata.json`` in scope, batched. ``strays`` adds one
     listing of ``gens/`` itself (first level) when every stage is in scope.
-    ``follow_symlinks``: see :meth:`gens_fs.backend.LocalBackend.scan`.
+    ``follow_symlinks``: see :meth:`gens_fs.backends.local.LocalBackend.scan`.
     """
     chosen = select_stages(stages)
     members = None if cohort is None else root.read_membership(cohort)

@@ -4,7 +4,7 @@ on local, memory and S3 (with the request count on S3)."""
 from __future__ import annotations
 
 import json
-from collections import Counter
+import uuid
 from collections.abc import Mapping
 from typing import Any, get_args
 
@@ -23,6 +23,7 @@ from gens_fs import (
 )
 from gens_fs.check import SEVERITY, FindingKind, find_problems
 from gens_fs.inventory import MembershipResult, MetadataResult, StoreSnapshot
+from gens_fs.testing.s3 import S3Proxy, s3_storage_options
 from tests.seed import COHORT_ROWS, EXPECTED, seed
 
 # -- the pure part -------------------------------------------------------------------------
@@ -313,22 +314,13 @@ def test_list_and_stats(data_root_url: str, storage_options: dict[str, Any]) -> 
     assert result["essay"].bytes > 0
 
 
-@pytest.mark.parametrize("backend_name", ["s3"])
-def test_check_request_count_on_s3(data_root_url: str, storage_options: dict[str, Any]) -> None:
+def test_check_request_count_on_s3(s3_proxy: S3Proxy) -> None:
     """Listings per stage, of cohorts/ and of gens/ (first level), one GET per membership
     and per metadata.json."""
-    root = seed(data_root_url, storage_options)
-    calls: Counter[str] = Counter()
-
-    def count(event_name: str, **_: Any) -> None:
-        calls[event_name.rsplit(".", 1)[-1]] += 1
-
-    client = root.backend.fs.s3
-    client.meta.events.register("before-call.s3", count)
-    try:
-        check(root)
-    finally:
-        client.meta.events.unregister("before-call.s3", count)
+    options = s3_storage_options(s3_proxy.endpoint_url)
+    root = seed(f"s3://gens-test/{uuid.uuid4().hex[:12]}/data", options)
+    s3_proxy.reset_counts()
+    check(root)
     # 3 stage listings + 1 cohorts listing + gens/ first level (strays); 2 membership GETs
     # + 9 committed metadata GETs.
-    assert calls == {"ListObjectsV2": 5, "GetObject": 11}
+    assert s3_proxy.counts() == {"LIST": 5, "GET": 11}

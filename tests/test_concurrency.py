@@ -82,7 +82,6 @@ def test_exclusive_create_primitive_under_a_process_race(
 def _race_primitive(root: str, options: dict[str, Any], who: int, barrier: Any) -> bool:
     store = GensStore(root, storage_options=options)
     path = store.path("draft", "contested", "metadata.json")
-    store.fs.makedirs(store.path("draft", "contested"), exist_ok=True)
     barrier.wait()
     return store._backend.create(path, f"writer {who}".encode())
 

@@ -18,7 +18,7 @@ from gens_fs import (
     ParentNotFound,
     StorageError,
 )
-from gens_fs.backend import open_backend
+from gens_fs.backends import SyncBackend, open_backend
 from tests.test_store import meta, plant, write_lineage
 
 
@@ -87,10 +87,10 @@ def test_side_write_failure_is_logged_never_raised(
 
 
 def test_children_of_the_root(s3_options: dict[str, Any], tmp_path: Path) -> None:
-    s3 = open_backend("s3://gens-test/any/prefix", storage_options=s3_options)
+    s3 = SyncBackend(open_backend("s3://gens-test/any/prefix", storage_options=s3_options))
     assert not s3.children(s3.root).exists
-    local = open_backend(tmp_path / "does-not-exist-yet")
+    local = SyncBackend(open_backend(tmp_path / "does-not-exist-yet"))
     assert not local.children(local.root).exists
     with pytest.raises(StorageError, match="bucket 'no-such-bucket' does not exist"):
-        missing = open_backend("s3://no-such-bucket/x", storage_options=s3_options)
+        missing = SyncBackend(open_backend("s3://no-such-bucket/x", storage_options=s3_options))
         missing.children(missing.root)

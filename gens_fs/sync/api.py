@@ -28,12 +28,12 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from gens_fs.backend import Backend, open_backend, storage_errors
-from gens_fs.cohorts import parse_membership
+from gens_fs.backends import SyncBackend, open_backend
+from gens_fs.cohorts import DataRoot, parse_membership
 from gens_fs.errors import CohortNotFound, StorageError
 from gens_fs.inventory import require_data_root
 from gens_fs.layout import COHORTS_DIR, GENS_DIR, ancestors, join, membership_path
-from gens_fs.sync.compare import FileEntry, hashes_needed, unchanged
+from gens_fs.sync.compare import FileEntry, hash_by_reading, hashes_needed, unchanged
 from gens_fs.sync.execute import (
     DEFAULT_JOBS,
     ProgressCallback,
@@ -65,8 +65,8 @@ _EMPTY_SOURCE_HINT = (
 
 
 def sync(
-    src: str | os.PathLike[str],
-    dst: str | os.PathLike[str],
+    src: str | os.PathLike[str] | DataRoot,
+    dst: str | os.PathLike[str] | DataRoot,
     *,
     cohort: str | None = None,
     stages: Iterable[str] | None = None,
@@ -85,7 +85,8 @@ def sync(
 ) -> SyncReport:
     """Make the data root ``dst`` hold what ``src`` holds, within the scope.
 
-    ``src``/``dst``: data roots (holding ``gens/`` and ``cohorts/``), paths or fsspec URLs.
+    ``src``/``dst``: data roots (holding ``gens/`` and ``cohorts/``): paths, fsspec URLs, or
+    ``DataRoot``s (on a filesystem you built: ``DataRoot(path, fs=my_fs)``).
     Scope: everything by default; ``stages`` limits ``gens/`` to those stages (and leaves
     ``cohorts/`` out); ``cohort`` takes that cohort's ``membership.csv`` and exactly the
     generations it lists plus all their ancestors.
@@ -111,8 +112,8 @@ def sync(
     are reported in ``SyncReport.errors`` instead.
     """
     started = time.monotonic()
-    source = open_backend(src, storage_options=src_options)
-    target = open_backend(dst, storage_options=dst_options)
+    source = _open(src, src_options)
+    target = _open(dst, dst_options)
     _check_roots(source, target)
     require_data_root(
         source, what="source data root", allow_empty=allow_empty_source, if_empty=_EMPTY_SOURCE_HINT
@@ -142,8 +143,8 @@ def sync(
     else:
         result = run_plan(
             plan,
-            source,
-            target,
+            source.backend,
+            target.backend,
             jobs=jobs or DEFAULT_JOBS,
             prefetched=prefetched,
             progress=progress,
@@ -160,6 +161,14 @@ def sync(
             report.verified = not problems
     report.seconds = round(time.monotonic() - started, 3)
     return report
+
+
+def _open(
+    root: str | os.PathLike[str] | DataRoot, options: Mapping[str, Any] | None
+) -> SyncBackend:
+    if isinstance(root, DataRoot):
+        return root.backend
+    return SyncBackend(open_backend(root, storage_options=options))
 
 
 class _Everything(SyncScope):
@@ -201,8 +210,8 @@ def planned_actions(plan: SyncPlan) -> list[PlannedAction]:
 
 
 def verify_copy(
-    source: Backend,
-    target: Backend,
+    source: SyncBackend,
+    target: SyncBackend,
     scope: SyncScope,
     src_files: Mapping[str, FileEntry],
     *,
@@ -223,8 +232,8 @@ def verify_copy(
 
 
 def _fill_hashes(
-    source: Backend,
-    target: Backend,
+    source: SyncBackend,
+    target: SyncBackend,
     src_files: Mapping[str, FileEntry],
     dst_files: Mapping[str, FileEntry],
     checksum: bool,
@@ -232,26 +241,24 @@ def _fill_hashes(
     need_src, need_dst = hashes_needed(
         src_files,
         dst_files,
-        src_hashes_free=not source.costs_requests,
-        dst_hashes_free=not target.costs_requests,
+        src_reads=hash_by_reading(source.capabilities),
+        dst_reads=hash_by_reading(target.capabilities),
         checksum=checksum,
     )
     return fill_md5(source, src_files, need_src), fill_md5(target, dst_files, need_dst)
 
 
-def _check_roots(source: Backend, target: Backend) -> None:
+def _check_roots(source: SyncBackend, target: SyncBackend) -> None:
     """Fail fast, before any listing: the same root twice; on a remote destination a missing
     bucket or an endpoint that does not answer (one first-level listing, bounded in time;
-    the source gets the same from ``require_data_root``)."""
-    if source.fs is target.fs and source.root.rstrip("/") == target.root.rstrip("/"):
+    the source gets the same, and an absent source folder, from ``require_data_root``)."""
+    if source.same_root(target):
         raise StorageError(f"source and destination are the same data root: {source.root}")
     if target.costs_requests:
         target.children(target.root, stop_at=(GENS_DIR, COHORTS_DIR))
-    if not source.costs_requests and not source.fs.isdir(source.root):
-        raise StorageError(f"source data root {_display(source)} does not exist")
 
 
-def _check_destination_writable(target: Backend, plan: SyncPlan) -> None:
+def _check_destination_writable(target: SyncBackend, plan: SyncPlan) -> None:
     """Refuse, before anything is written, a destination where a file stands in the place of
     a folder the plan writes into (the destination root itself included): every copy below
     it would fail, one error line per file."""
@@ -265,7 +272,7 @@ def _check_destination_writable(target: Backend, plan: SyncPlan) -> None:
 
 
 def _resolve_scope(
-    source: Backend,
+    source: SyncBackend,
     stages: Iterable[str] | None,
     cohort: str | None,
     prefetched: dict[str, bytes],
@@ -276,7 +283,7 @@ def _resolve_scope(
     relpath = membership_path(cohort)
     path = join(source.root, relpath)
     # The listing first: a missing bucket is a StorageError, not "no such cohort".
-    source.listing_info(join(source.root, relpath.rsplit("/", 1)[0]))
+    source.listing_info_many([join(source.root, relpath.rsplit("/", 1)[0])])
     data = source.read_many([path])[path]
     if data is None:
         raise CohortNotFound(f"no cohort {cohort!r} in the source: {path} does not exist")
@@ -297,7 +304,7 @@ def _resolve_scope(
 
 
 def _read_parents(
-    source: Backend, metadata_relpaths: list[str], prefetched: dict[str, bytes]
+    source: SyncBackend, metadata_relpaths: list[str], prefetched: dict[str, bytes]
 ) -> dict[GenKey, str | None]:
     """``parent_gen_id`` from each source ``metadata.json`` (one batched read; the bytes are
     kept in ``prefetched`` for the copy). Unreadable or missing ones map to ``None`` (so the
@@ -310,8 +317,7 @@ def _read_parents(
         blob = data.get(path)
         if isinstance(blob, Exception):
             if not is_transient(blob):
-                with storage_errors(source.root):
-                    raise blob
+                source.raise_for(blob)
             log.warning("sync: cannot read %s: %s", relpath, blob)
         elif blob is not None:
             prefetched[relpath] = blob
@@ -333,12 +339,5 @@ def _parent_id(blob: bytes | None) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _display(backend: Backend) -> str:
-    protocol = (
-        backend.fs.protocol if isinstance(backend.fs.protocol, str) else backend.fs.protocol[0]
-    )
-    return (
-        backend.root
-        if protocol in ("file", "local")
-        else f"{protocol}://{backend.root.lstrip('/')}"
-    )
+def _display(backend: SyncBackend) -> str:
+    return backend.url(backend.root)

@@ -1,8 +1,9 @@
 """The sync executor: runs a ``SyncPlan``'s phases in order, each one concurrently.
 
 Thin: every decision is in the plan; this module moves bytes. Within a phase up to ``jobs``
-transfers are in flight on fsspec's event loop; a phase ends (a barrier) before the next one
-starts, which is what makes parents-first and ``metadata.json``-last hold on the wire.
+transfers are in flight on the one event loop (``gens_fs.backends.run``); a phase ends (a
+barrier) before the next one starts, which is what makes parents-first and
+``metadata.json``-last hold on the wire.
 
 Requests per copied file: one PUT (local/memory -> S3), one GET (S3 -> local/memory), one
 server-side COPY (S3 -> S3 on one endpoint; a GET and a PUT across endpoints), none for the
@@ -26,7 +27,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
-from gens_fs.backend import Backend
+from gens_fs.backends import Backend, run
 from gens_fs.cohorts import parse_membership
 from gens_fs.errors import GensError
 from gens_fs.layout import join
@@ -128,7 +129,7 @@ class Executor:
         self.prefetched = dict(prefetched or {})
         self.progress = progress
         self.retry = retry or RetryPolicy()
-        self.server_side = dst.same_service(src)
+        self.server_side = dst.capabilities.server_copy_with(src.capabilities)
         self.result = ExecutionResult()
         self._failed: set[GenKey] = set()
         self._files_total = 0
@@ -137,14 +138,8 @@ class Executor:
         self._stall_after = int(stall) if stall else None
 
     def run(self, plan: SyncPlan) -> ExecutionResult:
-        """Run ``plan`` to the end on fsspec's event loop (blocking)."""
-        from fsspec.asyn import get_loop, sync
-
-        loop = next(
-            (b.fs.loop for b in (self.dst, self.src) if getattr(b.fs, "async_impl", False)),
-            None,
-        )
-        sync(loop or get_loop(), self._run, plan)
+        """Run ``plan`` to the end on the event loop (blocking)."""
+        run(self._run(plan))
         return self.result
 
     async def _run(self, plan: SyncPlan) -> None:
@@ -188,7 +183,7 @@ class Executor:
                 data = self.prefetched.get(copy.relpath)
                 if data is None:
                     path = join(self.src.root, copy.relpath)
-                    data = await self._retrying(functools.partial(self.src.read_file, path))
+                    data = await self._retrying(functools.partial(self._read, path))
                     self.prefetched[copy.relpath] = data
             except Exception as exc:
                 self._fail(copy, exc)
@@ -241,11 +236,20 @@ class Executor:
         dst_path = join(self.dst.root, copy.relpath)
         data = self.prefetched.get(copy.relpath)
         if data is None and self.server_side:
-            await self.dst.copy_file(src_path, dst_path, copy.size)
+            await self.dst.copy(src_path, dst_path, copy.size)
             return
         if data is None:
-            data = await self.src.read_file(src_path)
-        await self.dst.write_file(dst_path, data)
+            data = await self._read(src_path)
+        await self.dst.write({dst_path: data})
+
+    async def _read(self, path: str) -> bytes:
+        """One whole source file (``FileNotFoundError`` if missing): one request."""
+        data = (await self.src.read([path]))[path]
+        if isinstance(data, Exception):
+            raise data
+        if data is None:
+            raise FileNotFoundError(path)
+        return data
 
     async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
         policy = self.retry
@@ -269,7 +273,7 @@ class Executor:
                 continue
             paths = [join(self.dst.root, r) for r in phase]
             try:
-                await self._retrying(functools.partial(self.dst.remove_files, paths))
+                await self._retrying(functools.partial(self.dst.delete, paths))
             except Exception as exc:
                 self.result.errors.extend(SyncError(path=r, error=_describe(exc)) for r in phase)
                 return
