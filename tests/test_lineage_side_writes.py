@@ -19,7 +19,7 @@ from gens_fs import (
     StorageError,
 )
 from gens_fs.backends import SyncBackend, open_backend
-from tests.test_store import meta, plant, write_lineage
+from tests.test_store import Raw, meta, write_lineage
 
 
 def test_lineage_from_draft_down(store: GensStore) -> None:
@@ -34,24 +34,28 @@ def test_lineage_from_draft_down(store: GensStore) -> None:
     assert [g.gen_id for g in store.lineage("draft", "d1")] == ["d1"]
 
 
-def test_lineage_names_the_missing_link(store: GensStore) -> None:
+def test_lineage_names_the_missing_link(store: GensStore, storage_options: dict[str, Any]) -> None:
+    raw = Raw(store, storage_options)
     write_lineage(store)
     store.delete("draft", "d1")
     with pytest.raises(ParentNotFound, match="essay e1: parent draft d1 is not in the store"):
         store.lineage("evaluation", "v1")
-    plant(store, "draft", "d1", "raw.txt", b"half written")
+    raw.plant("draft", "d1", "raw.txt", b"half written")
     with pytest.raises(ParentNotFound, match="parent draft d1 is not in the store"):
         store.lineage("essay", "e1")
-    plant(store, "essay", "e2", "raw.txt", b"no metadata")
+    raw.plant("essay", "e2", "raw.txt", b"no metadata")
     with pytest.raises(ParentNotFound, match=r"essay e2 has no metadata\.json"):
         store.lineage("essay", "e2")
     with pytest.raises(GenerationNotFound):
         store.lineage("evaluation", "nope")
 
 
-def test_metadata_many_reports_problems_as_values(store: GensStore) -> None:
+def test_metadata_many_reports_problems_as_values(
+    store: GensStore, storage_options: dict[str, Any]
+) -> None:
+    raw = Raw(store, storage_options)
     write_lineage(store)
-    plant(store, "essay", "bad", "metadata.json", b"{not json")
+    raw.plant("essay", "bad", "metadata.json", b"{not json")
     got = store.metadata_many([("draft", "d1"), ("essay", "bad"), ("evaluation", "none")])
     assert isinstance(got["draft", "d1"], GenerationMetadata)
     assert isinstance(got["essay", "bad"], InvalidMetadata)
