@@ -100,7 +100,7 @@ class Azurite:
             "--inMemoryPersistence", "--skipApiVersionCheck", "--loose",
             "--disableTelemetry", "--silent",
         ]  # fmt: skip
-        self._log = tempfile.TemporaryFile()
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115  (closed by stop)
         self._process = subprocess.Popen(
             command, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
@@ -186,6 +186,6 @@ def create_container(connection: str, name: str) -> None:
     from azure.core.exceptions import ResourceExistsError
     from azure.storage.blob import BlobServiceClient
 
-    with BlobServiceClient.from_connection_string(connection) as service:
-        with contextlib.suppress(ResourceExistsError):
-            service.create_container(name)
+    service = BlobServiceClient.from_connection_string(connection)
+    with service, contextlib.suppress(ResourceExistsError):
+        service.create_container(name)
