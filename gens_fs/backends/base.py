@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import errno
-import os
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -199,7 +198,3 @@ class Backend(ABC):
             return StorageError(f"a storage option for {where} is not known: {exc}")
         return None
 
-
-def local_path(path: str) -> str:
-    """A POSIX spelling of a local path (the layout's separator)."""
-    return path.replace(os.sep, "/")
