@@ -197,4 +197,3 @@ class Backend(ABC):
             # clients hand unknown storage options to what they build on first use
             return StorageError(f"a storage option for {where} is not known: {exc}")
         return None
-
