@@ -24,6 +24,7 @@ from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
 from gens_fs import DataRoot, GensStore, sync, write_membership
+from gens_fs.sync.execute import is_transient
 from gens_fs.testing.invariants import snapshot
 from gens_fs.testing.s3 import MotoServer, create_bucket, s3_storage_options
 from tests.test_backend_contract import AzureMedium
@@ -156,3 +157,14 @@ def test_an_azure_blob_without_content_md5_is_compared_by_reading(
     assert report.copied == 1
     assert medium.get(blob) == b"essay 0"
     assert sync(src.root, dst.url, dst_options=dst.options).copied == 0
+
+
+def test_azure_connection_errors_and_busy_answers_are_retried() -> None:
+    from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceRequestError
+
+    busy = HttpResponseError("server busy")
+    busy.status_code = 503
+    missing = ResourceNotFoundError("no such blob")
+    missing.status_code = 404
+    assert is_transient(ServiceRequestError("connection refused")) and is_transient(busy)
+    assert not is_transient(missing)

@@ -61,8 +61,11 @@ _PERMANENT_TYPES = (
 _TRANSIENT_NAMES = frozenset(
     {"ClientPayloadError", "ServerDisconnectedError", "ClientConnectionError",
      "ClientOSError", "EndpointConnectionError", "ReadTimeoutError", "ConnectTimeoutError",
-     "ResponseStreamingError", "IncompleteReadError", "ConnectionClosedError"}
+     "ResponseStreamingError", "IncompleteReadError", "ConnectionClosedError",
+     "ServiceRequestError", "ServiceResponseError"}
 )  # fmt: skip
+# Status codes a retry may cure, on errors that carry one (the Azure SDK's).
+_TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
 class SyncProgress(NamedTuple):
@@ -92,6 +95,8 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, (GensError, *_PERMANENT_TYPES)):
         return False
     if type(exc).__name__ in _TRANSIENT_NAMES or isinstance(exc, asyncio.TimeoutError):
+        return True
+    if getattr(exc, "status_code", None) in _TRANSIENT_STATUS:
         return True
     if isinstance(exc, OSError):
         return exc.errno not in _PERMANENT_ERRNOS
