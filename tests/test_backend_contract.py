@@ -25,6 +25,7 @@ from fsspec.implementations.memory import MemoryFileSystem
 from gens_fs import StorageError
 from gens_fs.backends import Capabilities, SyncBackend, open_backend, run
 from gens_fs.backends.generic import FsspecBackend
+from gens_fs.errors import SpecialFile
 from gens_fs.testing.azure import Azurite
 from gens_fs.testing.s3 import MotoServer, boto3_client, create_bucket, s3_storage_options
 
@@ -223,6 +224,15 @@ class TestLocal(BackendContract):
     @pytest.fixture
     def medium(self) -> Medium:
         return LocalMedium()
+
+    def test_read_each_gives_a_failure_as_a_value(self, backend: SyncBackend) -> None:
+        good, folder = f"{backend.root}/f/good", f"{backend.root}/f/folder"
+        LocalMedium().set(good, b"read")
+        Path(folder).mkdir()
+        got = backend.read_each([good, folder])
+        assert got[good] == b"read" and isinstance(got[folder], SpecialFile)
+        with pytest.raises(SpecialFile, match="folder, not a regular file"):
+            backend.read_many([good, folder])
 
 
 # -- memory ----------------------------------------------------------------------------------

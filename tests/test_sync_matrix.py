@@ -10,6 +10,7 @@ the backend under test.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Callable
@@ -23,10 +24,11 @@ from fsspec.implementations.dirfs import DirFileSystem
 from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
-from gens_fs import DataRoot, GensStore, sync, write_membership
+from gens_fs import DataRoot, GensStore, SyncReport, sync, write_membership
 from gens_fs.sync.execute import is_transient
 from gens_fs.testing.invariants import snapshot
 from gens_fs.testing.s3 import MotoServer, create_bucket, s3_storage_options
+from tests.process import gens_fs, one_error_line
 from tests.test_backend_contract import AzureMedium
 
 EDITED = "gens/essay/e1/raw.txt"
@@ -168,3 +170,20 @@ def test_azure_connection_errors_and_busy_answers_are_retried() -> None:
     missing.status_code = 404
     assert is_transient(ServiceRequestError("connection refused")) and is_transient(busy)
     assert not is_transient(missing)
+
+
+def test_cli_on_azure_from_the_standard_environment(
+    make_side: Callable[[str, str], Side], azurite: Any
+) -> None:
+    """``gens-fs`` with ``az://`` roots and only ``AZURE_STORAGE_CONNECTION_STRING`` set, as a
+    user runs it; a missing container is one line, exit 2."""
+    src, dst = make_side("local", "src"), make_side("azure", "dst")
+    write_store(src, n=1)
+    env = {"AZURE_STORAGE_CONNECTION_STRING": azurite.connection_string}
+    done = gens_fs("sync", str(src.root), dst.url, "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    assert SyncReport.model_validate_json(done.stdout).copied == len(snapshot(src.url))
+    listed = gens_fs("ls", dst.url, "--json", env=env)
+    assert listed.returncode == 0 and len(json.loads(listed.stdout)) == 3
+    missing = one_error_line(gens_fs("ls", "az://no-such-container/data", env=env))
+    assert "container 'no-such-container' does not exist" in missing
