@@ -4,6 +4,8 @@
   fault-injecting reverse proxy in front of any S3 endpoint, and s3fs options that keep every
   request on loopback.
 * :mod:`gens_fs.testing.synthetic` — a fast, seeded generator of realistic gens stores.
+* :mod:`gens_fs.testing.azure` — Azurite (the Azure Storage emulator, installed from npm on
+  first use) on loopback, and its account's connection string.
 
 Importing this package never imports moto, boto3 or botocore: they are imported inside the
 functions that need them, so code that only generates synthetic stores runs without them.
