@@ -5,7 +5,7 @@
 
 The listings are fake but go through the real code: a stand-in for s3fs's ``_iterdir`` yields
 the same dicts s3fs builds from ListObjectsV2 pages (key, size, ETag, ...) and the real
-``S3Backend.listing_info`` -> ``list_files`` -> ``parents_needed`` -> ``make_plan`` run on
+``S3Backend.scan`` -> ``list_files`` -> ``parents_needed`` -> ``make_plan`` run on
 them. The destination is the source minus 1% of generations, plus 1% of files with a new
 ETag (an incremental resync). Each size runs in a fresh process so its peak RSS
 (``ru_maxrss``, interpreter and imports included) is its own. Target: under 1 GB at 10^6
@@ -26,7 +26,8 @@ from typing import Any
 
 from fsspec.asyn import get_loop
 
-from gens_fs.backend import S3Backend
+from gens_fs.backends import SyncBackend
+from gens_fs.backends.s3 import S3Backend
 from gens_fs.layout import STAGES
 from gens_fs.sync.listing import list_files
 from gens_fs.sync.plan import SyncScope, generation_of, make_plan, parents_needed
@@ -36,10 +37,14 @@ NAMES = ("metadata.json", "parsed.txt", "prompt.txt", "raw.txt")
 
 
 class FakeListingFS:
-    """The parts of s3fs that ``S3Backend.listing_info`` uses: loop, split_path, _iterdir."""
+    """The parts of s3fs that ``S3Backend.scan`` uses: loop, split_path, _iterdir (and the
+    client settings a backend names its service by)."""
 
     protocol = ("s3", "s3a")
     async_impl = True
+    client_kwargs: dict[str, Any] = {}  # noqa: RUF012
+    key = None
+    anon = False
 
     def __init__(self, files: int, *, variant: int) -> None:
         self.loop = get_loop()
@@ -97,8 +102,8 @@ def parent_of(key: tuple[str, str]) -> str:
 
 def run_one(files: int) -> dict[str, Any]:
     scope = SyncScope.build()
-    src = S3Backend(FakeListingFS(files, variant=0), "bench/src")
-    dst = S3Backend(FakeListingFS(files, variant=1), "bench/dst")
+    src = SyncBackend(S3Backend(FakeListingFS(files, variant=0), "bench/src"))
+    dst = SyncBackend(S3Backend(FakeListingFS(files, variant=1), "bench/dst"))
     t0 = time.perf_counter()
     src_files = list_files(src, scope.roots(), scope)
     dst_files = list_files(dst, scope.roots(), scope)

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from gens_fs.backend import Backend, open_backend
+from gens_fs.backends import Capabilities, SyncBackend, open_backend
 from gens_fs.errors import CohortNotFound, GensError, InvalidMembership
 from gens_fs.layout import (
     COHORTS_DIR,
@@ -92,7 +92,12 @@ class DataRoot:
         storage_options: Mapping[str, Any] | None = None,
         fs: Any = None,
     ) -> None:
-        self.backend: Backend = open_backend(root, storage_options=storage_options, fs=fs)
+        self.backend = SyncBackend(open_backend(root, storage_options=storage_options, fs=fs))
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the storage guarantees (exclusive create, hash in listings, ...)."""
+        return self.backend.capabilities
 
     @property
     def root(self) -> str:
@@ -110,8 +115,8 @@ class DataRoot:
     def store(self, *, side_writes: bool = False) -> GensStore:
         """A ``GensStore`` on this data root's ``gens/`` (same filesystem); with
         ``side_writes`` it also writes raw texts under ``3_generation/`` here."""
-        return GensStore(
-            self.gens_root, fs=self.backend.fs, side_write_root=self.root if side_writes else None
+        return GensStore.on(
+            self.backend.at(self.gens_root), side_write_root=self.root if side_writes else None
         )
 
     def membership_file(self, cohort_id: str) -> str:

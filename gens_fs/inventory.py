@@ -24,7 +24,7 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel
 
-from gens_fs.backend import Backend, Children, Ignored
+from gens_fs.backends import Children, Ignored, SyncBackend
 from gens_fs.cohorts import DataRoot, MembershipRow, open_data_root
 from gens_fs.errors import InvalidMembership, InvalidMetadata, NotADataRoot
 from gens_fs.layout import (
@@ -71,7 +71,7 @@ _NAMES_QUOTED = 3
 
 
 def require_data_root(
-    backend: Backend, *, what: str = "data root", allow_empty: bool = False, if_empty: str = ""
+    backend: SyncBackend, *, what: str = "data root", allow_empty: bool = False, if_empty: str = ""
 ) -> None:
     """Raise ``NotADataRoot`` unless ``backend.root`` looks like a data root: it holds
     ``gens/`` or ``cohorts/`` (on S3: something is stored under one of them). One listing of
@@ -105,7 +105,7 @@ def require_data_root(
         raise NotADataRoot(f"{what} {url} {state}: {_ROOT_ADVICE}{if_empty}")
 
 
-def refuse_misplaced_root(backend: Backend, *, what: str = "data root") -> None:
+def refuse_misplaced_root(backend: SyncBackend, *, what: str = "data root") -> None:
     """Raise ``NotADataRoot`` when ``backend.root`` looks like a part of a data root rather
     than one: a gens root (it holds stage folders), a stage folder (named after a stage and
     holding gen_id folders, or holding folders with a generation's files: one of them is
@@ -119,7 +119,7 @@ def refuse_misplaced_root(backend: Backend, *, what: str = "data root") -> None:
         raise NotADataRoot(f"{what} {backend.url(backend.root)} {_misplaced(backend, kind, found)}")
 
 
-def _root_kind(backend: Backend, found: Children, *, confirm: bool = False) -> RootKind:
+def _root_kind(backend: SyncBackend, found: Children, *, confirm: bool = False) -> RootKind:
     """:func:`gens_fs.layout.root_kind`, and for a root holding folders named like gen_ids
     one more listing, of the first of them, when the name does not tell (or, ``confirm``,
     to be sure of what the name tells: a folder named ``essay`` may be anything)."""
@@ -131,7 +131,7 @@ def _root_kind(backend: Backend, found: Children, *, confirm: bool = False) -> R
     return kind
 
 
-def _misplaced(backend: Backend, kind: RootKind, found: Children) -> str:
+def _misplaced(backend: SyncBackend, kind: RootKind, found: Children) -> str:
     """What a part of a data root given as a root looks like, and the data root above it."""
     name = base_name(backend.root)
     folders = _quoted([f"{f}/" for f in sorted(found.folders) if is_valid_gen_id(f)])
@@ -247,7 +247,7 @@ def read_snapshot(
     ``all_memberships`` (and no ``cohort``), of ``cohorts/``, side by side; one GET per
     cohort and one per committed ``metadata.json`` in scope, batched. ``strays`` adds one
     listing of ``gens/`` itself (first level) when every stage is in scope.
-    ``follow_symlinks``: see :meth:`gens_fs.backend.LocalBackend.scan`.
+    ``follow_symlinks``: see :meth:`gens_fs.backends.local.LocalBackend.scan`.
     """
     chosen = select_stages(stages)
     members = None if cohort is None else root.read_membership(cohort)

@@ -7,7 +7,7 @@ moves bytes with one batched ``Backend`` call per step, and keeps the spec's inv
   *committed* (``exists``, listed by ``gen_ids``, usable as a parent) once it is there.
 * Essays and evaluations are written only when their parent is committed.
 * Writes are create-only unless ``overwrite=True``; the winner of a race is decided by the
-  medium's exclusive create of ``metadata.json`` (see ``Backend.create``).
+  medium's exclusive create of ``metadata.json`` (see ``gens_fs.backends.Backend.create``).
 * Optional raw side-writes (the spec's Notes) are best effort: after the commit, never
   failing it.
 """
@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
-from gens_fs.backend import Backend, open_backend
+from gens_fs.backends import Capabilities, SyncBackend, open_backend
 from gens_fs.errors import (
     GenerationExists,
     GenerationNotFound,
@@ -63,7 +63,8 @@ class GensStore:
     ``root`` is a local path, a ``file://``, ``memory://`` or ``s3://bucket/prefix/gens``
     URL, or any fsspec URL (chained ones too); with ``fs=`` a filesystem already built and a
     path inside it. ``storage_options`` go to fsspec as they are (S3 gets tuned defaults
-    underneath: see ``gens_fs.backend.S3_DEFAULT_OPTIONS``).
+    underneath: see ``gens_fs.backends.s3.S3_DEFAULT_OPTIONS``). What the storage
+    guarantees is :attr:`capabilities`.
 
     ``side_write_root``, a data root on the same filesystem (path or URL), turns on the
     spec's raw side-writes: each ``write`` with a raw text also writes it to
@@ -79,21 +80,38 @@ class GensStore:
         fs: Any = None,
         side_write_root: str | os.PathLike[str] | None = None,
     ) -> None:
-        self._backend: Backend = open_backend(root, storage_options=storage_options, fs=fs)
+        backend = open_backend(root, storage_options=storage_options, fs=fs)
+        self._attach(SyncBackend(backend), side_write_root)
+
+    @classmethod
+    def on(
+        cls, backend: SyncBackend, *, side_write_root: str | os.PathLike[str] | None = None
+    ) -> GensStore:
+        """A store on a backend already opened (a ``DataRoot``'s, for its ``gens/``)."""
+        store = cls.__new__(cls)
+        store._attach(backend, side_write_root)
+        return store
+
+    def _attach(self, backend: SyncBackend, side_write_root: str | os.PathLike[str] | None) -> None:
+        self._backend = backend
         self.side_write_root: str | None = None
         if side_write_root is not None:
-            stripped = self.fs._strip_protocol(os.fspath(side_write_root))
-            self.side_write_root = str(stripped).rstrip("/") or str(stripped)
-
-    @property
-    def fs(self) -> Any:
-        """The fsspec filesystem underneath."""
-        return self._backend.fs
+            self.side_write_root = backend.backend.path_of(os.fspath(side_write_root))
 
     @property
     def root(self) -> str:
-        """The gens root as a path of ``fs`` (no protocol)."""
+        """The gens root as a path of its storage (no protocol)."""
         return self._backend.root
+
+    @property
+    def url(self) -> str:
+        """The gens root as a user would type it (a plain path on local disk)."""
+        return self._backend.url(self.root)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What the storage guarantees (exclusive create, hash in listings, ...)."""
+        return self._backend.capabilities
 
     @property
     def exclusive_create(self) -> bool:
@@ -101,8 +119,7 @@ class GensStore:
         return self._backend.exclusive_create
 
     def __repr__(self) -> str:
-        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
-        return f"GensStore({protocol}://{self.root.lstrip('/')})"
+        return f"GensStore({self.url})"
 
     def path(self, stage: str, gen_id: str, filename: str | None = None) -> str:
         """The full path of a generation directory, or of one file in it."""
@@ -430,7 +447,6 @@ class GensStore:
         meta_path = self.path(stage, gen_id, METADATA_FILE)
         self._backend.remove([meta_path])
         self._backend.remove(p for p in files if p != meta_path)
-        self._backend.remove_dir(directory)
 
 
 def load_generation(

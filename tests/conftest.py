@@ -19,6 +19,7 @@ import fsspec
 import pytest
 
 from gens_fs import GensStore
+from gens_fs.testing.azure import Azurite, azure_storage_options, create_container
 from gens_fs.testing.s3 import MotoServer, new_bucket, s3_storage_options
 from gens_fs.testing.s3_middleware import S3Middleware
 
@@ -120,3 +121,23 @@ def cli_options(s3_options: dict[str, Any]) -> list[str]:
         "-o", "key=testing", "-o", "secret=testing",
         "-o", f"client_kwargs.endpoint_url={endpoint}", "-o", "client_kwargs.region_name=us-east-1",
     ]  # fmt: skip
+
+
+# -- Azure Blob: Azurite (the Azure Storage emulator) over HTTP, one per session -----------
+
+CONTAINER = "gens-test"
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    """Azurite's blob service on 127.0.0.1 (installed from npm on first use), with the
+    container ``gens-test``; stopped at the end of the session."""
+    with Azurite() as server:
+        create_container(server.connection_string, CONTAINER)
+        yield server
+
+
+@pytest.fixture(scope="session")
+def azure_options(azurite: Azurite) -> dict[str, Any]:
+    """adlfs storage options for the session's Azurite account."""
+    return azure_storage_options(azurite.connection_string)

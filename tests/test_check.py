@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter
+import uuid
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, get_args
 
 import pytest
+from gens_fs.backend import Ignored
 
 from gens_fs import (
     STAGES,
@@ -25,9 +26,10 @@ from gens_fs import (
     list_generations,
     stats,
 )
-from gens_fs.backend import Ignored
 from gens_fs.check import SEVERITY, FindingKind, find_problems
 from gens_fs.inventory import MembershipResult, MetadataResult, StoreSnapshot
+from gens_fs.testing.s3 import s3_storage_options
+from gens_fs.testing.s3_middleware import S3Middleware
 from tests.seed import COHORT_ROWS, EXPECTED, seed
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -366,22 +368,13 @@ def test_list_and_stats(data_root_url: str, storage_options: dict[str, Any]) -> 
     assert list(essays.stages) == ["essay"] and essays.stages["essay"] == result["essay"]
 
 
-@pytest.mark.parametrize("backend_name", ["s3"])
-def test_check_request_count_on_s3(data_root_url: str, storage_options: dict[str, Any]) -> None:
+def test_check_request_count_on_s3(s3_middleware: S3Middleware, bucket: str) -> None:
     """Listings per stage, of cohorts/ and of gens/ (first level), one GET per membership
     and per metadata.json."""
-    root = seed(data_root_url, storage_options)
-    calls: Counter[str] = Counter()
-
-    def count(event_name: str, **_: Any) -> None:
-        calls[event_name.rsplit(".", 1)[-1]] += 1
-
-    client = root.backend.fs.s3
-    client.meta.events.register("before-call.s3", count)
-    try:
-        check(root)
-    finally:
-        client.meta.events.unregister("before-call.s3", count)
+    options = s3_storage_options(s3_middleware.endpoint_url)
+    root = seed(f"s3://{bucket}/{uuid.uuid4().hex[:12]}/data", options)
+    s3_middleware.reset_counts()
+    check(root)
     # 3 stage listings + 1 cohorts listing + gens/ first level (strays); 2 membership GETs
     # + 9 committed metadata GETs.
-    assert calls == {"ListObjectsV2": 5, "GetObject": 11}
+    assert s3_middleware.counts() == {"LIST": 5, "GET": 11}

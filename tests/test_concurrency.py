@@ -1,4 +1,5 @@
-"""Concurrent writers from separate processes, on local disk and on S3 (moto server).
+"""Concurrent writers from separate processes, on local disk, on S3 (moto server) and on
+Azure Blob (Azurite).
 
 Memory is per-process, so its exclusive create is checked with threads instead.
 """
@@ -43,6 +44,9 @@ def _write_many(root: str, options: dict[str, Any], count: int, who: int, barrie
 def _roots(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
     if kind == "local":
         return str(tmp_path / "gens"), {}
+    if kind == "azure":
+        options = request.getfixturevalue("azure_options")
+        return f"az://gens-test/{tmp_path.name}/gens", options
     options = request.getfixturevalue("s3_options")
     return f"s3://{request.getfixturevalue('bucket')}/gens", options
 
@@ -56,7 +60,7 @@ def _in_processes(target: Callable[..., T], *args: Any) -> list[T]:
             return pool.starmap(target, [(*args, who, barrier) for who in range(PROCESSES)])
 
 
-@pytest.mark.parametrize("kind", ["local", "s3"])
+@pytest.mark.parametrize("kind", ["local", "s3", "azure"])
 def test_racing_creators_exactly_one_wins(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -69,7 +73,7 @@ def test_racing_creators_exactly_one_wins(
     assert gen.metadata is not None and gen.metadata.model_extra == {"writer": winner}
 
 
-@pytest.mark.parametrize("kind", ["local", "s3"])
+@pytest.mark.parametrize("kind", ["local", "s3", "azure"])
 def test_exclusive_create_primitive_under_a_process_race(
     kind: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -82,7 +86,6 @@ def test_exclusive_create_primitive_under_a_process_race(
 def _race_primitive(root: str, options: dict[str, Any], who: int, barrier: Any) -> bool:
     store = GensStore(root, storage_options=options)
     path = store.path("draft", "contested", "metadata.json")
-    store.fs.makedirs(store.path("draft", "contested"), exist_ok=True)
     barrier.wait()
     return store._backend.create(path, f"writer {who}".encode())
 

@@ -18,8 +18,8 @@ from gens_fs import (
     ParentNotFound,
     StorageError,
 )
-from gens_fs.backend import open_backend
-from tests.test_store import meta, plant, write_lineage
+from gens_fs.backends import SyncBackend, open_backend
+from tests.test_store import Raw, meta, write_lineage
 
 
 def test_lineage_from_draft_down(store: GensStore) -> None:
@@ -34,32 +34,36 @@ def test_lineage_from_draft_down(store: GensStore) -> None:
     assert [g.gen_id for g in store.lineage("draft", "d1")] == ["d1"]
 
 
-def test_lineage_names_the_missing_link(store: GensStore) -> None:
+def test_lineage_names_the_missing_link(store: GensStore, storage_options: dict[str, Any]) -> None:
+    raw = Raw(store, storage_options)
     write_lineage(store)
     store.delete("draft", "d1")
     with pytest.raises(ParentNotFound, match=r"^parent draft d1 of essay e1 is missing"):
         store.lineage("evaluation", "v1")
-    plant(store, "draft", "d1", "raw.txt", b"half written")
+    raw.plant("draft", "d1", "raw.txt", b"half written")
     with pytest.raises(ParentNotFound, match=r"^parent draft d1 of essay e1 is missing"):
         store.lineage("essay", "e1")
-    plant(store, "essay", "e2", "raw.txt", b"no metadata")
+    raw.plant("essay", "e2", "raw.txt", b"no metadata")
     with pytest.raises(ParentNotFound, match=r"essay e2 has no metadata\.json"):
         store.lineage("essay", "e2")
     with pytest.raises(GenerationNotFound):
         store.lineage("evaluation", "nope")
 
 
-def test_lineage_not_strict_returns_the_links_that_exist(store: GensStore) -> None:
+def test_lineage_not_strict_returns_the_links_that_exist(
+    store: GensStore, storage_options: dict[str, Any]
+) -> None:
+    raw = Raw(store, storage_options)
     write_lineage(store)
     whole = store.lineage("evaluation", "v1", strict=False)
     assert [g.gen_id for g in whole] == ["d1", "e1", "v1"] and store.broken_link(whole) is None
     store.delete("draft", "d1")
-    plant(store, "draft", "d1", "raw.txt", b"half written")  # there, but not committed
+    raw.plant("draft", "d1", "raw.txt", b"half written")  # there, but not committed
     partial = store.lineage("evaluation", "v1", strict=False)
     assert [(g.stage, g.gen_id) for g in partial] == [("essay", "e1"), ("evaluation", "v1")]
     broken = store.broken_link(partial)
     assert broken is not None and broken.startswith("parent draft d1 of essay e1 is missing")
-    plant(store, "essay", "e2", "raw.txt", b"no metadata")
+    raw.plant("essay", "e2", "raw.txt", b"no metadata")
     alone = store.lineage("essay", "e2", strict=False)
     assert [g.gen_id for g in alone] == ["e2"]
     assert "essay e2 has no metadata.json, so its parent is unknown" in str(
@@ -69,9 +73,12 @@ def test_lineage_not_strict_returns_the_links_that_exist(store: GensStore) -> No
         store.lineage("essay", "nope", strict=False)
 
 
-def test_metadata_many_reports_problems_as_values(store: GensStore) -> None:
+def test_metadata_many_reports_problems_as_values(
+    store: GensStore, storage_options: dict[str, Any]
+) -> None:
+    raw = Raw(store, storage_options)
     write_lineage(store)
-    plant(store, "essay", "bad", "metadata.json", b"{not json")
+    raw.plant("essay", "bad", "metadata.json", b"{not json")
     got = store.metadata_many([("draft", "d1"), ("essay", "bad"), ("evaluation", "none")])
     assert isinstance(got["draft", "d1"], GenerationMetadata)
     assert isinstance(got["essay", "bad"], InvalidMetadata)
@@ -107,10 +114,10 @@ def test_side_write_failure_is_logged_never_raised(
 
 
 def test_children_of_the_root(s3_options: dict[str, Any], bucket: str, tmp_path: Path) -> None:
-    s3 = open_backend(f"s3://{bucket}/any/prefix", storage_options=s3_options)
+    s3 = SyncBackend(open_backend(f"s3://{bucket}/any/prefix", storage_options=s3_options))
     assert not s3.children(s3.root).exists
-    local = open_backend(tmp_path / "does-not-exist-yet")
+    local = SyncBackend(open_backend(tmp_path / "does-not-exist-yet"))
     assert not local.children(local.root).exists
     with pytest.raises(StorageError, match="bucket 'no-such-bucket' does not exist"):
-        missing = open_backend("s3://no-such-bucket/x", storage_options=s3_options)
+        missing = SyncBackend(open_backend("s3://no-such-bucket/x", storage_options=s3_options))
         missing.children(missing.root)

@@ -27,7 +27,7 @@ from gens_fs import (
     sync,
     write_membership,
 )
-from gens_fs.backend import open_backend
+from gens_fs.backends import SyncBackend, open_backend
 from gens_fs.cohorts import DataRoot
 from gens_fs.errors import NotADataRoot
 from gens_fs.inventory import require_data_root
@@ -312,7 +312,7 @@ def test_sockets_and_devices_are_listed_as_ignored(
     with socket.socket(socket.AF_UNIX) as server:
         server.bind("parsed.txt")
         (folder / "prompt.txt").symlink_to("/dev/null")
-        backend = open_backend(tmp_path / "data")
+        backend = SyncBackend(open_backend(tmp_path / "data"))
         found = backend.scan([str(folder)], follow_symlinks=True)
     assert list(found.files) == [f"{folder}/raw.txt"]
     assert sorted(found.ignored) == [
@@ -359,7 +359,7 @@ def test_check_reports_each_stray(kind: str, tmp_path: Path, s3: dict[str, Any])
     store = GensStore(f"{root}/gens", storage_options=options)
     store.write("draft", "d0", metadata=META, raw="r", prompt="p", parsed="p")
     write_membership(root, "c1", [("draft", "d0")], storage_options=options)
-    backend = open_backend(root, storage_options=options)
+    backend = SyncBackend(open_backend(root, storage_options=options))
     extra = (
         "gens/draft/notes.txt",
         "gens/draft/d0/sub/a.txt",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import fsspec
 import pytest
 
 from gens_fs import (
@@ -34,22 +35,37 @@ def meta(parent: str = "", **extra: Any) -> dict[str, Any]:
     }
 
 
-def all_files(store: GensStore) -> dict[str, bytes]:
-    """Every file under the store root, for 'nothing was written' checks."""
-    fs = store.fs
-    try:
-        paths = fs.find(store.root)
-    except FileNotFoundError:
-        return {}
-    return {p: fs.cat_file(p) for p in paths}
+class Raw:
+    """The store's medium reached without the store (fsspec on its URL), to look at and
+    plant files behind its back."""
+
+    def __init__(self, store: GensStore, options: dict[str, Any]) -> None:
+        self.store = store
+        self.fs, _ = fsspec.core.url_to_fs(store.url, **options)
+
+    def files(self) -> dict[str, bytes]:
+        """Every file under the store root, for 'nothing was written' checks."""
+        self.fs.invalidate_cache()
+        try:
+            paths = self.fs.find(self.store.root)
+        except FileNotFoundError:
+            return {}
+        return {p: self.fs.cat_file(p) for p in paths}
+
+    def plant(self, stage: str, gen_id: str, name: str, data: bytes) -> str:
+        """Put a file in place (as a crash or an old pipeline would)."""
+        path = self.store.path(stage, gen_id, name)
+        self.fs.makedirs(self.store.path(stage, gen_id), exist_ok=True)
+        self.fs.pipe_file(path, data)
+        return path
+
+    def cat(self, path: str) -> bytes:
+        return bytes(self.fs.cat_file(path))
 
 
-def plant(store: GensStore, stage: str, gen_id: str, name: str, data: bytes) -> str:
-    """Put a file in place behind the store's back (as a crash or an old pipeline would)."""
-    path = store.path(stage, gen_id, name)
-    store.fs.makedirs(store.path(stage, gen_id), exist_ok=True)
-    store.fs.pipe_file(path, data)
-    return path
+@pytest.fixture
+def raw(store: GensStore, storage_options: dict[str, Any]) -> Raw:
+    return Raw(store, storage_options)
 
 
 def write_lineage(store: GensStore) -> None:
@@ -95,14 +111,13 @@ def test_spec_mapping_access(store: GensStore) -> None:
 
 def test_load_generation_entry_point(store: GensStore, storage_options: dict[str, Any]) -> None:
     write_lineage(store)
-    url = f"{store.fs.unstrip_protocol(store.root)}"
-    gen = load_generation(url, "evaluation", "v1", storage_options=storage_options)
+    gen = load_generation(store.url, "evaluation", "v1", storage_options=storage_options)
     assert gen["parsed_text"] == "7"
 
 
-def test_metadata_json_is_utf8_indented_and_keeps_non_ascii(store: GensStore) -> None:
+def test_metadata_json_is_utf8_indented_and_keeps_non_ascii(store: GensStore, raw: Raw) -> None:
     store.write("draft", "d1", metadata=meta(note="naïve — 日本"), raw="x")
-    data = store.fs.cat_file(store.path("draft", "d1", "metadata.json"))
+    data = raw.cat(store.path("draft", "d1", "metadata.json"))
     assert "naïve — 日本".encode() in data
     assert data.startswith(b"{\n  ")
     assert json.loads(data)["note"] == "naïve — 日本"
@@ -115,8 +130,8 @@ def test_missing_optional_files_read_as_none(store: GensStore) -> None:
     assert gen.parsed_text == "only parsed"
 
 
-def test_incomplete_generation_loads_without_metadata(store: GensStore) -> None:
-    plant(store, "draft", "d1", "raw.txt", b"raw only")
+def test_incomplete_generation_loads_without_metadata(store: GensStore, raw: Raw) -> None:
+    raw.plant("draft", "d1", "raw.txt", b"raw only")
     gen = store.load("draft", "d1")
     assert gen.raw_text == "raw only"
     assert gen.metadata is None and not gen.is_committed
@@ -133,14 +148,14 @@ def test_load_missing_raises_not_found_with_advice(store: GensStore) -> None:
 
 
 def test_error_messages_name_urls_as_a_user_types_them(
-    store: GensStore, data_root_url: str, backend_name: str
+    store: GensStore, data_root_url: str, backend_name: str, raw: Raw
 ) -> None:
     """``s3://bucket/...``, not the filesystem's bare ``bucket/...``."""
     gens = DataRoot(data_root_url).url + "/gens"
     assert gens.startswith({"local": "/", "memory": "memory://", "s3": "s3://"}[backend_name])
     write_lineage(store)
-    plant(store, "draft", "bad", "metadata.json", b"{not json")
-    plant(store, "draft", "latin1", "raw.txt", b"caf\xe9")
+    raw.plant("draft", "bad", "metadata.json", b"{not json")
+    raw.plant("draft", "latin1", "raw.txt", b"caf\xe9")
     refused: list[tuple[type[Exception], Any, str]] = [
         (GenerationNotFound, lambda: store.load("essay", "nope"), "essay/nope"),
         (GenerationNotFound, lambda: store.iter_bytes("essay", "nope", "raw.txt"), "essay/nope"),
@@ -164,14 +179,14 @@ def test_error_messages_name_urls_as_a_user_types_them(
     assert f"(no {gens}/draft/d1/metadata.json)" in str(broken.value)
 
 
-def test_legacy_llm_model_id_reads_as_model_id(store: GensStore) -> None:
+def test_legacy_llm_model_id_reads_as_model_id(store: GensStore, raw: Raw) -> None:
     legacy = {
         "task_id": "t",
         "template_id": "x",
         "llm_model_id": "old-model",
         "parent_gen_id": None,
     }
-    plant(store, "draft", "d1", "metadata.json", json.dumps(legacy).encode())
+    raw.plant("draft", "d1", "metadata.json", json.dumps(legacy).encode())
     gen = store.load("draft", "d1")
     assert gen.metadata is not None
     assert gen.metadata.model_id == "old-model"
@@ -190,15 +205,15 @@ def test_load_many_batches_and_reports_all_missing(store: GensStore) -> None:
     assert list(store.load_many("draft", ["d1", "x1"], missing="skip")) == ["d1"]
 
 
-def test_gen_ids_sorted_committed_only(store: GensStore) -> None:
+def test_gen_ids_sorted_committed_only(store: GensStore, raw: Raw) -> None:
     for gen_id in ["b", "a", "c.1", "a-2"]:
         store.write("draft", gen_id, metadata=meta())
-    plant(store, "draft", "zz", "raw.txt", b"uncommitted")
+    raw.plant("draft", "zz", "raw.txt", b"uncommitted")
     assert store.gen_ids("draft") == ["a", "a-2", "b", "c.1"]
     assert store.gen_ids("essay") == []
 
 
-def test_lineage_rules_on_write(store: GensStore) -> None:
+def test_lineage_rules_on_write(store: GensStore, raw: Raw) -> None:
     with pytest.raises(ParentNotFound, match="write the draft first"):
         store.write("essay", "e1", metadata=meta("d1"), raw="x")
     with pytest.raises(ParentNotFound, match="parent_gen_id"):
@@ -210,24 +225,24 @@ def test_lineage_rules_on_write(store: GensStore) -> None:
         store.write("draft", "d2", metadata=meta("d1"), raw="x")
     with pytest.raises(InvalidMetadata, match="not valid"):
         store.write("essay", "e1", metadata=meta("../d1"), raw="x")
-    assert set(all_files(store)) == {store.path("draft", "d1", "metadata.json")}
+    assert set(raw.files()) == {store.path("draft", "d1", "metadata.json")}
 
 
-def test_parent_must_be_committed(store: GensStore) -> None:
-    plant(store, "draft", "d1", "raw.txt", b"incomplete draft")
-    before = all_files(store)
+def test_parent_must_be_committed(store: GensStore, raw: Raw) -> None:
+    raw.plant("draft", "d1", "raw.txt", b"incomplete draft")
+    before = raw.files()
     with pytest.raises(ParentNotFound):
         store.write("essay", "e1", metadata=meta("d1"), raw="x")
-    assert all_files(store) == before
+    assert raw.files() == before
 
 
-def test_write_is_create_only_by_default(store: GensStore) -> None:
+def test_write_is_create_only_by_default(store: GensStore, raw: Raw) -> None:
     store.write("draft", "d1", metadata=meta(), raw="first", prompt="p1")
-    before = all_files(store)
+    before = raw.files()
     with pytest.raises(GenerationExists, match="overwrite=True") as info:
         store.write("draft", "d1", metadata=meta(), raw="second")
     assert isinstance(info.value, FileExistsError)
-    assert all_files(store) == before
+    assert raw.files() == before
 
 
 def test_overwrite_replaces_and_drops_stale_texts(store: GensStore) -> None:
@@ -238,9 +253,9 @@ def test_overwrite_replaces_and_drops_stale_texts(store: GensStore) -> None:
     assert gen.metadata is not None and gen.metadata.task_id == "t2"
 
 
-def test_write_completes_an_incomplete_generation(store: GensStore) -> None:
+def test_write_completes_an_incomplete_generation(store: GensStore, raw: Raw) -> None:
     # A crashed writer leaves text files without metadata.json; a rerun must converge.
-    plant(store, "draft", "d1", "raw.txt", b"partial")
+    raw.plant("draft", "d1", "raw.txt", b"partial")
     store.write("draft", "d1", metadata=meta(), raw="full")
     assert store.load("draft", "d1").raw_text == "full"
 
@@ -267,7 +282,7 @@ def test_write_completes_an_incomplete_generation(store: GensStore) -> None:
         "é",
     ],
 )
-def test_unsafe_gen_ids_refused_before_io(store: GensStore, gen_id: str) -> None:
+def test_unsafe_gen_ids_refused_before_io(store: GensStore, gen_id: str, raw: Raw) -> None:
     for call in (
         lambda: store.load("draft", gen_id),
         lambda: store.write("draft", gen_id, metadata=meta(), raw="x"),
@@ -278,52 +293,52 @@ def test_unsafe_gen_ids_refused_before_io(store: GensStore, gen_id: str) -> None
         with pytest.raises(InvalidGenId) as info:
             call()
         assert isinstance(info.value, ValueError)
-    assert all_files(store) == {}
+    assert raw.files() == {}
 
 
 @pytest.mark.parametrize("stage", ["drafts", "Draft", "", "../draft", "essay/", None])
-def test_unknown_stages_refused(store: GensStore, stage: Any) -> None:
+def test_unknown_stages_refused(store: GensStore, stage: Any, raw: Raw) -> None:
     with pytest.raises(UnknownStage, match="draft, essay, evaluation"):
         store.write(stage, "g1", metadata=meta(), raw="x")
     with pytest.raises(UnknownStage):
         store.load(stage, "g1")
     with pytest.raises(UnknownStage):
         store.gen_ids(stage)
-    assert all_files(store) == {}
+    assert raw.files() == {}
 
 
 @pytest.mark.parametrize(
     "bad",
     [{"task_id": "t"}, {"task_id": 1, "template_id": "x", "model_id": "m"}, ["not", "a", "dict"]],
 )
-def test_invalid_metadata_on_write_writes_nothing(store: GensStore, bad: Any) -> None:
+def test_invalid_metadata_on_write_writes_nothing(store: GensStore, bad: Any, raw: Raw) -> None:
     with pytest.raises(InvalidMetadata, match=r"metadata\.json"):
         store.write("draft", "d1", metadata=bad, raw="x")
-    assert all_files(store) == {}
+    assert raw.files() == {}
 
 
 @pytest.mark.parametrize(
     "content", [b"{not json", b'{"task_id": 1}', b'{"usage": "x"}', b"\xff\xfe{}", b"[]"]
 )
-def test_corrupt_metadata_json_on_load(store: GensStore, content: bytes) -> None:
-    path = plant(store, "draft", "d1", "metadata.json", content)
+def test_corrupt_metadata_json_on_load(store: GensStore, content: bytes, raw: Raw) -> None:
+    path = raw.plant("draft", "d1", "metadata.json", content)
     with pytest.raises(InvalidMetadata) as info:
         store.load("draft", "d1")
     assert path in str(info.value)
 
 
-def test_non_utf8_text_names_the_file(store: GensStore) -> None:
+def test_non_utf8_text_names_the_file(store: GensStore, raw: Raw) -> None:
     store.write("draft", "d1", metadata=meta(), raw="ok")
-    path = plant(store, "draft", "d1", "raw.txt", b"caf\xe9")
+    path = raw.plant("draft", "d1", "raw.txt", b"caf\xe9")
     with pytest.raises(UndecodableText) as info:
         store.load("draft", "d1")
     assert path in str(info.value) and isinstance(info.value, GensError)
 
 
-def test_delete_uncommits_and_removes_only_that_generation(store: GensStore) -> None:
+def test_delete_uncommits_and_removes_only_that_generation(store: GensStore, raw: Raw) -> None:
     store.write("draft", "abc", metadata=meta(), raw="x", prompt="p")
     store.write("draft", "abcd", metadata=meta(), raw="y")
-    plant(store, "draft", "abc", "raw_metadata.json", b"{}")
+    raw.plant("draft", "abc", "raw_metadata.json", b"{}")
     store.delete("draft", "abc")
     assert not store.exists("draft", "abc")
     assert store.gen_ids("draft") == ["abcd"]
@@ -336,9 +351,9 @@ def test_delete_uncommits_and_removes_only_that_generation(store: GensStore) -> 
         store.delete("draft", "abc")
 
 
-def test_extra_files_survive_and_are_listed(store: GensStore) -> None:
+def test_extra_files_survive_and_are_listed(store: GensStore, raw: Raw) -> None:
     store.write("draft", "d1", metadata=meta(), raw="x")
-    plant(store, "draft", "d1", "raw_metadata.json", b"{}")
+    raw.plant("draft", "d1", "raw_metadata.json", b"{}")
     assert set(store.files("draft")["d1"]) == {"raw.txt", "metadata.json", "raw_metadata.json"}
 
 
@@ -352,7 +367,7 @@ def test_stages_constant() -> None:
     assert STAGES == ("draft", "essay", "evaluation")
 
 
-def test_exclusive_create_of_the_commit_marker(store: GensStore) -> None:
+def test_exclusive_create_of_the_commit_marker(store: GensStore, raw: Raw) -> None:
     # The medium's own exclusive create, not the store's early check, decides a race: call
     # the backend primitive twice on the same path.
     backend = store._backend
@@ -360,7 +375,7 @@ def test_exclusive_create_of_the_commit_marker(store: GensStore) -> None:
     assert store.exclusive_create
     assert backend.create(path, b"first") is True
     assert backend.create(path, b"second") is False
-    assert store.fs.cat_file(path) == b"first"
+    assert raw.cat(path) == b"first"
 
 
 def test_s3_root_from_standard_aws_environment(

@@ -8,6 +8,7 @@ import collections
 import os
 import subprocess
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ import s3fs
 from conftest import cli_options
 
 from gens_fs import GensStore, StorageError, SyncReport, TooManyDeletes, sync, write_membership
-from gens_fs.backend import Backend
+from gens_fs.backends.local import LocalBackend
+from gens_fs.backends.memory import MemoryBackend
 from gens_fs.cli import main
 from gens_fs.testing.invariants import mirror_problems, snapshot
 from gens_fs.testing.s3 import s3_storage_options
@@ -224,18 +226,19 @@ def test_failed_file_leaves_its_lineage_uncommitted_and_rerun_converges(
 ) -> None:
     src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
     write_store(src, {})
-    original = Backend.write_file
+    original = LocalBackend.write
     calls: collections.Counter[str] = collections.Counter()
 
-    async def flaky(self: Backend, path: str, data: bytes) -> None:
-        calls[path] += 1
-        if path.endswith("essay/e1/raw.txt"):
-            raise PermissionError("denied")  # permanent: not retried
-        if path.endswith("draft/d2/raw.txt") and calls[path] == 1:
-            raise ConnectionResetError("reset")  # transient: retried
-        await original(self, path, data)
+    async def flaky(self: LocalBackend, files: Mapping[str, bytes]) -> None:
+        for path in files:
+            calls[path] += 1
+            if path.endswith("essay/e1/raw.txt"):
+                raise PermissionError("denied")  # permanent: not retried
+            if path.endswith("draft/d2/raw.txt") and calls[path] == 1:
+                raise ConnectionResetError("reset")  # transient: retried
+        await original(self, files)
 
-    monkeypatch.setattr("gens_fs.backend.LocalBackend.write_file", flaky, raising=False)
+    monkeypatch.setattr(LocalBackend, "write", flaky)
     report = sync(src, dst, delete=True)
     # c1 lists v1, left uncommitted: its membership waits; c2 (d2) does not.
     assert [e.path for e in report.errors] == ["gens/essay/e1/raw.txt", "cohorts/c1/membership.csv"]
@@ -260,15 +263,15 @@ def test_invariants_hold_after_every_single_write(
     src, dst = str(tmp_path / "src"), f"memory://{uuid.uuid4().hex}/dst"
     write_store(src, {})
     src_files = snapshot(src, {})
-    original = Backend.write_file
+    original = MemoryBackend.write
     checks = []
 
-    async def checked(self: Backend, path: str, data: bytes) -> None:
-        await original(self, path, data)
+    async def checked(self: MemoryBackend, files: Mapping[str, bytes]) -> None:
+        await original(self, files)
         assert mirror_problems(src_files, snapshot(dst, {})) == []
-        checks.append(path)
+        checks.extend(files)
 
-    monkeypatch.setattr("gens_fs.backend.MemoryBackend.write_file", checked, raising=False)
+    monkeypatch.setattr(MemoryBackend, "write", checked)
     assert sync(src, dst, jobs=4).ok
     assert len(checks) == len(src_files)
 

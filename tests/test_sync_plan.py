@@ -93,17 +93,13 @@ def test_multipart_etags_compare_by_size_only() -> None:
 def test_hashes_needed_only_where_sizes_match() -> None:
     src = {"a": FileEntry(1), "b": FileEntry(2), "c": FileEntry(3), "d": FileEntry(4, "x-2")}
     dst = {"a": FileEntry(1, "e1"), "b": FileEntry(5, "e2"), "d": FileEntry(4)}
-    need_src, need_dst = hashes_needed(
-        src, dst, src_hashes_free=True, dst_hashes_free=False, checksum=False
-    )
+    need_src, need_dst = hashes_needed(src, dst, src_reads=True, dst_reads=False, checksum=False)
     assert (need_src, need_dst) == (["a"], [])
-    need_src, need_dst = hashes_needed(
-        src, dst, src_hashes_free=True, dst_hashes_free=False, checksum=True
-    )
+    need_src, need_dst = hashes_needed(src, dst, src_reads=True, dst_reads=False, checksum=True)
     assert (need_src, need_dst) == (["a", "d"], ["d"])
     # local to local: both sides hashed, mtimes never consulted
     assert hashes_needed(
-        {"a": FileEntry(1)}, {"a": FileEntry(1)}, src_hashes_free=True, dst_hashes_free=True,
+        {"a": FileEntry(1)}, {"a": FileEntry(1)}, src_reads=True, dst_reads=True,
         checksum=False,
     ) == (["a"], ["a"])  # fmt: skip
 

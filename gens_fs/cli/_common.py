@@ -98,7 +98,8 @@ app = _App(
     name="gens-fs",
     help=(
         "Keep LLM generation artifacts in a gen-id-first layout on any storage "
-        "(local disk, S3, memory, any fsspec URL), and move them between storages safely.\n\n"
+        "(local disk, S3, Azure Blob, memory, any fsspec URL), and move them between storages "
+        "safely.\n\n"
         "ROOT arguments are data roots: the folder that holds gens/ and cohorts/, as a path "
         "or URL (s3://bucket/prefix). S3 credentials and endpoint come from the standard AWS "
         "environment (AWS_PROFILE, AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, ...)."

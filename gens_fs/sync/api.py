@@ -34,12 +34,12 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from gens_fs.backend import Backend, LocalBackend, open_backend, storage_errors
-from gens_fs.cohorts import parse_membership
+from gens_fs.backends import SyncBackend, open_backend
+from gens_fs.cohorts import DataRoot, parse_membership
 from gens_fs.errors import CohortNotFound, GensError, NotADataRoot, StorageError
 from gens_fs.inventory import refuse_misplaced_root, require_data_root
 from gens_fs.layout import ancestors, join, membership_path, roots_overlap
-from gens_fs.sync.compare import FileEntry, hashes_needed, unchanged
+from gens_fs.sync.compare import FileEntry, hash_by_reading, hashes_needed, unchanged
 from gens_fs.sync.execute import (
     DEFAULT_JOBS,
     ExecutionResult,
@@ -76,8 +76,8 @@ _EMPTY_SOURCE_HINT = (
 
 
 def sync(
-    src: str | os.PathLike[str],
-    dst: str | os.PathLike[str],
+    src: str | os.PathLike[str] | DataRoot,
+    dst: str | os.PathLike[str] | DataRoot,
     *,
     cohort: str | None = None,
     stages: Iterable[str] | None = None,
@@ -97,7 +97,8 @@ def sync(
 ) -> SyncReport:
     """Make the data root ``dst`` hold what ``src`` holds, within the scope.
 
-    ``src``/``dst``: data roots (holding ``gens/`` and ``cohorts/``), paths or fsspec URLs.
+    ``src``/``dst``: data roots (holding ``gens/`` and ``cohorts/``): paths, fsspec URLs, or
+    ``DataRoot``s (on a filesystem you built: ``DataRoot(path, fs=my_fs)``).
     Scope: everything by default; ``stages`` limits ``gens/`` to those stages (and leaves
     ``cohorts/`` out); ``cohort`` takes that cohort's ``membership.csv`` and exactly the
     generations it lists plus all their ancestors.
@@ -132,8 +133,8 @@ def sync(
     are reported in ``SyncReport.errors`` instead.
     """
     started = time.monotonic()
-    source = open_backend(src, storage_options=src_options)
-    target = open_backend(dst, storage_options=dst_options)
+    source = _open(src, src_options)
+    target = _open(dst, dst_options)
     _check_roots(source, target)
     require_data_root(
         source, what="source data root", allow_empty=allow_empty_source, if_empty=_EMPTY_SOURCE_HINT
@@ -160,8 +161,8 @@ def sync(
     else:
         result = run_plan(
             plan,
-            source,
-            target,
+            source.backend,
+            target.backend,
             jobs=jobs or DEFAULT_JOBS,
             prefetched=prefetched,
             progress=progress,
@@ -184,7 +185,7 @@ class OverlappingRoots(StorageError):
 
 
 def _plan(
-    source: Backend,
+    source: SyncBackend,
     scope: SyncScope,
     src_files: Mapping[str, FileEntry],
     dst_files: Mapping[str, FileEntry],
@@ -215,7 +216,7 @@ def _plan(
 
 
 def _report_of_plan(
-    source: Backend, target: Backend, plan: SyncPlan, *, dry_run: bool
+    source: SyncBackend, target: SyncBackend, plan: SyncPlan, *, dry_run: bool
 ) -> SyncReport:
     """The report's planned part, the same for a dry run and a real one: what is skipped,
     what is held back and why, and the deletes withheld because of it."""
@@ -296,8 +297,8 @@ def planned_actions(plan: SyncPlan) -> list[PlannedAction]:
 
 
 def verify_copy(
-    source: Backend,
-    target: Backend,
+    source: SyncBackend,
+    target: SyncBackend,
     scope: SyncScope,
     src_files: Mapping[str, FileEntry],
     *,
@@ -318,8 +319,8 @@ def verify_copy(
 
 
 def _fill_hashes(
-    source: Backend,
-    target: Backend,
+    source: SyncBackend,
+    target: SyncBackend,
     src_files: Mapping[str, FileEntry],
     dst_files: Mapping[str, FileEntry],
     checksum: bool,
@@ -327,14 +328,22 @@ def _fill_hashes(
     need_src, need_dst = hashes_needed(
         src_files,
         dst_files,
-        src_hashes_free=not source.costs_requests,
-        dst_hashes_free=not target.costs_requests,
+        src_reads=hash_by_reading(source.capabilities),
+        dst_reads=hash_by_reading(target.capabilities),
         checksum=checksum,
     )
     return fill_md5(source, src_files, need_src), fill_md5(target, dst_files, need_dst)
 
 
-def _check_roots(source: Backend, target: Backend) -> None:
+def _open(
+    root: str | os.PathLike[str] | DataRoot, options: Mapping[str, Any] | None
+) -> SyncBackend:
+    if isinstance(root, DataRoot):
+        return root.backend
+    return SyncBackend(open_backend(root, storage_options=options))
+
+
+def _check_roots(source: SyncBackend, target: SyncBackend) -> None:
     """Fail fast, before any listing of the stores: the same root twice, or one inside the
     other; a source that is a file; a destination that looks like a part of a data root (a
     gens root, a stage folder, ``cohorts/``, a generation folder). The destination's check
@@ -351,11 +360,11 @@ def _check_roots(source: Backend, target: Backend) -> None:
         refuse_misplaced_root(target, what="destination data root")
 
 
-def _refuse_overlap(source: Backend, target: Backend) -> None:
+def _refuse_overlap(source: SyncBackend, target: SyncBackend) -> None:
     """``OverlappingRoots`` for two roots on one storage that are the same folder once
     normalised (``data/gens/..`` is ``data``; on local disk through symbolic links too) or
     one inside the other."""
-    if not (source.fs is target.fs or target.same_service(source)):
+    if source.backend.service != target.backend.service:
         return
     src, dst = _display(source), _display(target)
     where = roots_overlap(_resolved(source), _resolved(target))
@@ -374,12 +383,12 @@ def _refuse_overlap(source: Backend, target: Backend) -> None:
         )
 
 
-def _resolved(backend: Backend) -> str:
+def _resolved(backend: SyncBackend) -> str:
     """The root as the storage resolves it: on local disk through symbolic links."""
-    return os.path.realpath(backend.root) if isinstance(backend, LocalBackend) else backend.root
+    return backend.backend.resolved(backend.root)
 
 
-def _check_destination_writable(target: Backend, plan: SyncPlan) -> None:
+def _check_destination_writable(target: SyncBackend, plan: SyncPlan) -> None:
     """Refuse, before anything is written, a destination where a file stands in the place of
     a folder the plan writes into (the destination root, or a folder above it, included):
     every copy below it would fail, one error line per file."""
@@ -393,7 +402,7 @@ def _check_destination_writable(target: Backend, plan: SyncPlan) -> None:
 
 
 def _resolve_scope(
-    source: Backend,
+    source: SyncBackend,
     stages: Iterable[str] | None,
     cohort: str | None,
     prefetched: dict[str, bytes],
@@ -404,7 +413,7 @@ def _resolve_scope(
     relpath = membership_path(cohort)
     path = join(source.root, relpath)
     # The listing first: a missing bucket is a StorageError, not "no such cohort".
-    source.listing_info(join(source.root, relpath.rsplit("/", 1)[0]))
+    source.listing_info_many([join(source.root, relpath.rsplit("/", 1)[0])])
     data = source.read_many([path])[path]
     if data is None:
         raise CohortNotFound(f"no cohort {cohort!r} in the source: {path} does not exist")
@@ -425,7 +434,9 @@ def _resolve_scope(
     )
 
 
-def _prefetch(source: Backend, relpaths: list[str], prefetched: dict[str, bytes]) -> dict[str, str]:
+def _prefetch(
+    source: SyncBackend, relpaths: list[str], prefetched: dict[str, bytes]
+) -> dict[str, str]:
     """Read the files of ``relpaths`` not in ``prefetched`` yet into it (one batched read).
     Returns the ones that could not be read, with why: a transient failure (after the
     client's retries) is that, not a failure of the whole sync; any other failure raises.
@@ -437,8 +448,7 @@ def _prefetch(source: Backend, relpaths: list[str], prefetched: dict[str, bytes]
         blob = data.get(path)
         if isinstance(blob, Exception):
             if not is_transient(blob):
-                with storage_errors(source.root):
-                    raise blob
+                source.raise_for(blob)
             log.warning("sync: cannot read %s: %s", relpath, blob)
             unreadable[relpath] = f"{type(blob).__name__}: {blob}"
         elif blob is not None:
@@ -447,7 +457,7 @@ def _prefetch(source: Backend, relpaths: list[str], prefetched: dict[str, bytes]
 
 
 def _read_parents(
-    source: Backend, metadata_relpaths: list[str], prefetched: dict[str, bytes]
+    source: SyncBackend, metadata_relpaths: list[str], prefetched: dict[str, bytes]
 ) -> dict[GenKey, str | None]:
     """``parent_gen_id`` from each source ``metadata.json`` (one batched read; the bytes are
     kept in ``prefetched`` for the copy): ``""`` when it names none, ``None`` when it could
@@ -471,7 +481,7 @@ def _parent_id(blob: bytes | None) -> str | None:
     return value if isinstance(value, str) else ""
 
 
-def _committed_at_source(source: Backend, parents: list[GenKey]) -> dict[GenKey, bool]:
+def _committed_at_source(source: SyncBackend, parents: list[GenKey]) -> dict[GenKey, bool]:
     """Whether the source has each of ``parents`` committed: one listing of each of their
     stages (LIST pages on S3, side by side), only when there are any."""
     if not parents:
@@ -482,7 +492,7 @@ def _committed_at_source(source: Backend, parents: list[GenKey]) -> dict[GenKey,
 
 
 def _read_memberships(
-    source: Backend, relpaths: list[str], prefetched: dict[str, bytes]
+    source: SyncBackend, relpaths: list[str], prefetched: dict[str, bytes]
 ) -> tuple[dict[str, MembershipKeys], dict[str, str]]:
     """The generations each membership CSV lists (``None``: it does not parse), read once
     (the bytes are kept for the copy), and those that could not be read, with why."""
@@ -499,12 +509,5 @@ def _read_memberships(
     return rows, unreadable
 
 
-def _display(backend: Backend) -> str:
-    protocol = (
-        backend.fs.protocol if isinstance(backend.fs.protocol, str) else backend.fs.protocol[0]
-    )
-    return (
-        backend.root
-        if protocol in ("file", "local")
-        else f"{protocol}://{backend.root.lstrip('/')}"
-    )
+def _display(backend: SyncBackend) -> str:
+    return backend.url(backend.root)

@@ -1,8 +1,9 @@
 """The sync executor: runs a ``SyncPlan``'s phases in order, each one concurrently.
 
 Thin: every decision is in the plan; this module moves bytes. Within a phase up to ``jobs``
-transfers are in flight on fsspec's event loop; a phase ends (a barrier) before the next one
-starts, which is what makes parents-first and ``metadata.json``-last hold on the wire.
+transfers are in flight on the one event loop (``gens_fs.backends.run``); a phase ends (a
+barrier) before the next one starts, which is what makes parents-first and
+``metadata.json``-last hold on the wire.
 
 Requests per copied file: one PUT (local/memory -> S3), one GET (S3 -> local/memory), one
 server-side COPY (S3 -> S3 on one endpoint; a GET and a PUT across endpoints), none for the
@@ -21,12 +22,11 @@ import errno
 import functools
 import logging
 import random
-import threading
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
-from gens_fs.backend import Backend
+from gens_fs.backends import Backend, run
 from gens_fs.errors import GensError
 from gens_fs.layout import join
 from gens_fs.sync.plan import FileCopy, GenKey, SyncPlan, generation_names
@@ -39,9 +39,6 @@ T = TypeVar("T")
 # Enough in flight to hide 100 ms of latency per request (7,000 small files: about 6 s
 # of round trips at 128, 22 s at 32), within s3fs's pool (S3_DEFAULT_OPTIONS).
 DEFAULT_JOBS = 128
-
-# How long an interrupted sync may take to cancel what is in flight before it exits anyway.
-_UNWIND_TIMEOUT_S = 30.0
 
 # errnos s3fs gives client (4xx) errors: retrying cannot help.
 _PERMANENT_ERRNOS = frozenset(
@@ -58,8 +55,11 @@ _PERMANENT_TYPES = (
 _TRANSIENT_NAMES = frozenset(
     {"ClientPayloadError", "ServerDisconnectedError", "ClientConnectionError",
      "ClientOSError", "EndpointConnectionError", "ReadTimeoutError", "ConnectTimeoutError",
-     "ResponseStreamingError", "IncompleteReadError", "ConnectionClosedError"}
+     "ResponseStreamingError", "IncompleteReadError", "ConnectionClosedError",
+     "ServiceRequestError", "ServiceResponseError"}
 )  # fmt: skip
+# Status codes a retry may cure, on errors that carry one (the Azure SDK's).
+_TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
 class SyncProgress(NamedTuple):
@@ -89,6 +89,8 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, (GensError, *_PERMANENT_TYPES)):
         return False
     if type(exc).__name__ in _TRANSIENT_NAMES or isinstance(exc, asyncio.TimeoutError):
+        return True
+    if getattr(exc, "status_code", None) in _TRANSIENT_STATUS:
         return True
     if isinstance(exc, OSError):
         return exc.errno not in _PERMANENT_ERRNOS
@@ -126,22 +128,16 @@ class Executor:
         self.prefetched = dict(prefetched or {})
         self.progress = progress
         self.retry = retry or RetryPolicy()
-        self.server_side = dst.same_service(src)
+        self.server_side = dst.capabilities.server_copy_with(src.capabilities)
         self.result = ExecutionResult()
         self._failed: set[GenKey] = set()
         self._files_total = 0
         self._bytes_total = 0
 
     def run(self, plan: SyncPlan) -> ExecutionResult:
-        """Run ``plan`` to the end on fsspec's event loop (blocking). Interrupted (Ctrl-C),
-        it stops cleanly before raising ``KeyboardInterrupt``: see :func:`_run_to_end`."""
-        from fsspec.asyn import get_loop
-
-        loop = next(
-            (b.fs.loop for b in (self.dst, self.src) if getattr(b.fs, "async_impl", False)),
-            None,
-        )
-        _run_to_end(loop or get_loop(), self._run(plan))
+        """Run ``plan`` to the end on the event loop (blocking). Interrupted (Ctrl-C), it
+        stops cleanly before raising ``KeyboardInterrupt`` (see ``backends.loop.run``)."""
+        run(self._run(plan))
         return self.result
 
     async def _run(self, plan: SyncPlan) -> None:
@@ -222,11 +218,20 @@ class Executor:
         dst_path = join(self.dst.root, copy.relpath)
         data = self.prefetched.get(copy.relpath)
         if data is None and self.server_side:
-            await self.dst.copy_file(src_path, dst_path, copy.size)
+            await self.dst.copy(src_path, dst_path, copy.size)
             return
         if data is None:
-            data = await self.src.read_file(src_path)
-        await self.dst.write_file(dst_path, data)
+            data = await self._read(src_path)
+        await self.dst.write({dst_path: data})
+
+    async def _read(self, path: str) -> bytes:
+        """One whole source file (``FileNotFoundError`` if missing): one request."""
+        data = (await self.src.read([path]))[path]
+        if isinstance(data, Exception):
+            raise data
+        if data is None:
+            raise FileNotFoundError(path)
+        return data
 
     async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
         policy = self.retry
@@ -250,7 +255,7 @@ class Executor:
                 continue
             paths = [join(self.dst.root, r) for r in phase]
             try:
-                await self._retrying(functools.partial(self.dst.remove_files, paths))
+                await self._retrying(functools.partial(self.dst.delete, paths))
             except Exception as exc:
                 self.result.errors.extend(SyncError(path=r, error=_describe(exc)) for r in phase)
                 return
@@ -263,32 +268,6 @@ class Executor:
                     self.result.copied, self._files_total, self.result.bytes, self._bytes_total
                 )
             )
-
-
-def _run_to_end(loop: asyncio.AbstractEventLoop, work: Coroutine[Any, Any, None]) -> None:
-    """Run ``work`` on ``loop`` (fsspec's IO thread) and wait for it.
-
-    On ``KeyboardInterrupt`` the work is cancelled and awaited before the interrupt goes on:
-    a transfer in flight is abandoned (an object PUT never lands half-way) and a local file
-    being written is finished and renamed first (those writes are synchronous, between two
-    awaits), so an interrupted sync leaves no temporary file behind and no task still
-    running while the interpreter shuts down. A second Ctrl-C stops waiting.
-    """
-    unwound = threading.Event()
-
-    async def guarded() -> None:
-        try:
-            await work
-        finally:
-            unwound.set()
-
-    future = asyncio.run_coroutine_threadsafe(guarded(), loop)
-    try:
-        future.result()
-    except KeyboardInterrupt:
-        future.cancel()
-        unwound.wait(_UNWIND_TIMEOUT_S)
-        raise
 
 
 def _describe(exc: BaseException) -> str:

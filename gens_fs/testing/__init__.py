@@ -8,6 +8,8 @@
 * :mod:`gens_fs.testing.s3_requests` — the pure parts: :func:`classify_request` and
   :class:`FaultPlan`.
 * :mod:`gens_fs.testing.synthetic` — a fast, seeded generator of realistic gens stores.
+* :mod:`gens_fs.testing.azure` — Azurite (the Azure Storage emulator, installed from npm on
+  first use) on loopback, and its account's connection string.
 
 Importing this package never imports moto, boto3, botocore or werkzeug: they are imported
 inside the functions that need them, so code that only generates synthetic stores runs

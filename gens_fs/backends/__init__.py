@@ -1,0 +1,36 @@
+"""gens_fs's storage backends: one async-first contract, declared capabilities.
+
+:func:`open_backend` turns a root into a :class:`Backend` (local disk, memory, S3, Azure
+Blob, or any other fsspec filesystem through the generic path); :class:`SyncBackend` is its
+blocking view for synchronous code, and :func:`run` the one way onto the event loop. Nothing
+outside this package imports a storage library or asks which backend it holds.
+"""
+
+from gens_fs.backends.base import (
+    STREAM_CHUNK,
+    Backend,
+    Capabilities,
+    Children,
+    FileInfo,
+    Ignored,
+    ListingHash,
+    ReadResult,
+    Scan,
+)
+from gens_fs.backends.loop import SyncBackend, run
+from gens_fs.backends.open import open_backend
+
+__all__ = [
+    "STREAM_CHUNK",
+    "Backend",
+    "Capabilities",
+    "Children",
+    "FileInfo",
+    "Ignored",
+    "ListingHash",
+    "ReadResult",
+    "Scan",
+    "SyncBackend",
+    "open_backend",
+    "run",
+]

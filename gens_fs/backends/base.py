@@ -1,0 +1,204 @@
+"""The backend contract: the few async primitives every storage offers, and what it declares.
+
+A :class:`Backend` is one storage seen from one root. Its primitives are coroutines, so that
+many can be in flight on one event loop (see :mod:`gens_fs.backends.loop`, which owns that
+loop and gives synchronous code a blocking view of any backend):
+
+* ``read(paths)``: every file's bytes; a missing file is ``None`` and a failed read its
+  exception, both as values, so a caller reasoning over many files can report each one;
+* ``write(files)``: each file lands whole or not at all, replacing what was there;
+* ``create(path, data)``: the medium's exclusive create where it has one (False when the
+  file exists);
+* ``scan(prefixes)``: every file under the prefixes with its size and the hash the listing
+  gives for free (what that hash is: :attr:`Capabilities.listing_hash`), and the entries
+  the listing left out without reading them (symbolic links, FIFOs... on local disk);
+* ``children(path)``: the first level of a folder (one request on an object store);
+* ``delete(paths)``: already-missing files are fine;
+* ``copy(src, dst, size)``: server side, between backends whose capabilities say so;
+* ``stream(path, chunk_size)``: one file in chunks, memory flat for any size.
+
+What a backend guarantees is declared data (:class:`Capabilities`), never found out by
+asking which class it is. This module imports no storage library.
+"""
+
+from __future__ import annotations
+
+import copy
+import errno
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal, NamedTuple, TypeVar
+
+from gens_fs.errors import StorageError
+
+ListingHash = Literal["md5", "content-md5"]
+"""What the hash in a listing is. ``"md5"``: an S3 ETag, the MD5 of the bytes for a
+single-part upload (a multipart ETag, ``<hex>-<parts>``, is not one). ``"content-md5"``: an
+Azure blob's Content-MD5 property, the MD5 of the bytes where the blob has one."""
+
+# How much of a file ``stream`` holds at once.
+STREAM_CHUNK = 8 * 2**20
+# The first request to a storage (a first-level listing) answers within this, or the
+# storage is reported unreachable: a client would otherwise retry a refused connection for
+# tens of seconds, and wait a minute for an endpoint that accepts it but never answers.
+PROBE_TIMEOUT_S = 4.0
+
+B = TypeVar("B", bound="Backend")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend guarantees, declared.
+
+    ``exclusive_create``: ``create`` is atomic against concurrent writers (one winner).
+    ``listing_hash``: the hash a listing carries for free (see :data:`ListingHash`), if any.
+    ``costs_requests``: each read is a billed, high-latency request (object stores); False
+    where reading a file to hash it costs nothing remote (local disk, memory).
+    ``copy_scope``: backends with the same (non-``None``) scope copy from each other server
+    side: one service, one set of credentials that can read both sides.
+    """
+
+    exclusive_create: bool
+    listing_hash: ListingHash | None
+    costs_requests: bool
+    copy_scope: str | None = None
+
+    def server_copy_with(self, other: Capabilities) -> bool:
+        """True when a backend with these capabilities can copy ``other``'s files server
+        side (no bytes through this process)."""
+        return self.copy_scope is not None and self.copy_scope == other.copy_scope
+
+
+class FileInfo(NamedTuple):
+    """A file as a listing shows it: its size and the hash the listing gave (hex, as
+    declared by :attr:`Capabilities.listing_hash`; ``None`` when it gave none)."""
+
+    size: int
+    hash: str | None = None
+
+
+class Ignored(NamedTuple):
+    """An entry a listing left out without reading it: a symbolic link not followed, a FIFO,
+    socket or device. ``path`` as the listing found it; ``reason`` says what it is."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Scan:
+    """A listing's result: the regular files with their :class:`FileInfo`, and the entries
+    it left out (:class:`Ignored`)."""
+
+    files: dict[str, FileInfo]
+    ignored: list[Ignored] = field(default_factory=list)
+
+
+class Children(NamedTuple):
+    """The names of the folders and files directly in a directory. ``exists``: False when
+    the directory is absent, ``None`` when it holds nothing on a medium that cannot tell
+    absent from empty (an object store's prefix)."""
+
+    folders: frozenset[str]
+    files: frozenset[str]
+    exists: bool | None
+
+
+ReadResult = bytes | Exception | None
+"""One file as ``read`` gives it: its bytes, ``None`` when missing, or why it failed."""
+
+
+class Backend(ABC):
+    """One storage under one root. Paths are the storage's own (no protocol), built by
+    :mod:`gens_fs.layout` from :attr:`root`."""
+
+    capabilities: Capabilities
+    runs_inline: ClassVar[bool] = False
+    """True when no coroutine of this backend ever waits on the event loop (plain OS calls),
+    so synchronous callers may run them in their own thread (local disk's fast path)."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root.rstrip("/") or root
+
+    @property
+    @abstractmethod
+    def service(self) -> str:
+        """The storage service and account: two backends with the same ``service`` see the
+        same file at the same path."""
+
+    @abstractmethod
+    def url(self, path: str) -> str:
+        """``path`` as a user would type it: with its protocol (a plain path on local disk)."""
+
+    @abstractmethod
+    def path_of(self, location: str) -> str:
+        """A path or URL of this storage as a path of this backend (no protocol)."""
+
+    def resolved(self, path: str) -> str:
+        """``path`` in the storage's own normal form, for telling whether two paths are one
+        (on local disk: through symbolic links; elsewhere the path itself)."""
+        return path
+
+    def at(self: B, root: str) -> B:
+        """The same storage (same client) under another root."""
+        other = copy.copy(self)
+        other.root = root.rstrip("/") or root
+        return other
+
+    @abstractmethod
+    async def read(self, paths: Sequence[str]) -> dict[str, ReadResult]:
+        """Every path's bytes, one request each, all in flight at once where the medium
+        allows; no existence probe first."""
+
+    @abstractmethod
+    async def write(self, files: Mapping[str, bytes]) -> None:
+        """Write every file, replacing it; each lands whole or not at all."""
+
+    @abstractmethod
+    async def create(self, path: str, data: bytes) -> bool:
+        """Create ``path`` only if it does not exist; False if it did. Atomic against
+        concurrent writers exactly when ``capabilities.exclusive_create``."""
+
+    @abstractmethod
+    async def scan(self, prefixes: Sequence[str], *, follow_symlinks: bool = False) -> Scan:
+        """Every file under the directories ``prefixes``, one recursive listing each (side
+        by side where the medium allows). ``follow_symlinks`` matters on local disk only."""
+
+    @abstractmethod
+    async def children(self, path: str, *, stop_at: Collection[str] = ()) -> Children:
+        """What ``path`` holds at its first level. ``stop_at``: folder names after which an
+        object store may stop paging (the caller needs nothing more)."""
+
+    @abstractmethod
+    async def delete(self, paths: Sequence[str]) -> None:
+        """Delete files; already-missing ones are fine."""
+
+    async def copy(self, src: str, dst: str, size: int) -> None:
+        """Copy ``src`` (a path of a backend whose capabilities
+        :meth:`~Capabilities.server_copy_with` these) to ``dst``, server side."""
+        raise NotImplementedError(f"{type(self).__name__} has no server-side copy")
+
+    @abstractmethod
+    async def stream(
+        self, path: str, chunk_size: int = STREAM_CHUNK
+    ) -> AsyncIterator[bytes] | None:
+        """One file's bytes in chunks of at most ``chunk_size``; ``None`` when the file is
+        missing (known before the first chunk). The caller closes the iterator if it stops
+        early (``aclose``)."""
+
+    async def blocked_folder(self, folders: Collection[str]) -> str | None:
+        """The first of ``folders`` that exists as something other than a folder, so nothing
+        can be written below it. Object stores have no folders: nothing is ever in the way."""
+        return None
+
+    def storage_error(self, exc: BaseException) -> StorageError | None:
+        """What ``exc`` means for the storage as a whole (no credentials, access denied, no
+        endpoint), or ``None`` when it concerns one file only."""
+        where = self.url(self.root)
+        if isinstance(exc, PermissionError) or getattr(exc, "errno", None) == errno.EACCES:
+            return StorageError(f"access denied to {where}: check your credentials ({exc})")
+        if isinstance(exc, TypeError) and "unexpected keyword argument" in str(exc):
+            # clients hand unknown storage options to what they build on first use
+            return StorageError(f"a storage option for {where} is not known: {exc}")
+        return None

@@ -1,0 +1,173 @@
+"""Local disk through the OS directly: atomic renames, ``os.link`` exclusive create.
+
+Reads skip fsspec's file objects: a plain ``open().read()`` is what a pathlib reader does,
+and a local ``load`` should cost no more than that. Every primitive is plain OS calls that
+never wait on the event loop (``runs_inline``), so synchronous callers run them in their
+own thread; the sync executor awaits them on its loop like any other backend's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import uuid
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from typing import IO, ClassVar
+
+from fsspec.implementations.local import LocalFileSystem
+
+from gens_fs.backends.base import (
+    STREAM_CHUNK,
+    Backend,
+    Capabilities,
+    Children,
+    ReadResult,
+    Scan,
+)
+from gens_fs.backends.local_walk import LocalWalk, open_regular
+from gens_fs.errors import StorageError
+
+LOCAL = Capabilities(exclusive_create=True, listing_hash=None, costs_requests=False)
+
+
+class LocalBackend(Backend):
+    """Local disk under ``root`` (an absolute path)."""
+
+    capabilities = LOCAL
+    runs_inline: ClassVar[bool] = True
+
+    @property
+    def service(self) -> str:
+        return "file"
+
+    def url(self, path: str) -> str:
+        return path
+
+    def resolved(self, path: str) -> str:
+        return os.path.realpath(path)
+
+    def path_of(self, location: str) -> str:
+        return str(LocalFileSystem._strip_protocol(location))
+
+    async def read(self, paths: Sequence[str]) -> dict[str, ReadResult]:
+        """A symbolic link is read through (the caller named the path); a FIFO, socket,
+        device or folder gives ``SpecialFile`` without being opened."""
+        out: dict[str, ReadResult] = {}
+        for path in paths:
+            try:
+                with open_regular(path) as handle:
+                    out[path] = handle.read()
+            except (FileNotFoundError, NotADirectoryError):
+                out[path] = None
+            except OSError as exc:
+                out[path] = exc
+        return out
+
+    async def write(self, files: Mapping[str, bytes]) -> None:
+        for path, data in files.items():
+            temp = _write_temp(path, data)
+            try:
+                os.replace(temp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)
+                raise
+
+    async def create(self, path: str, data: bytes) -> bool:
+        temp = _write_temp(path, data)
+        try:
+            os.link(temp, path)  # fails with EEXIST if the target exists: exclusive
+        except FileExistsError:
+            return False
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+        return True
+
+    async def scan(self, prefixes: Sequence[str], *, follow_symlinks: bool = False) -> Scan:
+        """Regular files under the ``prefixes``, never following a symbolic link (nor one on
+        the way from the root down to a prefix) and never opening a FIFO, socket or device:
+        each is left out and reported. With ``follow_symlinks`` a link is followed when
+        its target stays inside the root (a link to a folder that contains it is a loop:
+        reported, not followed)."""
+        walk = LocalWalk(self.root, follow_symlinks)
+        for prefix in prefixes:
+            walk.prefix(prefix)
+        return Scan(walk.files, walk.ignored)
+
+    async def children(self, path: str, *, stop_at: Collection[str] = ()) -> Children:
+        """One ``scandir``; a symbolic link to a folder counts as a folder (listings then
+        report it rather than follow it)."""
+        folders: set[str] = set()
+        files: set[str] = set()
+        try:
+            with os.scandir(path) as entries:
+                for entry in entries:
+                    (folders if entry.is_dir() else files).add(entry.name)
+        except FileNotFoundError:
+            return Children(frozenset(), frozenset(), False)
+        except NotADirectoryError:
+            raise StorageError(f"{path} is a file, not a folder") from None
+        except PermissionError as exc:
+            raise StorageError(f"access denied to {path}: {exc}") from None
+        return Children(frozenset(folders), frozenset(files), True)
+
+    async def delete(self, paths: Sequence[str]) -> None:
+        """Unlink each file, then remove the folders that held them if that left them
+        empty (a deleted generation leaves no empty folder behind)."""
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        for folder in sorted({os.path.dirname(p) for p in paths}, key=len, reverse=True):
+            with contextlib.suppress(OSError):  # not empty, or gone: leave it
+                os.rmdir(folder)
+
+    async def stream(
+        self, path: str, chunk_size: int = STREAM_CHUNK
+    ) -> AsyncIterator[bytes] | None:
+        try:
+            handle = open_regular(path)  # closed by _chunks
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return _chunks(handle, chunk_size)
+
+    async def blocked_folder(self, folders: Collection[str]) -> str | None:
+        for folder in sorted(set(folders), key=len):  # the outermost is the culprit
+            blocker = _non_folder_on_path(folder)
+            if blocker is not None:
+                return blocker
+        return None
+
+
+def _non_folder_on_path(folder: str) -> str | None:
+    """``folder`` or the nearest existing path above it, when that is not a folder (so
+    nothing can be created at ``folder``); ``None`` when ``folder`` is, or can be, made."""
+    path = os.path.abspath(folder)
+    while True:
+        try:
+            return None if stat.S_ISDIR(os.stat(path).st_mode) else path
+        except NotADirectoryError:  # a file somewhere above: find it
+            path = os.path.dirname(path)
+        except FileNotFoundError:
+            parent = os.path.dirname(path)
+            if parent == path:
+                return None
+            path = parent
+
+
+async def _chunks(handle: IO[bytes], chunk_size: int) -> AsyncIterator[bytes]:
+    with handle:
+        while chunk := handle.read(chunk_size):
+            yield chunk
+
+
+def _write_temp(path: str, data: bytes) -> str:
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    # Hidden temporary name in the same directory: listings skip it, and the rename that
+    # follows stays on one filesystem, so it is atomic.
+    temp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+    with open(temp, "wb") as handle:
+        handle.write(data)
+    return temp

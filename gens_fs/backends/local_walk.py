@@ -1,0 +1,161 @@
+"""Local disk, read without ever following a symbolic link or opening a special file.
+
+:func:`open_regular` opens a regular file (through links: the caller named the path) and
+refuses anything else unopened. :class:`LocalWalk` is one listing of regular files under
+some folders, leaving out (and reporting) symbolic links, FIFOs, sockets and devices;
+with ``follow_symlinks`` it follows links whose target stays inside the root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from typing import IO
+
+from gens_fs.backends.base import FileInfo, Ignored
+from gens_fs.errors import SpecialFile
+
+
+def open_regular(path: str) -> IO[bytes]:
+    """Open the regular file at ``path`` for reading (through symbolic links); the caller
+    closes it (``with open_regular(path) as handle``). Anything else raises ``SpecialFile``
+    unopened: ``/dev/zero`` never ends and a FIFO blocks forever. The open is non-blocking
+    and checked again, in case the path changed since the stat."""
+    kind = _special_kind(os.stat(path).st_mode)
+    if kind is None:
+        handle = open(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb")  # noqa: SIM115
+        kind = _special_kind(os.fstat(handle.fileno()).st_mode)
+        if kind is None:
+            return handle
+        handle.close()
+    raise SpecialFile(f"{path}: {kind}, not a regular file: never read")
+
+
+def _special_kind(mode: int) -> str | None:
+    """What a non-regular file is, in words; ``None`` for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    kinds = (
+        (stat.S_ISDIR, "folder"),
+        (stat.S_ISFIFO, "named pipe (FIFO)"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISLNK, "symbolic link"),
+    )
+    return next((name for test, name in kinds if test(mode)), "special file")
+
+
+def _inside(path: str, boundary: str) -> bool:
+    return path == boundary or path.startswith(boundary.rstrip(os.sep) + os.sep)
+
+
+class LocalWalk:
+    """One local listing (``LocalBackend.scan``): regular files with their sizes, and the
+    entries left out. Types come from ``scandir`` (no syscall for most entries)."""
+
+    def __init__(self, root: str, follow_symlinks: bool) -> None:
+        self.root = root
+        self.boundary = os.path.realpath(root)
+        self.follow = follow_symlinks
+        self.files: dict[str, FileInfo] = {}
+        self.ignored: list[Ignored] = []
+
+    def prefix(self, prefix: str) -> None:
+        """Walk ``prefix``, if every folder from the root down to it may be entered."""
+        under = prefix.startswith(self.root.rstrip("/") + "/")
+        path = self.root
+        for part in prefix[len(self.root) :].split("/") if under else []:
+            if not part:
+                continue
+            path = os.path.join(path, part)
+            try:
+                mode = os.lstat(path).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                return
+            if stat.S_ISLNK(mode):
+                target = self._target(path)
+                if target is None:
+                    return
+                mode = target.st_mode
+            if not stat.S_ISDIR(mode):
+                return  # a file where a folder should be: nothing under it
+        self._walk(prefix)
+
+    def _walk(self, top: str) -> None:
+        # Folder identities on the way down, to refuse a followed link back up (a loop).
+        stack = [(top, frozenset([_identity(top)]) if self.follow else frozenset())]
+        while stack:
+            directory, ancestors = stack.pop()
+            try:
+                with os.scandir(directory) as entries:
+                    found = list(entries)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for entry in found:
+                with contextlib.suppress(FileNotFoundError):  # removed since the scandir
+                    folder = self._entry(entry, ancestors)
+                    if folder is not None:
+                        stack.append(folder)
+
+    def _entry(self, entry: os.DirEntry[str], ancestors: _Ancestors) -> _Folder | None:
+        """Record one entry; a folder to walk comes back, with its ancestors."""
+        path = entry.path
+        if entry.is_symlink():
+            target = self._target(path)
+            return None if target is None else self._followed(path, target, ancestors)
+        if entry.is_dir(follow_symlinks=False):
+            return path, ancestors | {_identity(path)} if self.follow else ancestors
+        info = entry.stat(follow_symlinks=False)  # types came free; the size costs an lstat
+        if stat.S_ISREG(info.st_mode):
+            self.files[_posix(path)] = FileInfo(info.st_size)
+        else:
+            self._ignore(path, f"{_special_kind(info.st_mode)}, never opened")
+        return None
+
+    def _followed(self, path: str, target: os.stat_result, ancestors: _Ancestors) -> _Folder | None:
+        """Record a symbolic link that may be followed, by what it points to."""
+        if stat.S_ISDIR(target.st_mode):
+            identity = (target.st_dev, target.st_ino)
+            if identity in ancestors:
+                self._ignore(path, "symbolic link to a folder holding it (a loop), not followed")
+                return None
+            return path, ancestors | {identity}
+        if stat.S_ISREG(target.st_mode):
+            self.files[_posix(path)] = FileInfo(target.st_size)
+        else:
+            kind = _special_kind(target.st_mode)
+            self._ignore(path, f"symbolic link to a {kind}, never opened")
+        return None
+
+    def _target(self, link: str) -> os.stat_result | None:
+        """What the symbolic link points to, when it may be followed; else reported."""
+        if not self.follow:
+            self._ignore(link, "symbolic link, not followed")
+            return None
+        target = os.path.realpath(link)
+        if not _inside(target, self.boundary):
+            self._ignore(link, f"symbolic link to {target}, outside the data root, not followed")
+            return None
+        try:
+            return os.stat(link)
+        except OSError:
+            self._ignore(link, "broken symbolic link")
+            return None
+
+    def _ignore(self, path: str, reason: str) -> None:
+        self.ignored.append(Ignored(_posix(path), reason))
+
+
+_Ancestors = frozenset[tuple[int, int]]
+_Folder = tuple[str, _Ancestors]
+
+
+def _identity(path: str) -> tuple[int, int]:
+    info = os.stat(path)
+    return info.st_dev, info.st_ino
+
+
+def _posix(path: str) -> str:
+    return path.replace(os.sep, "/")

@@ -1,0 +1,238 @@
+"""The one event loop, and the blocking view of a backend that synchronous code uses.
+
+Every backend coroutine runs on fsspec's IO loop (a daemon thread): the loop that
+filesystems built in synchronous mode (s3fs, adlfs) bind their clients to, so their
+coroutines are awaited where they belong, never through fsspec's blocking wrappers from
+inside that loop (which fails with "Calling sync() from within a running loop").
+:func:`run` is the only way in from synchronous code; the sync executor runs its whole plan
+through it.
+
+A backend that declares ``runs_inline`` (local disk: plain OS calls, no awaiting) has its
+coroutines run to completion in the caller's thread instead, which keeps a local ``load``
+as cheap as a pathlib read.
+
+:class:`SyncBackend` is that blocking view: the store, cohorts, inventory and the sync
+planner call it. It maps errors that mean "this storage cannot be used" to
+``StorageError``, once, for all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+from collections.abc import AsyncIterator, Collection, Coroutine, Iterable, Iterator, Mapping
+from typing import Any, NoReturn, TypeVar
+
+from fsspec.asyn import get_loop
+
+from gens_fs.backends.base import STREAM_CHUNK, Backend, Capabilities, Children, FileInfo, Scan
+from gens_fs.errors import SpecialFile
+
+T = TypeVar("T")
+
+# How long an interrupted call waits for what it cancelled to unwind before it gives up.
+_UNWIND_TIMEOUT_S = 30.0
+# Files hashed at once by ``md5_many`` (each one streamed: memory stays flat).
+_HASH_CONCURRENCY = 64
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on the one event loop and wait for its result.
+
+    Interrupted (Ctrl-C), the coroutine is cancelled and awaited before the
+    ``KeyboardInterrupt`` goes on: a transfer in flight is abandoned (an object PUT never
+    lands half-way) and a local file being written is finished and renamed first (those
+    writes are synchronous, between two awaits), so an interrupted sync leaves no temporary
+    file behind and no task running while the interpreter shuts down. A second Ctrl-C
+    stops the waiting.
+    """
+    loop = get_loop()
+    if _running_loop() is loop:  # waiting here would wait forever
+        coro.close()
+        raise RuntimeError("run() called from inside the event loop it runs on")
+    unwound = threading.Event()
+
+    async def guarded() -> T:
+        try:
+            return await coro
+        finally:
+            unwound.set()
+
+    future = asyncio.run_coroutine_threadsafe(guarded(), loop)
+    try:
+        return future.result()
+    except KeyboardInterrupt:
+        future.cancel()
+        unwound.wait(_UNWIND_TIMEOUT_S)
+        raise
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # no loop runs in this thread
+        return None
+
+
+def run_inline(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine that never suspends (a ``runs_inline`` backend's) in this thread."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    coro.close()
+    raise RuntimeError("an inline backend's coroutine waited on the event loop")
+
+
+class SyncBackend:
+    """A backend for synchronous callers: each call runs one coroutine to its end."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    @property
+    def root(self) -> str:
+        return self.backend.root
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.backend.capabilities
+
+    @property
+    def exclusive_create(self) -> bool:
+        """True when ``create`` is atomic against concurrent writers on this medium."""
+        return self.backend.capabilities.exclusive_create
+
+    @property
+    def costs_requests(self) -> bool:
+        """True when every read is a billed, high-latency request (object stores)."""
+        return self.backend.capabilities.costs_requests
+
+    def url(self, path: str) -> str:
+        return self.backend.url(path)
+
+    def at(self, root: str) -> SyncBackend:
+        """The same storage under another root."""
+        return SyncBackend(self.backend.at(root))
+
+    def same_root(self, other: SyncBackend) -> bool:
+        """True when both name one folder of one storage."""
+        mine, theirs = self.backend, other.backend
+        return mine.service == theirs.service and mine.root == theirs.root
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        try:
+            return run_inline(coro) if self.backend.runs_inline else run(coro)
+        except Exception as exc:
+            self.raise_for(exc)
+
+    def raise_for(self, exc: BaseException) -> NoReturn:
+        """Raise ``exc``, as a ``StorageError`` when it means the storage cannot be used."""
+        mapped = self.backend.storage_error(exc)
+        if mapped is not None:
+            raise mapped from None
+        raise exc
+
+    def read_many(self, paths: list[str]) -> dict[str, bytes | None]:
+        """Read every path; a missing file reads as ``None``. One request per file, all in
+        flight at once; the first failure is raised."""
+        out: dict[str, bytes | None] = {}
+        for path, value in self.read_each(paths).items():
+            if isinstance(value, Exception):
+                self.raise_for(value)
+            out[path] = value
+        return out
+
+    def read_each(self, paths: list[str]) -> dict[str, bytes | Exception | None]:
+        """Like :meth:`read_many`, but a file that cannot be read (after the client's own
+        retries) gives its exception instead of failing the whole batch."""
+        return self._run(self.backend.read(paths)) if paths else {}
+
+    def write_many(self, files: Mapping[str, bytes]) -> None:
+        """Write every file (overwriting); each file lands whole or not at all."""
+        if files:
+            self._run(self.backend.write(files))
+
+    def create(self, path: str, data: bytes) -> bool:
+        """Create ``path`` only if it does not exist; False if it did."""
+        return self._run(self.backend.create(path, data))
+
+    def scan(self, prefixes: list[str], *, follow_symlinks: bool = False) -> Scan:
+        """Every file under the ``prefixes`` with its size and listing hash, and the entries
+        the listing left out."""
+        return self._run(self.backend.scan(prefixes, follow_symlinks=follow_symlinks))
+
+    def listing_info_many(self, prefixes: list[str]) -> dict[str, FileInfo]:
+        """:meth:`scan`'s files."""
+        return self.scan(prefixes).files
+
+    def listing(self, prefix: str) -> dict[str, int]:
+        """Every file under the directory ``prefix`` with its size: one recursive listing."""
+        return {path: info.size for path, info in self.scan([prefix]).files.items()}
+
+    def children(self, path: str, *, stop_at: Collection[str] = ()) -> Children:
+        """What ``path`` holds at its first level: one listing."""
+        return self._run(self.backend.children(path, stop_at=stop_at))
+
+    def remove(self, paths: Iterable[str]) -> None:
+        """Remove files; already-missing ones are fine."""
+        paths = list(paths)
+        if paths:
+            self._run(self.backend.delete(paths))
+
+    def blocked_folder(self, folders: Iterable[str]) -> str | None:
+        """The first of ``folders`` (or of the folders above them) that exists as something
+        other than a folder, so nothing can be written below it."""
+        return self._run(self.backend.blocked_folder(set(folders)))
+
+    def iter_file(self, path: str, chunk_size: int = STREAM_CHUNK) -> Iterator[bytes] | None:
+        """One file's bytes, as they are, in chunks of at most ``chunk_size``; ``None`` when
+        the file is missing. Opened here, read as the caller iterates, closed at the end."""
+        chunks = self._run(self.backend.stream(path, chunk_size))
+        return None if chunks is None else self._blocking(chunks)
+
+    def _blocking(self, chunks: AsyncIterator[bytes]) -> Iterator[bytes]:
+        try:
+            while True:
+                try:
+                    yield self._run(_next(chunks))
+                except StopAsyncIteration:
+                    return
+        finally:
+            close = getattr(chunks, "aclose", None)
+            if close is not None:
+                self._run(close())
+
+    def md5_many(self, paths: list[str]) -> dict[str, str]:
+        """The MD5 (hex) of each file, streamed (memory stays flat), several at once. A file
+        gone, or replaced by a special file, since it was listed is left out."""
+        out: dict[str, str] = {}
+        for path, digest in (run(_md5_many(self.backend, paths)) if paths else {}).items():
+            if isinstance(digest, str):
+                out[path] = digest
+            elif not isinstance(digest, (FileNotFoundError, NotADirectoryError, SpecialFile)):
+                self.raise_for(digest)
+        return out
+
+
+async def _next(chunks: AsyncIterator[bytes]) -> bytes:
+    return await chunks.__anext__()
+
+
+async def _md5_many(backend: Backend, paths: list[str]) -> dict[str, str | BaseException]:
+    limit = asyncio.Semaphore(_HASH_CONCURRENCY)
+
+    async def one(path: str) -> str:
+        async with limit:
+            chunks = await backend.stream(path)
+            if chunks is None:
+                raise FileNotFoundError(path)
+            digest = hashlib.md5()
+            async for chunk in chunks:
+                digest.update(chunk)
+            return digest.hexdigest()
+
+    found = await asyncio.gather(*(one(p) for p in paths), return_exceptions=True)
+    return dict(zip(paths, found, strict=True))
