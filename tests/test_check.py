@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 import pytest
-from gens_fs.backend import Ignored
+from gens_fs.backends import Ignored
 
 from gens_fs import (
     STAGES,
