@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, get_args
 
 import pytest
-from gens_fs.backends import Ignored
 
 from gens_fs import (
     STAGES,
@@ -26,6 +25,7 @@ from gens_fs import (
     list_generations,
     stats,
 )
+from gens_fs.backends import Ignored
 from gens_fs.check import SEVERITY, FindingKind, find_problems
 from gens_fs.inventory import MembershipResult, MetadataResult, StoreSnapshot
 from gens_fs.testing.s3 import s3_storage_options
