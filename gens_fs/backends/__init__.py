@@ -18,13 +18,15 @@ from gens_fs.backends.base import (
     Scan,
 )
 from gens_fs.backends.loop import SyncBackend, run
-from gens_fs.backends.open import open_backend
+from gens_fs.backends.open import ENGINES, Engine, open_backend
 
 __all__ = [
+    "ENGINES",
     "STREAM_CHUNK",
     "Backend",
     "Capabilities",
     "Children",
+    "Engine",
     "FileInfo",
     "Ignored",
     "ListingHash",

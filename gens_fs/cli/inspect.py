@@ -22,6 +22,8 @@ from rich.text import Text
 
 from gens_fs.check import CheckReport, check
 from gens_fs.cli._common import (
+    EngineChoice,
+    EngineOption,
     FollowSymlinks,
     JsonFlag,
     OptionList,
@@ -103,6 +105,7 @@ def ls(
     cohort: CohortOption = None,
     as_json: JsonFlag = False,
     option: OptionList = None,
+    engine: EngineOption = EngineChoice.fsspec,
     follow_symlinks: FollowSymlinks = False,
 ) -> None:
     """List generations: stage, gen_id, state, parent, template, model, file sizes.
@@ -111,7 +114,7 @@ def ls(
     special files are left out, one warning each on stderr.
     """
     stages = _stages(stage)
-    data_root = open_root(root, option)
+    data_root = open_root(root, option, engine)
     snapshot = read_snapshot(
         data_root, stages=stages, cohort=cohort, follow_symlinks=follow_symlinks
     )
@@ -175,6 +178,7 @@ def show(
     ] = False,
     as_json: JsonFlag = False,
     option: OptionList = None,
+    engine: EngineOption = EngineChoice.fsspec,
 ) -> None:
     """Show one generation (or its lineage): metadata and texts, or a single file.
 
@@ -186,7 +190,7 @@ def show(
     validate_gen_id(gen_id)
     if field is not None and field not in FIELDS:
         raise UsageError(f"--field {field!r}: expected one of {', '.join(FIELDS)}")
-    store = open_root(root, option).store()
+    store = open_root(root, option, engine).store()
     if field is not None and not as_json:
         _write_field(store, stage, gen_id, FIELDS[field][1], lineage=lineage)
         return
@@ -300,6 +304,7 @@ def check_command(
     stage: StageList = None,
     as_json: JsonFlag = False,
     option: OptionList = None,
+    engine: EngineOption = EngineChoice.fsspec,
     follow_symlinks: FollowSymlinks = False,
 ) -> None:
     """Check a store against the spec: missing generations and parents, incomplete or
@@ -310,7 +315,7 @@ def check_command(
     listing per stage, the membership files, one GET per metadata.json, batched.
     """
     stages = _stages(stage)
-    data_root = open_root(root, option)
+    data_root = open_root(root, option, engine)
     report = check(data_root, cohort=cohort, stages=stages, follow_symlinks=follow_symlinks)
     emit(report, as_json, lambda: _print_report(report))
     raise typer.Exit(0 if report.ok else 1)
@@ -339,10 +344,15 @@ def _print_report(report: CheckReport) -> None:
 
 
 @app.command("stats")
-def stats_command(root: RootArg, as_json: JsonFlag = False, option: OptionList = None) -> None:
+def stats_command(
+    root: RootArg,
+    as_json: JsonFlag = False,
+    option: OptionList = None,
+    engine: EngineOption = EngineChoice.fsspec,
+) -> None:
     """Per stage: generations, committed, incomplete, invalid metadata, bytes, and counts
     per model and per template. One listing per stage and one GET per metadata.json."""
-    result = stats(open_root(root, option))
+    result = stats(open_root(root, option, engine))
     emit(result, as_json, lambda: _print_stats(result))
 
 
