@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import pytest
 from azure.storage.blob import BlobServiceClient
 
@@ -19,9 +20,11 @@ from gens_fs.backends import Capabilities, SyncBackend, open_backend
 from gens_fs.backends.obstore_config import store_settings
 from gens_fs.testing.azure import ACCOUNT_KEY, ACCOUNT_NAME, Azurite
 from gens_fs.testing.invariants import mirror_problems, snapshot
-from gens_fs.testing.s3 import MotoServer, S3Proxy, create_bucket, s3_storage_options
+from gens_fs.testing.s3 import FaultPlan, MotoServer, S3Proxy, create_bucket, s3_storage_options
+from gens_fs.testing.synthetic import make_store
 from tests.process import gens_fs, one_error_line
 from tests.test_backend_contract import AzureMedium, BackendContract, Medium, S3Medium
+from tests.test_faults import DRAFTS, FAST, _seeds
 from tests.test_sync_matrix import EDITED, Side, raw, write_store
 
 META = {"task_id": "t", "template_id": "x", "model_id": "m"}
@@ -363,3 +366,37 @@ def test_cli_with_engine_obstore_from_the_standard_environment(
     assert "'no-such-bucket' does not exist" in missing
     unknown = one_error_line(gens_fs("ls", dst, "--engine", "boto", env=env))
     assert "--engine" in unknown
+
+
+# -- faults ------------------------------------------------------------------------------------
+
+FAULT_CASES = list(zip(["local-s3", "s3-local", "s3-s3"], _seeds(3), strict=True))
+
+
+@pytest.mark.parametrize(("direction", "seed"), FAULT_CASES)
+def test_sync_under_faults_converges(
+    direction: str, seed: int, tmp_path: Path, moto_server: MotoServer
+) -> None:
+    """5% of requests answered 500 / 503 SlowDown, delayed, or cut mid-body: obstore's
+    retries and the sync's own finish the mirror, and the destination keeps its
+    invariants throughout (checked after)."""
+    bucket = new_bucket(moto_server.endpoint_url)
+    direct = s3_storage_options(moto_server.endpoint_url)
+    with S3Proxy(moto_server.endpoint_url) as faulty:
+        through = s3_storage_options(faulty.endpoint_url)
+        src_kind, dst_kind = direction.split("-")
+        src, dst = (
+            f"s3://{bucket}/{name}" if kind == "s3" else str(tmp_path / name)
+            for kind, name in ((src_kind, "src"), (dst_kind, "dst"))
+        )
+        so, do = (through if kind == "s3" else {} for kind in (src_kind, dst_kind))
+        src_fs, src_path = fsspec.core.url_to_fs(src, **(direct if src_kind == "s3" else {}))
+        make_store(src_fs, src_path, drafts=DRAFTS, seed=seed)
+        src_files = snapshot(src, direct if src_kind == "s3" else {})
+        faulty.faults = FaultPlan(rate=0.05, seed=seed, delay_s=0.2)
+        report = sync(src, dst, src_options=so, dst_options=do, retry=FAST, engine="obstore")
+        assert faulty.wait_idle()
+        assert {r.fault for r in faulty.log if r.fault} >= {"500", "503", "cut"}
+    dst_files = snapshot(dst, direct if dst_kind == "s3" else {})
+    assert report.ok, report.errors
+    assert mirror_problems(src_files, dst_files) == [] and dst_files == src_files

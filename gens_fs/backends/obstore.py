@@ -29,8 +29,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Collection, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Collection,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from typing import Any, Literal, TypeVar
 
 import obstore
 from obstore.exceptions import (
@@ -67,6 +74,18 @@ DELETE_BATCH = 1000
 LIST_CHUNK = 1000
 # Listing errors that mean the bucket or container is not there.
 _NO_BUCKET = ("NoSuchBucket", "ContainerNotFound", "The specified container does not exist")
+# What an obstore error says when the connection, not the request, failed (after obstore's
+# own retries): a body cut short, a reset, a timeout, a 5xx. obstore raises these as its
+# GenericError; they are re-raised as ``ConnectionError`` so that callers (the sync's
+# file-level retries) treat them as the transient errors they are.
+_TRANSIENT = (
+    "body error",
+    "error sending request",
+    "IncompleteBody",
+    "connection closed",
+    "timed out",
+    "status code: 5",
+)
 _SCHEMES = {"s3": "s3", "azure": "az", "gcs": "gs"}
 _STORES: dict[str, Any] = {"s3": S3Store, "azure": AzureStore, "gcs": GCSStore}
 
@@ -126,7 +145,7 @@ class ObstoreBackend(Backend):
         except (FileNotFoundError, NotFoundError):
             return None
         except Exception as exc:  # a value: the caller reports each file
-            return exc
+            return _transient_as_connection_error(exc)
 
     async def write(self, files: Mapping[str, bytes]) -> None:
         await _bounded([self._put(path, data, "overwrite") for path, data in files.items()])
@@ -139,9 +158,10 @@ class ObstoreBackend(Backend):
             return False
         return True
 
-    async def _put(self, path: str, data: bytes, mode: str) -> None:
+    async def _put(self, path: str, data: bytes, mode: Literal["create", "overwrite"]) -> None:
         store, key = self._locate(path)
-        await obstore.put_async(store, key, data, mode=mode)  # type: ignore[arg-type]
+        with _connection_errors():
+            await obstore.put_async(store, key, data, mode=mode)
 
     async def scan(self, prefixes: Sequence[str], *, follow_symlinks: bool = False) -> Scan:
         """Every object under each prefix with its size (and ETag on S3): listing pages
@@ -202,7 +222,8 @@ class ObstoreBackend(Backend):
         store = self._locate(paths[0])[0]
         keys = [self._locate(p)[1] for p in paths]
         try:
-            await obstore.delete_async(store, keys)
+            with _connection_errors():
+                await obstore.delete_async(store, keys)
         except (FileNotFoundError, NotFoundError):
             await _bounded([_delete_if_there(store, key) for key in keys])
 
@@ -212,7 +233,8 @@ class ObstoreBackend(Backend):
         dst_store, dst_key = self._locate(dst)
         if dst_store is not store:
             raise NotImplementedError("obstore copies server side within one bucket only")
-        await obstore.copy_async(store, src_key, dst_key)
+        with _connection_errors():
+            await obstore.copy_async(store, src_key, dst_key)
 
     async def stream(
         self, path: str, chunk_size: int = STREAM_CHUNK
@@ -269,6 +291,27 @@ def _build_store(settings: StoreSettings, bucket: str, url: str) -> Any:
         )
     except BaseError as exc:
         raise StorageError(f"cannot open {url!r} with the obstore engine: {_first(exc)}") from None
+
+
+def _transient_as_connection_error(exc: Exception) -> Exception:
+    """``exc``, or a ``ConnectionError`` saying the same when it is a transient failure."""
+    if isinstance(exc, BaseError) and any(marker in str(exc) for marker in _TRANSIENT):
+        error = ConnectionError(_first(exc))
+        error.__cause__ = exc
+        return error
+    return exc
+
+
+@contextlib.contextmanager
+def _connection_errors() -> Iterator[None]:
+    """Transient obstore errors raised as ``ConnectionError`` (see :data:`_TRANSIENT`)."""
+    try:
+        yield
+    except BaseError as exc:
+        mapped = _transient_as_connection_error(exc)
+        if mapped is exc:
+            raise
+        raise mapped from exc
 
 
 async def _bounded(coros: Sequence[Awaitable[T]]) -> list[T]:
