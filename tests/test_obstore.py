@@ -271,6 +271,20 @@ def test_s3_from_the_standard_environment_and_a_profile(
         GensStore(f"s3://{bucket}/gens", engine="obstore")
 
 
+def test_no_credentials_is_one_storage_error(
+    moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No keys anywhere: obstore falls back to the cloud's instance metadata service, which
+    answers only on a cloud VM (refused here, or silent: the probe's time limit)."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint_url)
+    root = DataRoot(f"s3://{new_bucket(moto_server.endpoint_url)}/data", engine="obstore")
+    with pytest.raises(StorageError, match=r"no credentials for|cannot reach the storage"):
+        root.cohort_ids()
+
+
 # -- sync with obstore on either side ----------------------------------------------------------
 
 

@@ -86,6 +86,9 @@ _TRANSIENT = (
     "timed out",
     "status code: 5",
 )
+# Errors that mean no credentials were found: obstore then asks the cloud's instance
+# metadata service, which answers only on a cloud VM.
+_NO_CREDENTIALS = ("169.254.169.254", "credential", "Credential")
 _SCHEMES = {"s3": "s3", "azure": "az", "gcs": "gs"}
 _STORES: dict[str, Any] = {"s3": S3Store, "azure": AzureStore, "gcs": GCSStore}
 
@@ -201,8 +204,11 @@ class ObstoreBackend(Backend):
                 f"cannot reach the storage endpoint for {self.url(path)}: no answer within "
                 f"{PROBE_TIMEOUT_S:g} s; check the endpoint and the network"
             ) from None
-        except BaseError as exc:
-            raise self._mapped(exc, path) from None
+        except BaseError as exc:  # the first request most commands send: one line, always
+            mapped = self._mapped(exc, path)
+            if mapped is exc:
+                mapped = StorageError(f"cannot list {self.url(path)}: {_first(exc)}")
+            raise mapped from None
         start = len(prefix) + 1 if prefix else 0
         folders = {p[start:] for p in listed["common_prefixes"]}
         files = {meta["path"][start:] for meta in listed["objects"]} - {""}
@@ -261,6 +267,12 @@ class ObstoreBackend(Backend):
         where, text = self.url(path), str(exc)
         if isinstance(exc, (PermissionDeniedError, UnauthenticatedError)):
             return StorageError(f"access denied to {where}: check your credentials ({_first(exc)})")
+        if any(marker in text for marker in _NO_CREDENTIALS):
+            return StorageError(
+                f"no credentials for {where}: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or "
+                "AWS_PROFILE (Azure: AZURE_STORAGE_CONNECTION_STRING...), or pass storage "
+                f"options ({_first(exc)})"
+            )
         if any(marker in text for marker in _NO_BUCKET):
             bucket = path.lstrip("/").partition("/")[0]
             return StorageError(
