@@ -187,6 +187,7 @@ EngineOption = Annotated[
     EngineChoice,
     typer.Option(
         "--engine",
+        metavar="ENGINE",
         help=(
             "The client for s3://, gs:// and az:// roots: fsspec (the default) or obstore "
             "(pip install 'gens_fs[obstore]'). Local paths are the same under both."
