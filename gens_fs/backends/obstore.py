@@ -3,7 +3,9 @@
 The second engine behind the one backend contract: obstore (Rust's ``object_store``)
 signs and sends requests in compiled code, where the default engine's s3fs spends most of
 its client CPU in botocore. Chosen with ``engine="obstore"``; how a root's options and the
-environment become its stores is :mod:`gens_fs.backends.obstore_config`.
+environment become its stores is :mod:`gens_fs.backends.obstore_config`. The coroutines
+call obstore's blocking API in worker threads (why: :data:`_WORKERS`); a Ctrl-C lets the
+requests already sent finish (each bounded by obstore's timeouts) before the process ends.
 
 Requests, per primitive (S3 names; Azure and GCS send their equivalents):
 
