@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from gens_fs.backends import Capabilities, SyncBackend, open_backend
+from gens_fs.backends import Capabilities, Engine, SyncBackend, open_backend
 from gens_fs.errors import CohortNotFound, GensError, InvalidMembership
 from gens_fs.layout import (
     COHORTS_DIR,
@@ -83,7 +83,8 @@ def format_membership(rows: Iterable[MembershipRow]) -> bytes:
 
 
 class DataRoot:
-    """A data root: ``gens/`` and ``cohorts/`` side by side on one filesystem."""
+    """A data root: ``gens/`` and ``cohorts/`` side by side on one filesystem.
+    ``engine``: as for :class:`~gens_fs.store.GensStore`."""
 
     def __init__(
         self,
@@ -91,8 +92,10 @@ class DataRoot:
         *,
         storage_options: Mapping[str, Any] | None = None,
         fs: Any = None,
+        engine: Engine = "fsspec",
     ) -> None:
-        self.backend = SyncBackend(open_backend(root, storage_options=storage_options, fs=fs))
+        backend = open_backend(root, storage_options=storage_options, fs=fs, engine=engine)
+        self.backend = SyncBackend(backend)
 
     @property
     def capabilities(self) -> Capabilities:

@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
-from gens_fs.backends import Capabilities, SyncBackend, open_backend
+from gens_fs.backends import Capabilities, Engine, SyncBackend, open_backend
 from gens_fs.errors import (
     GenerationExists,
     GenerationNotFound,
@@ -64,7 +64,9 @@ class GensStore:
     URL, or any fsspec URL (chained ones too); with ``fs=`` a filesystem already built and a
     path inside it. ``storage_options`` go to fsspec as they are (S3 gets tuned defaults
     underneath: see ``gens_fs.backends.s3.S3_DEFAULT_OPTIONS``). What the storage
-    guarantees is :attr:`capabilities`.
+    guarantees is :attr:`capabilities`. ``engine="obstore"`` serves an ``s3://``, ``gs://``
+    or ``az://`` root through obstore instead of fsspec (``pip install 'gens_fs[obstore]'``;
+    the same ``storage_options`` keys where obstore has an equivalent).
 
     ``side_write_root``, a data root on the same filesystem (path or URL), turns on the
     spec's raw side-writes: each ``write`` with a raw text also writes it to
@@ -79,8 +81,9 @@ class GensStore:
         storage_options: Mapping[str, Any] | None = None,
         fs: Any = None,
         side_write_root: str | os.PathLike[str] | None = None,
+        engine: Engine = "fsspec",
     ) -> None:
-        backend = open_backend(root, storage_options=storage_options, fs=fs)
+        backend = open_backend(root, storage_options=storage_options, fs=fs, engine=engine)
         self._attach(SyncBackend(backend), side_write_root)
 
     @classmethod
@@ -455,6 +458,7 @@ def load_generation(
     gen_id: str,
     *,
     storage_options: Mapping[str, Any] | None = None,
+    engine: Engine = "fsspec",
 ) -> dict[str, Any]:
     """The spec's entry point, returning the original pipeline's plain dict.
 
@@ -465,5 +469,5 @@ def load_generation(
     generation with none of its files raises ``GenerationNotFound`` (a ``FileNotFoundError``)
     rather than returning an empty dict, so a mistyped gen_id is not silently nothing.
     """
-    gen = GensStore(gens_root, storage_options=storage_options).load(stage, gen_id)
+    gen = GensStore(gens_root, storage_options=storage_options, engine=engine).load(stage, gen_id)
     return gen.to_dict()

@@ -1,7 +1,8 @@
 """gens_fs's storage backends: one async-first contract, declared capabilities.
 
 :func:`open_backend` turns a root into a :class:`Backend` (local disk, memory, S3, Azure
-Blob, or any other fsspec filesystem through the generic path); :class:`SyncBackend` is its
+Blob, or any other fsspec filesystem through the generic path; S3, GCS and Azure Blob
+through obstore with ``engine="obstore"``); :class:`SyncBackend` is its
 blocking view for synchronous code, and :func:`run` the one way onto the event loop. Nothing
 outside this package imports a storage library or asks which backend it holds.
 """
@@ -18,13 +19,15 @@ from gens_fs.backends.base import (
     Scan,
 )
 from gens_fs.backends.loop import SyncBackend, run
-from gens_fs.backends.open import open_backend
+from gens_fs.backends.open import ENGINES, Engine, open_backend
 
 __all__ = [
+    "ENGINES",
     "STREAM_CHUNK",
     "Backend",
     "Capabilities",
     "Children",
+    "Engine",
     "FileInfo",
     "Ignored",
     "ListingHash",

@@ -1,5 +1,13 @@
 """From a root (a path, any fsspec URL, or a path inside a filesystem already built) to its
-backend: the only place that chooses a backend by what the storage is."""
+backend: the only place that chooses a backend by what the storage is, and by engine.
+
+Two engines serve object stores behind the one contract: ``"fsspec"`` (the default: s3fs,
+adlfs, gcsfs and every other fsspec filesystem) and ``"obstore"`` (S3, GCS and Azure Blob
+through obstore, an optional extra). The engine is a choice of client for object stores
+only: local disk and memory have one backend each, which serves them under either engine
+(so one ``engine`` can apply to both sides of a local-to-cloud sync); any other protocol
+under ``engine="obstore"`` is refused.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +15,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, Literal, get_args
 
 import fsspec
 from fsspec.asyn import get_loop
@@ -27,17 +35,30 @@ UNSUPPORTED_PROTOCOLS = frozenset({"http", "https", "github", "git", "tar", "lib
 # Protocols that need one of gens_fs's extras installed.
 EXTRAS = {"az": "azure", "abfs": "azure", "abfss": "azure"}
 
+Engine = Literal["fsspec", "obstore"]
+"""Which client serves an object store: ``"fsspec"`` (the default) or ``"obstore"``."""
+ENGINES: tuple[str, ...] = get_args(Engine)
+# Protocols that have one backend whatever the engine.
+_ENGINE_FREE = frozenset({"file", "local", "memory"})
+
 
 def open_backend(
     root: str | os.PathLike[str],
     *,
     storage_options: Mapping[str, Any] | None = None,
     fs: Any = None,
+    engine: Engine = "fsspec",
 ) -> Backend:
     """The backend for ``root``: a local path, any fsspec URL (chained ones too), or a path
-    inside the filesystem ``fs``. S3 gets :data:`S3_DEFAULT_OPTIONS` under yours."""
+    inside the filesystem ``fs``. S3 gets :data:`S3_DEFAULT_OPTIONS` under yours.
+    ``engine="obstore"``: an ``s3://``, ``gs://`` or ``az://`` root through obstore (see
+    the module docstring for the others)."""
     text = os.fspath(root)
     options = dict(storage_options or {})
+    if engine != "fsspec":
+        obstore_backend = _open_obstore(text, options, fs, engine)
+        if obstore_backend is not None:
+            return obstore_backend
     if fs is None:
         _check_protocols(text)
         if fsspec.core.split_protocol(text)[0] in ("s3", "s3a"):
@@ -89,6 +110,30 @@ def _check_s3_options(options: Mapping[str, Any]) -> None:
             f"endpoint URL {endpoint!r} is not an http(s) URL: write it as "
             "http://HOST:PORT or https://HOST"
         )
+
+
+def _open_obstore(url: str, options: dict[str, Any], fs: Any, engine: str) -> Backend | None:
+    """The obstore backend for ``url``; ``None`` for a root that has one backend whatever
+    the engine (local disk, memory). ``StorageError`` for anything it cannot serve."""
+    if engine not in ENGINES:
+        raise StorageError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+    protocol = (fsspec.core.split_protocol(url)[0] or "file") if fs is None else None
+    if protocol in _ENGINE_FREE:
+        return None
+    try:
+        from gens_fs.backends.obstore import ObstoreBackend, bucket_path
+        from gens_fs.backends.obstore_config import OBSTORE_KINDS, store_settings
+    except ImportError:
+        raise StorageError(
+            "the obstore engine needs the obstore extra: pip install 'gens_fs[obstore]'"
+        ) from None
+    if protocol not in OBSTORE_KINDS or "::" in url:
+        what = "a filesystem already built (fs=)" if fs is not None else repr(url)
+        raise StorageError(
+            f"the obstore engine serves s3://, gs:// and az:// URLs (and local paths and "
+            f"memory:// through their own backends), not {what}: use engine='fsspec'"
+        )
+    return ObstoreBackend(store_settings(protocol, options), bucket_path(url))
 
 
 def _backend_for(fs: Any, root: str) -> Backend:

@@ -16,6 +16,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterable
+from enum import Enum
 from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated, Any, Final, NoReturn
 
@@ -26,6 +27,7 @@ from rich.text import Text
 from typer.core import TyperArgument, TyperCommand
 from typer.models import CommandFunctionType
 
+from gens_fs.backends import Engine
 from gens_fs.cohorts import DataRoot
 from gens_fs.errors import GensError
 from gens_fs.inventory import require_data_root
@@ -171,6 +173,30 @@ OptionList = Annotated[
 ]
 
 
+class EngineChoice(str, Enum):
+    """``--engine``: which client serves object stores (see ``gens_fs.backends.Engine``)."""
+
+    fsspec = "fsspec"
+    obstore = "obstore"
+
+    @property
+    def engine(self) -> Engine:
+        return self.value
+
+
+EngineOption = Annotated[
+    EngineChoice,
+    typer.Option(
+        "--engine",
+        metavar="ENGINE",
+        help=(
+            "The client for s3://, gs:// and az:// roots: fsspec (the default) or obstore "
+            "(pip install 'gens_fs[obstore]'). Local paths are the same under both."
+        ),
+    ),
+]
+
+
 FollowSymlinks = Annotated[
     bool,
     typer.Option(
@@ -209,14 +235,16 @@ def parse_options(pairs: list[str] | None) -> dict[str, Any]:
     return options
 
 
-def open_root(url: str, options: list[str] | None) -> DataRoot:
+def open_root(
+    url: str, options: list[str] | None, engine: EngineChoice = EngineChoice.fsspec
+) -> DataRoot:
     """The data root ``url`` with ``--option`` storage options, checked before any work.
 
     One cheap request (``require_data_root``: on S3 one ``ListObjectsV2`` of the root's first
     level): a missing bucket, bad credentials, or a root that holds neither ``gens/`` nor
     ``cohorts/`` (a typo, a gens root) become one line, instead of an empty store.
     """
-    root = DataRoot(url, storage_options=parse_options(options))
+    root = DataRoot(url, storage_options=parse_options(options), engine=engine.engine)
     require_data_root(root.backend)
     return root
 

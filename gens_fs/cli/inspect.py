@@ -23,6 +23,8 @@ from rich.text import Text
 
 from gens_fs.check import CheckReport, Finding, check
 from gens_fs.cli._common import (
+    EngineChoice,
+    EngineOption,
     FollowSymlinks,
     JsonFlag,
     OptionList,
@@ -103,6 +105,7 @@ def ls(
     cohort: CohortOption = None,
     as_json: JsonFlag = False,
     option: OptionList = None,
+    engine: EngineOption = EngineChoice.fsspec,
     follow_symlinks: FollowSymlinks = False,
 ) -> None:
     """List generations: stage, gen_id, state, parent, template, model, file sizes.
@@ -113,7 +116,7 @@ def ls(
     each on stderr.
     """
     stages = _stages(stage)
-    data_root = open_root(root, option)
+    data_root = open_root(root, option, engine)
     snapshot = read_snapshot(
         data_root, stages=stages, cohort=cohort, follow_symlinks=follow_symlinks
     )
@@ -173,6 +176,7 @@ def show(
     ] = False,
     as_json: JsonFlag = False,
     option: OptionList = None,
+    engine: EngineOption = EngineChoice.fsspec,
 ) -> None:
     """Show one generation (or its lineage): metadata and texts, or a single file.
 
@@ -186,7 +190,7 @@ def show(
     validate_gen_id(gen_id)
     if field is not None and field not in FIELDS:
         raise UsageError(f"--field {field!r}: expected one of {', '.join(FIELDS)}")
-    store = open_root(root, option).store()
+    store = open_root(root, option, engine).store()
     chain = store.lineage(stage, gen_id, strict=False) if lineage else None
     problems: list[str] = []
     told = 0  # problems already told on stderr, between the files they concern
@@ -343,6 +347,7 @@ def check_command(
     show_all: AllFlag = False,
     as_json: JsonFlag = False,
     option: OptionList = None,
+    engine: EngineOption = EngineChoice.fsspec,
     follow_symlinks: FollowSymlinks = False,
 ) -> None:
     """Check a store against the spec: missing generations and parents, incomplete or
@@ -355,7 +360,7 @@ def check_command(
     stage, the membership files, one GET per metadata.json, batched.
     """
     stages = _stages(stage)
-    data_root = open_root(root, option)
+    data_root = open_root(root, option, engine)
     report = check(data_root, cohort=cohort, stages=stages, follow_symlinks=follow_symlinks)
     emit(report, as_json, lambda: _print_report(report, show_all=show_all))
     raise typer.Exit(0 if report.ok else 1)
@@ -416,13 +421,17 @@ def _print_report(report: CheckReport, *, show_all: bool) -> None:
 
 @app.command("stats")
 def stats_command(
-    root: RootArg, stage: StageList = None, as_json: JsonFlag = False, option: OptionList = None
+    root: RootArg,
+    stage: StageList = None,
+    as_json: JsonFlag = False,
+    option: OptionList = None,
+    engine: EngineOption = EngineChoice.fsspec,
 ) -> None:
     """Per stage: generations, committed, incomplete, invalid metadata, bytes, and counts
     per model and per template ("(none)": metadata naming none, such as copy-mode essays).
     One listing per stage and one GET per metadata.json."""
     stages = _stages(stage)
-    result = stats(open_root(root, option), stages=stages)
+    result = stats(open_root(root, option, engine), stages=stages)
     emit(result, as_json, lambda: _print_stats(result))
 
 

@@ -17,6 +17,8 @@ from rich.progress import (
 )
 
 from gens_fs.cli._common import (
+    EngineChoice,
+    EngineOption,
     FollowSymlinks,
     JsonFlag,
     OptionList,
@@ -109,6 +111,7 @@ def sync(
     ] = False,
     as_json: JsonFlag = False,
     option: OptionList = None,
+    engine: EngineOption = EngineChoice.fsspec,
     src_option: Annotated[
         list[str] | None,
         typer.Option("--src-option", metavar="KEY=VALUE", help="A storage option for SRC only."),
@@ -155,6 +158,7 @@ def sync(
                 allow_empty_source=allow_empty_source,
                 follow_symlinks=follow_symlinks,
                 allow_orphans=allow_orphans,
+                engine=engine.engine,
             )
     except KeyboardInterrupt:
         interrupted(seen.interrupted_message())

@@ -34,7 +34,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from gens_fs.backends import SyncBackend, open_backend
+from gens_fs.backends import Engine, SyncBackend, open_backend
 from gens_fs.cohorts import DataRoot, parse_membership
 from gens_fs.errors import CohortNotFound, GensError, NotADataRoot, StorageError
 from gens_fs.inventory import refuse_misplaced_root, require_data_root
@@ -94,11 +94,15 @@ def sync(
     allow_empty_source: bool = False,
     follow_symlinks: bool = False,
     allow_orphans: bool = False,
+    engine: Engine = "fsspec",
 ) -> SyncReport:
     """Make the data root ``dst`` hold what ``src`` holds, within the scope.
 
     ``src``/``dst``: data roots (holding ``gens/`` and ``cohorts/``): paths, fsspec URLs, or
-    ``DataRoot``s (on a filesystem you built: ``DataRoot(path, fs=my_fs)``).
+    ``DataRoot``s (on a filesystem you built: ``DataRoot(path, fs=my_fs)``). ``engine``
+    serves both sides' object stores (``"obstore"``: through obstore; local disk and memory
+    are the same under either engine); for a different engine per side, pass
+    ``DataRoot(url, engine=...)``s.
     Scope: everything by default; ``stages`` limits ``gens/`` to those stages (and leaves
     ``cohorts/`` out); ``cohort`` takes that cohort's ``membership.csv`` and exactly the
     generations it lists plus all their ancestors.
@@ -133,8 +137,8 @@ def sync(
     are reported in ``SyncReport.errors`` instead.
     """
     started = time.monotonic()
-    source = _open(src, src_options)
-    target = _open(dst, dst_options)
+    source = _open(src, src_options, engine)
+    target = _open(dst, dst_options, engine)
     _check_roots(source, target)
     require_data_root(
         source, what="source data root", allow_empty=allow_empty_source, if_empty=_EMPTY_SOURCE_HINT
@@ -258,6 +262,14 @@ def _fill_result(report: SyncReport, plan: SyncPlan, result: ExecutionResult) ->
         report.deletes_not_run += len(plan.delete_paths)
 
 
+def _open(
+    root: str | os.PathLike[str] | DataRoot, options: Mapping[str, Any] | None, engine: Engine
+) -> SyncBackend:
+    if isinstance(root, DataRoot):
+        return root.backend
+    return SyncBackend(open_backend(root, storage_options=options, engine=engine))
+
+
 class _Everything(SyncScope):
     def contains(self, relpath: str) -> bool:
         return True
@@ -333,14 +345,6 @@ def _fill_hashes(
         checksum=checksum,
     )
     return fill_md5(source, src_files, need_src), fill_md5(target, dst_files, need_dst)
-
-
-def _open(
-    root: str | os.PathLike[str] | DataRoot, options: Mapping[str, Any] | None
-) -> SyncBackend:
-    if isinstance(root, DataRoot):
-        return root.backend
-    return SyncBackend(open_backend(root, storage_options=options))
 
 
 def _check_roots(source: SyncBackend, target: SyncBackend) -> None:
