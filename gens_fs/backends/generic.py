@@ -101,9 +101,11 @@ class FsspecBackend(Backend):
         await self.afs._pipe(dict(files))
 
     async def create(self, path: str, data: bytes) -> bool:
-        """Checks, then writes: two writers in between can both "win" on a filesystem that
-        ignores ``mode="create"``."""
-        if await self.afs._exists(path):
+        """``mode="create"``: the medium decides the race where it honours it (declared as
+        ``exclusive_create``: S3's conditional PUT, memory's ``xb`` open). Elsewhere it
+        checks first, then writes: two writers in between can both "win" on a filesystem
+        that ignores ``mode="create"``."""
+        if not self.capabilities.exclusive_create and await self.afs._exists(path):
             return False
         try:
             await self.afs._pipe_file(path, data, mode="create")

@@ -38,14 +38,6 @@ class MemoryBackend(FsspecBackend):
     def service(self) -> str:
         return "memory"
 
-    async def create(self, path: str, data: bytes) -> bool:
-        """The ``xb`` open: a check-and-set with no await in between."""
-        try:
-            await self.afs._pipe_file(path, data, mode="create")
-        except FileExistsError:
-            return False
-        return True
-
     async def delete(self, paths: Sequence[str]) -> None:
         """Delete the files, then the folders that held them if that left them empty."""
         await super().delete(paths)

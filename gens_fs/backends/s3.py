@@ -73,14 +73,6 @@ class S3Backend(FsspecBackend):
         # Also for a user-built S3FileSystem that kept the default max_concurrency.
         return {"max_concurrency": 1}
 
-    async def create(self, path: str, data: bytes) -> bool:
-        """One conditional PUT (``If-None-Match: *``): the service decides the race."""
-        try:
-            await self.afs._pipe_file(path, data, mode="create")
-        except FileExistsError:
-            return False
-        return True
-
     async def scan(self, prefixes: Sequence[str], *, follow_symlinks: bool = False) -> Scan:
         """Every object under each prefix with its size and ETag: ListObjectsV2 pages only,
         the prefixes' page chains side by side (the wall time is the longest chain).
