@@ -234,7 +234,9 @@ class Generation(BaseModel):
     def __getitem__(self, key: str) -> Any:
         if key not in LEGACY_KEYS:
             raise KeyError(key)
-        return self.to_dict()[key]
+        if key in ("metadata", "parent_gen_id"):  # only these copy the stored object
+            return self.to_dict()[key]
+        return self.raw_text or "" if key == "raw_text" else getattr(self, key)
 
     def __contains__(self, key: object) -> bool:
         return key in LEGACY_KEYS
