@@ -4,13 +4,8 @@ Layout: ``<data_root>/gens/<stage>/<gen_id>/{raw.txt,parsed.txt,prompt.txt,metad
 """
 
 from gens_fs.check import CheckReport, Finding, check
-from gens_fs.cohorts import (
-    DataRoot,
-    MembershipRow,
-    cohort_ids,
-    read_membership,
-    write_membership,
-)
+from gens_fs.cohorts import MembershipRow
+from gens_fs.data_root import DataRoot, cohort_ids, read_membership, write_membership
 from gens_fs.errors import (
     CohortNotFound,
     GenerationExists,

@@ -46,7 +46,7 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, computed_field
 
-from gens_fs.cohorts import DataRoot, open_data_root
+from gens_fs.data_root import DataRoot, open_data_root
 from gens_fs.errors import InvalidMembership, InvalidMetadata
 from gens_fs.inventory import StoreSnapshot, read_snapshot
 from gens_fs.layout import (

@@ -25,7 +25,8 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel
 
 from gens_fs.backends import Children, Ignored, SyncBackend
-from gens_fs.cohorts import DataRoot, MembershipRow, open_data_root
+from gens_fs.cohorts import MembershipRow
+from gens_fs.data_root import DataRoot, open_data_root
 from gens_fs.errors import InvalidMembership, InvalidMetadata, NotADataRoot
 from gens_fs.layout import (
     COHORTS_DIR,

@@ -28,7 +28,7 @@ from gens_fs import (
     write_membership,
 )
 from gens_fs.backends import SyncBackend, open_backend
-from gens_fs.cohorts import DataRoot
+from gens_fs.data_root import DataRoot
 from gens_fs.errors import NotADataRoot
 from gens_fs.inventory import require_data_root
 from gens_fs.layout import (

@@ -20,7 +20,7 @@ import pytest
 from conftest import cli_options
 
 from gens_fs import GensStore, SyncReport, check, sync, write_membership
-from gens_fs.cohorts import DataRoot
+from gens_fs.data_root import DataRoot
 from gens_fs.errors import NotADataRoot
 from gens_fs.layout import inner_folder_kind, root_kind, roots_overlap
 from gens_fs.sync import OverlappingRoots

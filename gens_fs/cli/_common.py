@@ -28,7 +28,7 @@ from typer.core import TyperArgument, TyperCommand
 from typer.models import CommandFunctionType
 
 from gens_fs.backends import Engine
-from gens_fs.cohorts import DataRoot
+from gens_fs.data_root import DataRoot
 from gens_fs.errors import GensError
 from gens_fs.inventory import require_data_root
 

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from gens_fs.check import check
 from gens_fs.cli._common import app, cell, console, fail, human_size, plural, say
-from gens_fs.cohorts import write_membership
+from gens_fs.data_root import write_membership
 from gens_fs.store import GensStore
 from gens_fs.sync import sync
 

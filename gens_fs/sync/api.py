@@ -35,7 +35,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from gens_fs.backends import Engine, SyncBackend, open_backend
-from gens_fs.cohorts import DataRoot, parse_membership
+from gens_fs.cohorts import parse_membership
+from gens_fs.data_root import DataRoot
 from gens_fs.errors import CohortNotFound, GensError, NotADataRoot, StorageError
 from gens_fs.inventory import refuse_misplaced_root, require_data_root
 from gens_fs.layout import ancestors, join, membership_path, roots_overlap
