@@ -58,8 +58,8 @@ from gens_fs.layout import (
     RAW_FILE,
     STAGES,
     artifact_path,
-    entry_generation,
     generation_dir,
+    generation_folder,
     is_valid_gen_id,
     join,
     membership_path,
@@ -350,7 +350,7 @@ def _layout_findings(snapshot: StoreSnapshot) -> Iterator[Finding]:
         *(("ignored", i.path, i.reason) for i in snapshot.ignored),
     ]
     for kind, relpath, reason in found:
-        stage, gen_id = entry_generation(relpath) or (None, None)
+        stage, gen_id = generation_folder(relpath) or (None, None)
         yield _finding(
             kind,
             f"{relpath}: {reason}",
@@ -460,7 +460,7 @@ def check(
     ``metadata.json`` in scope; without ``cohort`` and ``stages``, one listing of the first
     level of ``gens/`` (for strays). No text file is read. ``follow_symlinks``: follow the
     symbolic links whose target stays inside the data root. A root that holds nothing is an
-    empty store here (the CLI refuses it; see ``gens_fs.inventory.require_data_root``).
+    empty store here (the CLI refuses it; see ``gens_fs.data_root.require_data_root``).
     """
     root = open_data_root(data_root, storage_options=storage_options)
     snapshot = read_snapshot(

@@ -2,13 +2,10 @@
 
 Two halves, as everywhere in gens_fs that reasons over many generations:
 
-* :func:`read_snapshot` is the I/O: one recursive listing per stage it needs, one batch of
-  GETs for the ``metadata.json`` of the generations in scope, and the cohort memberships it
-  was asked for (one listing plus one batch of GETs). Nothing else: no per-file existence
-  probes, no text files (sizes come from the listing). Listings leave symbolic links and
-  special files out (``StoreSnapshot.ignored``) and keep what does not fit the layout
-  apart (``StoreSnapshot.strays``).
-* :func:`require_data_root` is the one cheap request that tells a data root from a typo.
+* :func:`read_snapshot` is the I/O: the data root's :class:`~gens_fs.listing.Listing` (one
+  recursive listing per stage it needs), one batch of GETs for the ``metadata.json`` of the
+  generations in scope, and the cohort memberships it was asked for (one batch of GETs).
+  Nothing else: no per-file existence probes, no text files (sizes come from the listing).
 * Everything else here (and in ``gens_fs.check``) is a pure function of the resulting
   :class:`StoreSnapshot`, testable with hand-built data.
 """
@@ -18,42 +15,31 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel
 
-from gens_fs.backends import Children, Ignored, SyncBackend
+from gens_fs.backends import Ignored
 from gens_fs.cohorts import MembershipRow
 from gens_fs.data_root import DataRoot, open_data_root
-from gens_fs.errors import InvalidMembership, InvalidMetadata, NotADataRoot
+from gens_fs.errors import InvalidMembership, InvalidMetadata
 from gens_fs.layout import (
     COHORTS_DIR,
-    DATA_ROOT_ABOVE,
     GENS_DIR,
-    METADATA_FILE,
     PARENT_STAGE,
     STAGES,
-    GensFile,
-    RootKind,
+    GenKey,
     Stray,
-    ancestor_path,
-    base_name,
-    classify_gens_file,
-    cohort_strays,
-    entry_generation,
+    generation_folder,
     gens_child_stray,
-    inner_folder_kind,
-    is_hidden,
-    is_valid_gen_id,
     join,
-    membership_cohort,
-    relpath_under,
-    root_kind,
+    pipeline_order,
     stage_of,
     validate_stage,
 )
+from gens_fs.listing import Listing, list_data_root
 from gens_fs.models import GenerationMetadata
 
 log = logging.getLogger(__name__)
@@ -62,98 +48,6 @@ MetadataResult = GenerationMetadata | InvalidMetadata | None
 """A ``metadata.json`` as read: parsed, the error it failed with, or ``None`` if absent."""
 MembershipResult = list[MembershipRow] | InvalidMembership
 """A ``membership.csv`` as read: its rows, or the error it failed with."""
-GenKey = tuple[str, str]
-"""``(stage, gen_id)``."""
-
-
-_ROOT_ADVICE = "give the folder that holds gens/ and cohorts/"
-# How many names a refusal quotes from what a root holds.
-_NAMES_QUOTED = 3
-
-
-def require_data_root(
-    backend: SyncBackend, *, what: str = "data root", allow_empty: bool = False, if_empty: str = ""
-) -> None:
-    """Raise ``NotADataRoot`` unless ``backend.root`` looks like a data root: it holds
-    ``gens/`` or ``cohorts/`` (on S3: something is stored under one of them). One listing of
-    the root's first level (one ``ListObjectsV2``, which also fails on a missing bucket).
-
-    A part of a data root (a gens root, a stage folder, ``cohorts/``, a generation folder;
-    see :func:`refuse_misplaced_root`) is always refused, with the data root above it as
-    the hint, and so is an absent folder and one that holds something else. A root that
-    holds nothing at all (an empty folder, an S3 prefix with nothing under it: a mistyped
-    one) passes only with ``allow_empty``; ``if_empty`` ends its refusal, to say how to
-    proceed.
-    """
-    found = backend.children(backend.root, stop_at=(GENS_DIR, COHORTS_DIR))
-    kind = _root_kind(backend, found)
-    if kind == "data":
-        return
-    url = backend.url(backend.root)
-    if kind != "other":
-        raise NotADataRoot(f"{what} {url} {_misplaced(backend, kind, found)}")
-    if found.exists is False:
-        raise NotADataRoot(f"{what} {url} does not exist: {_ROOT_ADVICE}")
-    held = sorted(f"{n}/" for n in found.folders if not n.startswith("."))
-    held += sorted(n for n in found.files if not n.startswith("."))
-    if held:
-        raise NotADataRoot(
-            f"{what} {url} holds neither gens/ nor cohorts/ (it holds {_quoted(held)}): "
-            f"{_ROOT_ADVICE}"
-        )
-    if not allow_empty:
-        state = "holds nothing" if found.exists is None else "holds neither gens/ nor cohorts/"
-        raise NotADataRoot(f"{what} {url} {state}: {_ROOT_ADVICE}{if_empty}")
-
-
-def refuse_misplaced_root(backend: SyncBackend, *, what: str = "data root") -> None:
-    """Raise ``NotADataRoot`` when ``backend.root`` looks like a part of a data root rather
-    than one: a gens root (it holds stage folders), a stage folder (named after a stage and
-    holding gen_id folders, or holding folders with a generation's files: one of them is
-    looked into to be sure), the ``cohorts/`` folder (one holding ``membership.csv`` is
-    looked for), a generation folder (it holds ``metadata.json`` and a text). A data root,
-    an empty or absent folder, or one holding something else passes: what a destination
-    may be. One listing of the root's first level (two when a folder inside must tell)."""
-    found = backend.children(backend.root, stop_at=(GENS_DIR, COHORTS_DIR))
-    kind = _root_kind(backend, found, confirm=True)
-    if kind not in ("data", "other"):
-        raise NotADataRoot(f"{what} {backend.url(backend.root)} {_misplaced(backend, kind, found)}")
-
-
-def _root_kind(backend: SyncBackend, found: Children, *, confirm: bool = False) -> RootKind:
-    """:func:`gens_fs.layout.root_kind`, and for a root holding folders named like gen_ids
-    one more listing, of the first of them, when the name does not tell (or, ``confirm``,
-    to be sure of what the name tells: a folder named ``essay`` may be anything)."""
-    kind = root_kind(found.folders, name=base_name(backend.root), files=found.files)
-    named_like_ids = sorted(f for f in found.folders if is_valid_gen_id(f))
-    if named_like_ids and (kind == "other" or (confirm and kind in ("stage", "cohorts"))):
-        inner = backend.children(join(backend.root, named_like_ids[0]))
-        kind = inner_folder_kind(inner.files)
-    return kind
-
-
-def _misplaced(backend: SyncBackend, kind: RootKind, found: Children) -> str:
-    """What a part of a data root given as a root looks like, and the data root above it."""
-    name = base_name(backend.root)
-    folders = _quoted([f"{f}/" for f in sorted(found.folders) if is_valid_gen_id(f)])
-    if kind == "gens":
-        looks = f"a gens root (it holds {', '.join(f'{s}/' for s in STAGES if s in found.folders)})"
-    elif kind == "stage":
-        stage = f"the {name} stage folder" if name in STAGES else "a stage folder"
-        looks = f"{stage} of a gens root (it holds generation folders: {folders})"
-    elif kind == "cohorts":
-        looks = f"the cohorts/ folder of a data root (it holds {folders})"
-    else:
-        files = _quoted(sorted(f for f in found.files if not f.startswith(".")))
-        looks = f"a generation folder (it holds {files})"
-    above = ancestor_path(backend.root, DATA_ROOT_ABOVE[kind])
-    hint = f"did you mean {backend.url(above)}?" if above else "give the data root above it"
-    return f"looks like {looks}; {hint}"
-
-
-def _quoted(names: Sequence[str]) -> str:
-    shown = ", ".join(names[:_NAMES_QUOTED])
-    return shown if len(names) <= _NAMES_QUOTED else f"{shown}, ..."
 
 
 def select_stages(stages: Iterable[str] | None) -> list[str]:
@@ -166,19 +60,18 @@ def select_stages(stages: Iterable[str] | None) -> list[str]:
 class StoreSnapshot:
     """What a data root holds, as far as reasoning over it needs. Pure data.
 
-    ``files`` has every stage that was listed (the scope's stages, and for a check their
-    parent stages too): stage -> gen_id -> {file name: size}. ``scope`` is the generations
-    being looked at, all present on disk: every one of ``stages``, or with ``cohort`` the
-    cohort's members of those stages. ``metadata`` holds each committed scope member's
-    ``metadata.json``. ``memberships`` holds the cohorts that were read: only ``cohort``
-    when scoped to one, every cohort when asked for all, else none. ``strays`` (when asked
-    for) and ``ignored`` (symbolic links, special files), relative to the data root, are
-    those of the stages and cohorts in scope.
+    ``listing`` has every stage that was listed (the scope's stages, and for a check their
+    parent stages too). ``scope`` is the generations being looked at, all present on disk:
+    every one of ``stages``, or with ``cohort`` the cohort's members of those stages.
+    ``metadata`` holds each committed scope member's ``metadata.json``. ``memberships``
+    holds the cohorts that were read: only ``cohort`` when scoped to one, every cohort when
+    asked for all, else none. ``strays`` (when asked for) and ``ignored`` (symbolic links,
+    special files), relative to the data root, are those of the stages and cohorts in scope.
     """
 
     data_root: str
     stages: tuple[str, ...]
-    files: Mapping[str, Mapping[str, Mapping[str, int]]]
+    listing: Listing
     scope: tuple[GenKey, ...]
     metadata: Mapping[GenKey, MetadataResult] = field(default_factory=dict)
     memberships: Mapping[str, MembershipResult] = field(default_factory=dict)
@@ -188,30 +81,23 @@ class StoreSnapshot:
 
     def files_of(self, stage: str, gen_id: str) -> Mapping[str, int] | None:
         """The generation's files with sizes, or ``None`` when it has no directory."""
-        return self.files.get(stage, {}).get(gen_id)
+        files = self.listing.generations.get((stage, gen_id))
+        return None if files is None else {name: info.size for name, info in files.items()}
 
     def is_committed(self, stage: str, gen_id: str) -> bool:
         """True when the listing shows the generation's ``metadata.json``."""
-        return METADATA_FILE in (self.files_of(stage, gen_id) or {})
+        return self.listing.is_committed((stage, gen_id))
 
 
 def generations_in_scope(
-    files: Mapping[str, Mapping[str, Mapping[str, int]]],
-    stages: Sequence[str],
-    members: Sequence[MembershipRow] | None = None,
+    listing: Listing, stages: Iterable[str], members: Iterable[MembershipRow] | None = None
 ) -> tuple[GenKey, ...]:
-    """The ``(stage, gen_id)`` pairs present in ``files``, of ``stages``, optionally only
-    ``members``; sorted by stage (pipeline order), then gen_id."""
-    if members is None:
-        keys: Iterable[GenKey] = ((s, g) for s in stages for g in files.get(s, {}))
-    else:
-        keys = ((r.stage, r.gen_id) for r in members if r.gen_id in files.get(r.stage, {}))
-    return tuple(sorted({k for k in keys if k[0] in stages}, key=pipeline_order))
-
-
-def pipeline_order(key: GenKey) -> tuple[int, str]:
-    """Sort key of a ``(stage, gen_id)``: stage in pipeline order, then gen_id."""
-    return STAGES.index(key[0]), key[1]
+    """The generations ``listing`` has, of ``stages``, optionally only ``members``; in
+    pipeline order."""
+    chosen = set(stages)
+    listed = listing.generations
+    keys = listed if members is None else {(r.stage, r.gen_id) for r in members}
+    return tuple(sorted((k for k in keys if k[0] in chosen and k in listed), key=pipeline_order))
 
 
 def missing_members(snapshot: StoreSnapshot) -> list[GenKey]:
@@ -220,14 +106,9 @@ def missing_members(snapshot: StoreSnapshot) -> list[GenKey]:
     rows = snapshot.memberships.get(snapshot.cohort or "")
     if snapshot.cohort is None or not isinstance(rows, list):
         return []
-    return sorted(
-        (
-            (r.stage, r.gen_id)
-            for r in rows
-            if r.stage in snapshot.stages and snapshot.files_of(r.stage, r.gen_id) is None
-        ),
-        key=pipeline_order,
-    )
+    listed = snapshot.listing.generations
+    keys = {(r.stage, r.gen_id) for r in rows if r.stage in snapshot.stages}
+    return sorted((k for k in keys if k not in listed), key=pipeline_order)
 
 
 def read_snapshot(
@@ -253,95 +134,49 @@ def read_snapshot(
     chosen = select_stages(stages)
     members = None if cohort is None else root.read_membership(cohort)
     used = chosen if members is None else [s for s in chosen if s in {r.stage for r in members}]
-    listed = set(used)
-    if parent_stages:
-        listed |= {p for s in used if (p := PARENT_STAGE[s]) is not None}
+    listed = set(used) | {p for s in used if parent_stages and (p := PARENT_STAGE[s])}
     all_cohorts = all_memberships and cohort is None
-    found = _list_data_root(
-        root, [s for s in STAGES if s in listed], cohorts=all_cohorts, follow=follow_symlinks
+    folders = [f"{GENS_DIR}/{s}" for s in STAGES if s in listed]
+    listing = list_data_root(
+        root.backend, folders + [COHORTS_DIR] * all_cohorts, follow_symlinks=follow_symlinks
     )
     memberships: dict[str, MembershipResult] = {}
     if members is not None and cohort is not None:
         memberships[cohort] = members
     elif all_cohorts:
-        memberships = dict(root.read_memberships(found.cohort_ids))
-    scope = generations_in_scope(found.files, chosen, members)
-    committed = [k for k in scope if METADATA_FILE in found.files[k[0]][k[1]]]
-    keep = _Relevant(chosen, None if members is None else {(r.stage, r.gen_id) for r in members})
+        memberships = dict(root.read_memberships(listing.cohort_ids))
+    scope = generations_in_scope(listing, chosen, members)
+    keep = _concerns(chosen, None if members is None else {(r.stage, r.gen_id) for r in members})
     layout: list[Stray] = []
     if strays and cohort is None:
-        layout = [s for s in found.strays if keep(s.path)]
+        layout = [s for s in listing.strays() if keep(s.path)]
         layout += _gens_strays(root) if set(chosen) == set(STAGES) else []
     return StoreSnapshot(
         data_root=root.url,
         stages=tuple(chosen),
-        files=found.files,
+        listing=listing,
         scope=scope,
-        metadata=root.store().metadata_many(committed),
+        metadata=root.store().metadata_many(k for k in scope if listing.is_committed(k)),
         memberships=memberships,
         cohort=cohort,
         strays=tuple(sorted(layout)),
-        ignored=tuple(i for i in found.ignored if keep(i.path)),
+        ignored=tuple(i for i in listing.ignored if keep(i.path)),
     )
 
 
-@dataclass(frozen=True)
-class _Relevant:
+def _concerns(stages: Iterable[str], members: set[GenKey] | None) -> Callable[[str], bool]:
     """Whether an entry (data-root relpath) concerns the scope: outside ``gens/``, or in a
     chosen stage and, for a cohort, not inside a generation folder the cohort lacks."""
+    chosen = set(stages)
 
-    stages: Collection[str]
-    members: Collection[tuple[str, str]] | None
-
-    def __call__(self, relpath: str) -> bool:
+    def concerns(relpath: str) -> bool:
         stage = stage_of(relpath)
         if stage is None:
             return True
-        key = entry_generation(relpath)
-        in_cohort = self.members is None or key is None or key in self.members
-        return stage in self.stages and in_cohort
+        key = generation_folder(relpath)
+        return stage in chosen and (members is None or key is None or key in members)
 
-
-@dataclass(frozen=True)
-class _DataRootListing:
-    files: dict[str, dict[str, dict[str, int]]]
-    cohort_ids: list[str]
-    strays: list[Stray]
-    ignored: list[Ignored]
-
-
-def _list_data_root(
-    root: DataRoot, stages: list[str], *, cohorts: bool, follow: bool
-) -> _DataRootListing:
-    """One listing per stage (and of ``cohorts/``), side by side on S3: generation files by
-    stage (``stage -> gen_id -> {name: size}``), cohort ids, strays, entries left out."""
-    prefixes = [join(root.gens_root, s) for s in stages]
-    scan = root.backend.scan(
-        prefixes + ([join(root.root, COHORTS_DIR)] if cohorts else []), follow_symlinks=follow
-    )
-    files: dict[str, dict[str, dict[str, int]]] = {s: {} for s in stages}
-    strays: dict[str, str] = {}  # a stray folder once, however many files it holds
-    others: list[str] = []
-    for path, info in scan.files.items():
-        relpath = relpath_under(root.root, path)
-        found = None if relpath is None else classify_gens_file(relpath)
-        if isinstance(found, GensFile):
-            files[found.stage].setdefault(found.gen_id, {})[found.name] = info.size
-        elif isinstance(found, Stray):
-            strays.setdefault(found.path, found.reason)
-        elif relpath is not None:
-            others.append(relpath)
-    return _DataRootListing(
-        files={stage: dict(sorted(gens.items())) for stage, gens in files.items()},
-        cohort_ids=sorted({c for r in others if (c := membership_cohort(r)) is not None}),
-        strays=[Stray(p, r) for p, r in strays.items()] + cohort_strays(others),
-        ignored=[
-            Ignored(relpath, entry.reason)
-            for entry in scan.ignored
-            if (relpath := relpath_under(root.root, entry.path)) is not None
-            and not is_hidden(relpath)
-        ],
-    )
+    return concerns
 
 
 def _gens_strays(root: DataRoot) -> list[Stray]:

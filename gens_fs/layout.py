@@ -18,6 +18,7 @@ from typing import Final, Literal, NamedTuple
 from gens_fs.errors import InvalidGenId, UnknownStage
 
 STAGES: Final = ("draft", "essay", "evaluation")
+STAGE_ORDER: Final = {stage: index for index, stage in enumerate(STAGES)}
 PARENT_STAGE: Final[dict[str, str | None]] = {
     "draft": None,
     "essay": "draft",
@@ -100,6 +101,33 @@ def raw_side_write_path(stage: str, gen_id: str) -> str:
     return f"{SIDE_WRITE_DIR}/{validate_stage(stage)}_raw/{validate_gen_id(gen_id)}.txt"
 
 
+GenKey = tuple[str, str]
+"""A generation: ``(stage, gen_id)``."""
+
+
+def pipeline_order(key: GenKey) -> tuple[int, str]:
+    """Sort key of a ``(stage, gen_id)``: stage in pipeline order, then gen_id."""
+    return STAGE_ORDER[key[0]], key[1]
+
+
+def generation_relpath(key: GenKey, filename: str | None = None) -> str:
+    """``gens/<stage>/<gen_id>[/<filename>]``, relative to a data root."""
+    folder = f"{GENS_DIR}/{generation_dir(*key)}"
+    return folder if filename is None else f"{folder}/{filename}"
+
+
+def metadata_relpath(key: GenKey) -> str:
+    """``gens/<stage>/<gen_id>/metadata.json``, relative to a data root: the commit marker."""
+    return generation_relpath(key, METADATA_FILE)
+
+
+def generation_of(relpath: str) -> GenKey | None:
+    """The generation a data-root relpath is a file of (``gens/<stage>/<gen_id>/<name>``), or
+    ``None`` (cohort files, strays, hidden files)."""
+    found = classify_gens_file(relpath)
+    return (found.stage, found.gen_id) if isinstance(found, GensFile) else None
+
+
 class GensFile(NamedTuple):
     """A file inside a generation directory, as found in a listing."""
 
@@ -129,15 +157,6 @@ def ancestors(relpath: str) -> list[str]:
     return ["/".join(parts[:end]) for end in range(len(parts), 0, -1)]
 
 
-def entry_generation(relpath: str) -> tuple[str, str] | None:
-    """``(stage, gen_id)`` of the generation folder a data-root relpath is in or names
-    (``gens/<stage>/<gen_id>[/...]``), or ``None``."""
-    parts = relpath.split("/")
-    if len(parts) < 3 or parts[0] != GENS_DIR or parts[1] not in STAGES:
-        return None
-    return (parts[1], parts[2]) if is_valid_gen_id(parts[2]) else None
-
-
 def stage_of(relpath: str) -> str | None:
     """The second part of ``gens/<x>/...`` (a stage, or what stands where one should be), or
     ``None`` for a data-root relpath outside ``gens/``."""
@@ -155,12 +174,14 @@ class Stray(NamedTuple):
 
 
 def _hidden(parts: Iterable[str]) -> bool:
-    # Our writers' temporary files (".raw.txt.<hex>.tmp") and anything else hidden.
-    return any(part.startswith(".") for part in parts)
+    # Our writers' temporary files (".raw.txt.<hex>.tmp") and anything else hidden; an empty
+    # part ("a//b", possible in an object store's key) is no path of the layout either.
+    return any(not part or part.startswith(".") for part in parts)
 
 
 def is_hidden(relpath: str) -> bool:
-    """True when a part of ``relpath`` starts with ``.``: left out of everything, silently."""
+    """True when a part of ``relpath`` starts with ``.`` (or is empty): left out of
+    everything, silently."""
     return _hidden(relpath.split("/"))
 
 
@@ -193,6 +214,15 @@ def classify_gens_file(relpath: str) -> GensFile | Stray | None:
     if len(parts) > 4:
         return Stray("/".join(parts[:4]), f"a folder inside generation {stage} {gen_id}")
     return GensFile(stage, gen_id, parts[3])
+
+
+def generation_folder(relpath: str) -> GenKey | None:
+    """``(stage, gen_id)`` of the generation folder a data-root relpath is in or names
+    (``gens/<stage>/<gen_id>[/...]``), or ``None``."""
+    parts = relpath.split("/")
+    if len(parts) < 3 or parts[0] != GENS_DIR or parts[1] not in STAGES:
+        return None
+    return (parts[1], parts[2]) if is_valid_gen_id(parts[2]) else None
 
 
 def membership_cohort(relpath: str) -> str | None:

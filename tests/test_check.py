@@ -25,9 +25,10 @@ from gens_fs import (
     list_generations,
     stats,
 )
-from gens_fs.backends import Ignored
+from gens_fs.backends import FileInfo, Ignored
 from gens_fs.check import SEVERITY, FindingKind, find_problems
 from gens_fs.inventory import MembershipResult, MetadataResult, StoreSnapshot
+from gens_fs.listing import Listing
 from gens_fs.testing.s3 import s3_storage_options
 from gens_fs.testing.s3_middleware import S3Middleware
 from tests.seed import COHORT_ROWS, EXPECTED, seed
@@ -56,10 +57,18 @@ def snapshot(
         k: md() for k in scope if "metadata.json" in files[k[0]][k[1]]
     }
     meta.update(metadata or {})
+    listing = Listing(
+        {
+            f"gens/{stage}/{gen_id}/{name}": FileInfo(size)
+            for stage, gens in files.items()
+            for gen_id, names in gens.items()
+            for name, size in names.items()
+        }
+    )
     return StoreSnapshot(
         data_root="s3://b/data",
         stages=("draft", "essay", "evaluation"),
-        files=files,
+        listing=listing,
         scope=scope,
         metadata=meta,
         memberships=memberships or {},

@@ -30,7 +30,7 @@ from gens_fs import (
 from gens_fs.backends import SyncBackend, open_backend
 from gens_fs.data_root import DataRoot
 from gens_fs.errors import NotADataRoot
-from gens_fs.inventory import require_data_root
+from gens_fs.data_root import require_data_root
 from gens_fs.layout import (
     GensFile,
     Stray,

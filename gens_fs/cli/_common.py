@@ -28,9 +28,8 @@ from typer.core import TyperArgument, TyperCommand
 from typer.models import CommandFunctionType
 
 from gens_fs.backends import Engine
-from gens_fs.data_root import DataRoot
+from gens_fs.data_root import DataRoot, require_data_root
 from gens_fs.errors import GensError
-from gens_fs.inventory import require_data_root
 
 
 class Command(TyperCommand):

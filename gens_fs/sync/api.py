@@ -4,7 +4,7 @@ The steps, and what each costs on S3:
 
 0. the roots: not one inside the other (no request); the source must look like a data
    root, the destination must not look like a part of one (one ``ListObjectsV2`` of each
-   one's first level; see :func:`gens_fs.inventory.require_data_root`);
+   one's first level; see :func:`gens_fs.data_root.require_data_root`);
 1. scope: for ``cohort``, the source's ``membership.csv`` (one LIST, one GET) and the
    ``metadata.json`` of the listed generations and their ancestors (one GET each, batched
    per lineage level; those bytes are reused for the copy);
@@ -36,9 +36,8 @@ from typing import Any, Literal
 
 from gens_fs.backends import Engine, SyncBackend, open_backend
 from gens_fs.cohorts import parse_membership
-from gens_fs.data_root import DataRoot
+from gens_fs.data_root import DataRoot, refuse_misplaced_root, require_data_root
 from gens_fs.errors import CohortNotFound, GensError, NotADataRoot, StorageError
-from gens_fs.inventory import refuse_misplaced_root, require_data_root
 from gens_fs.layout import ancestors, join, membership_path, roots_overlap
 from gens_fs.sync.compare import FileEntry, hash_by_reading, hashes_needed, unchanged
 from gens_fs.sync.execute import (

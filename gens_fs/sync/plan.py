@@ -44,7 +44,7 @@ from gens_fs.layout import (
     METADATA_FILE,
     PARENT_STAGE,
     STAGES,
-    entry_generation,
+    generation_folder,
     is_valid_gen_id,
     membership_cohort,
     membership_path,
@@ -127,7 +127,7 @@ class SyncScope:
     def may_hold(self, relpath: str) -> bool:
         """False for an entry inside a generation folder outside the scope: what a
         listing left out there (a link, a stray folder) is none of this sync's business."""
-        key = entry_generation(relpath)
+        key = generation_folder(relpath)
         if key is None:
             return True
         if self.generations is not None:

@@ -1,0 +1,119 @@
+"""What a data root holds, as one listing shows it: the one model of a store's files.
+
+:func:`list_data_root` is the one function that lists a data root: one recursive listing
+per folder asked for (side by side on an object store), over the backend protocol, with no
+request per file. Its :class:`Listing` maps each file's path relative to the data root
+(``gens/essay/e1/raw.txt``) to its :class:`~gens_fs.backends.FileInfo` (size, and the hash
+the listing gave for free, as the backend declares it), and keeps the entries the listing
+left out without reading them (symbolic links, special files). Hidden files (our writers'
+temporary files among them) are left out silently.
+
+Everything that reasons over many generations reads the same views of it: ``check``,
+``ls`` and ``stats`` (through :mod:`gens_fs.inventory`), ``sync`` (its two sides) and the
+exports: :attr:`Listing.generations` (each generation folder and its files),
+:meth:`Listing.is_committed`, :meth:`Listing.strays`, :attr:`Listing.cohort_ids`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Container, Iterable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+
+from gens_fs.backends import FileInfo, Ignored, SyncBackend
+from gens_fs.layout import (
+    COHORTS_DIR,
+    GenKey,
+    GensFile,
+    Stray,
+    classify_gens_file,
+    cohort_strays,
+    is_hidden,
+    join,
+    membership_cohort,
+    metadata_relpath,
+    pipeline_order,
+    relpath_under,
+)
+
+Files = Mapping[str, FileInfo]
+"""Files by data-root relpath."""
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The files a listing found under a data root, by relpath, and what it left out
+    (``ignored``, data-root relpaths). Pure data; the views are computed once, on use."""
+
+    files: Files
+    ignored: tuple[Ignored, ...] = ()
+
+    @cached_property
+    def generations(self) -> dict[GenKey, dict[str, FileInfo]]:
+        """Each generation folder listed, in pipeline order: its files by name (committed
+        ones have ``metadata.json``; incomplete ones do not)."""
+        found: dict[GenKey, dict[str, FileInfo]] = {}
+        for relpath, info in self.files.items():
+            entry = classify_gens_file(relpath)
+            if isinstance(entry, GensFile):
+                found.setdefault((entry.stage, entry.gen_id), {})[entry.name] = info
+        return dict(sorted(found.items(), key=lambda item: pipeline_order(item[0])))
+
+    def is_committed(self, key: GenKey) -> bool:
+        """True when the listing shows the generation's ``metadata.json``."""
+        return metadata_relpath(key) in self.files
+
+    @cached_property
+    def cohort_ids(self) -> list[str]:
+        """The cohorts whose ``membership.csv`` was listed, sorted."""
+        return sorted({c for r in self.files if (c := membership_cohort(r)) is not None})
+
+    def strays(self, fitting: Container[str] = ()) -> list[Stray]:
+        """The listed entries that do not fit the layout, each folder once, sorted.
+        ``fitting``: relpaths the caller knows to fit (not looked at again)."""
+        found: dict[str, str] = {}
+        cohort_files: list[str] = []
+        for relpath in self.files:
+            if relpath in fitting:
+                continue
+            if relpath.startswith(COHORTS_DIR + "/"):
+                cohort_files.append(relpath)
+            elif isinstance(entry := classify_gens_file(relpath), Stray):
+                found.setdefault(entry.path, entry.reason)
+        return sorted([Stray(p, r) for p, r in found.items()] + cohort_strays(cohort_files))
+
+    def only(self, keep: Callable[[str], bool]) -> Listing:
+        """The same listing, only the files and ignored entries ``keep`` accepts."""
+        return Listing(
+            {r: info for r, info in self.files.items() if keep(r)},
+            tuple(i for i in self.ignored if keep(i.path)),
+        )
+
+
+def list_data_root(
+    backend: SyncBackend, folders: Iterable[str], *, follow_symlinks: bool = False
+) -> Listing:
+    """Every file under ``folders`` (relpaths of the data root ``backend.root``): one
+    recursive listing each, side by side on an object store (LIST pages only).
+
+    A file keeps the hash its listing gave only where the backend declares one
+    (``Capabilities.listing_hash``). ``follow_symlinks``: see
+    :meth:`gens_fs.backends.local.LocalBackend.scan`."""
+    scan = backend.scan([join(backend.root, f) for f in folders], follow_symlinks=follow_symlinks)
+    hashed = backend.capabilities.listing_hash is not None
+    files: dict[str, FileInfo] = {}
+    found = scan.files
+    while found:
+        # popitem frees each full-path key as its relpath replaces it: a million-file
+        # listing never holds both spellings at once.
+        path, info = found.popitem()
+        relpath = relpath_under(backend.root, path)
+        if relpath is not None and not is_hidden(relpath):
+            files[relpath] = info if hashed or info.hash is None else FileInfo(info.size)
+    ignored = tuple(
+        Ignored(relpath, entry.reason)
+        for entry in scan.ignored
+        if (relpath := relpath_under(backend.root, entry.path)) is not None
+        and not is_hidden(relpath)
+    )
+    return Listing(files, ignored)
