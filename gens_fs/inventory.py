@@ -40,12 +40,10 @@ from gens_fs.layout import (
     validate_stage,
 )
 from gens_fs.listing import Listing, list_data_root
-from gens_fs.models import GenerationMetadata
+from gens_fs.models import GenerationMetadata, MetadataResult
 
 log = logging.getLogger(__name__)
 
-MetadataResult = GenerationMetadata | InvalidMetadata | None
-"""A ``metadata.json`` as read: parsed, the error it failed with, or ``None`` if absent."""
 MembershipResult = list[MembershipRow] | InvalidMembership
 """A ``membership.csv`` as read: its rows, or the error it failed with."""
 

@@ -165,6 +165,23 @@ def parse_metadata_json(data: bytes, *, where: str) -> GenerationMetadata:
     return parse_metadata(value, where=where)
 
 
+MetadataResult = GenerationMetadata | InvalidMetadata | None
+"""A ``metadata.json`` as read: parsed, the error it failed with, or ``None`` if absent."""
+
+
+def read_metadata(data: bytes | None, *, where: str) -> MetadataResult:
+    """The one reader of stored ``metadata.json`` bytes for callers that reason over many
+    generations (``check``, ``ls``, ``stats``, the sync's parent rule): the parsed model,
+    ``None`` when the file is absent, and a problem as a value (the ``InvalidMetadata``),
+    not raised, so each one can be reported."""
+    if data is None:
+        return None
+    try:
+        return parse_metadata_json(data, where=where)
+    except InvalidMetadata as exc:
+        return exc
+
+
 LEGACY_KEYS: Final = (
     "stage",
     "gen_id",

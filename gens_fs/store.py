@@ -33,19 +33,24 @@ from gens_fs.layout import (
     METADATA_FILE,
     PARENT_STAGE,
     TEXT_FILES,
+    GenKey,
     artifact_path,
     generation_dir,
     is_valid_gen_id,
     join,
+    parse_gens_path,
     raw_side_write_path,
+    relpath_under,
     validate_gen_id,
     validate_stage,
 )
 from gens_fs.models import (
     Generation,
     GenerationMetadata,
+    MetadataResult,
     parse_metadata,
     parse_metadata_json,
+    read_metadata,
     require_spec_fields,
 )
 
@@ -228,26 +233,19 @@ class GensStore:
             )
         return chunks
 
-    def metadata_many(
-        self, keys: Iterable[tuple[str, str]]
-    ) -> dict[tuple[str, str], GenerationMetadata | InvalidMetadata | None]:
+    def metadata_many(self, keys: Iterable[GenKey]) -> dict[GenKey, MetadataResult]:
         """The metadata of many ``(stage, gen_id)`` pairs, any stages, in one batch.
 
         One GET per ``metadata.json`` and no listing. Problems come back as values, not
-        raised, so a caller reasoning over many generations can report each one: ``None``
-        when the file is absent, the ``InvalidMetadata`` error when it does not parse.
+        raised (see :func:`~gens_fs.models.read_metadata`), so a caller reasoning over many
+        generations can report each one.
         """
         paths = {(s, g): self.path(s, g, METADATA_FILE) for s, g in dict.fromkeys(keys)}
         data = self._backend.read_many(list(paths.values()))
-        out: dict[tuple[str, str], GenerationMetadata | InvalidMetadata | None] = {}
-        for key, path in paths.items():
-            raw = data[path]
-            try:
-                where = self._backend.url(path)
-                out[key] = None if raw is None else parse_metadata_json(raw, where=where)
-            except InvalidMetadata as exc:
-                out[key] = exc
-        return out
+        return {
+            key: read_metadata(data[path], where=self._backend.url(path))
+            for key, path in paths.items()
+        }
 
     def lineage(self, stage: str, gen_id: str, *, strict: bool = True) -> list[Generation]:
         """The generation and its ancestors, from the draft down to the one asked for.
@@ -312,21 +310,13 @@ class GensStore:
         One recursive listing (paginated on S3). Incomplete generations (no
         ``metadata.json``) are included; hidden and stray files are not.
         """
-        return self.files_by_stage([stage])[stage]
-
-    def files_by_stage(self, stages: Iterable[str]) -> dict[str, dict[str, dict[str, int]]]:
-        """:meth:`files` of several stages: one listing each, side by side on S3."""
-        roots = {validate_stage(stage): join(self.root, stage) for stage in stages}
-        found = self._backend.listing_info_many(list(roots.values()))
-        out: dict[str, dict[str, dict[str, int]]] = {stage: {} for stage in roots}
+        found = self._backend.listing_info_many([join(self.root, validate_stage(stage))])
+        out: dict[str, dict[str, int]] = {}
         for path, info in found.items():
-            parts = path[len(self.root) + 1 :].split("/")
-            if len(parts) != 3 or parts[0] not in out:
-                continue
-            _stage, gen_id, name = parts
-            if is_valid_gen_id(gen_id) and not name.startswith("."):
-                out[_stage].setdefault(gen_id, {})[name] = info.size
-        return {stage: dict(sorted(gens.items())) for stage, gens in out.items()}
+            file = parse_gens_path(relpath_under(self.root, path) or "")
+            if file is not None and file.stage == stage:
+                out.setdefault(file.gen_id, {})[file.name] = info.size
+        return dict(sorted(out.items()))
 
     def gen_ids(self, stage: str) -> list[str]:
         """The committed gen_ids of ``stage``, sorted: one recursive listing."""

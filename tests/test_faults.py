@@ -24,8 +24,9 @@ import fsspec
 import pytest
 
 from gens_fs import check, sync
+from gens_fs.layout import generation_of, generation_relpath
 from gens_fs.sync import RetryPolicy, SyncReport
-from gens_fs.testing.invariants import generation_dir, mirror_problems, snapshot
+from gens_fs.testing.invariants import mirror_problems, snapshot
 from gens_fs.testing.s3 import MotoServer, s3_storage_options
 from gens_fs.testing.s3_middleware import S3Middleware
 from gens_fs.testing.s3_requests import FaultPlan
@@ -127,6 +128,12 @@ def report_problems(report: SyncReport, src: dict[str, bytes], dst: dict[str, by
         if not own and parent not in uncommitted and parent not in failed:
             problems.append(f"{gen}: uncommitted without a failed file or parent")
     return problems
+
+
+def generation_dir(relpath: str) -> str | None:
+    """``gens/<stage>/<gen_id>`` of a file in a generation folder, else ``None``."""
+    key = generation_of(relpath)
+    return None if key is None else generation_relpath(key)
 
 
 def _parents(files: dict[str, bytes]) -> dict[str, str]:

@@ -17,13 +17,19 @@ invariants out, one line each (an empty list when all hold):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 import fsspec
 
-from gens_fs.layout import GENS_DIR, METADATA_FILE, PARENT_STAGE
+from gens_fs.layout import (
+    PARENT_STAGE,
+    generation_of,
+    generation_relpath,
+    is_hidden,
+    metadata_relpath,
+)
+from gens_fs.models import GenerationMetadata, read_metadata
 
 
 def snapshot(root: str, storage_options: Mapping[str, Any] | None = None) -> dict[str, bytes]:
@@ -36,19 +42,11 @@ def snapshot(root: str, storage_options: Mapping[str, Any] | None = None) -> dic
         return {}
     base = path.rstrip("/") + "/"
     rel = [p[len(base) :] for p in found if p.startswith(base)]
-    keep = [r for r in rel if not any(part.startswith(".") for part in r.split("/"))]
+    keep = [r for r in rel if not is_hidden(r)]
     if not keep:
         return {}
     data = fs.cat([base + r for r in keep])
     return {r: bytes(data[base + r]) for r in keep}
-
-
-def generation_dir(relpath: str) -> str | None:
-    """``gens/<stage>/<gen_id>`` for a file inside a generation directory, else ``None``."""
-    parts = relpath.split("/")
-    if len(parts) >= 4 and parts[0] == GENS_DIR and parts[1] in PARENT_STAGE:
-        return "/".join(parts[:3])
-    return None
 
 
 def mirror_problems(
@@ -64,12 +62,11 @@ def mirror_problems(
             problems.append(f"{relpath}: partial content ({len(data)} of {len(expected)} B)")
         elif exact_files:
             problems.append(f"{relpath}: differs from the source")
-    committed = {
-        d for r in dst if (d := generation_dir(r)) is not None and r == f"{d}/{METADATA_FILE}"
-    }
-    for gen in sorted(committed):
-        want = {r: b for r, b in src.items() if generation_dir(r) == gen}
-        got = {r: b for r, b in dst.items() if generation_dir(r) == gen}
+    committed = {key for r in dst if (key := generation_of(r)) and r == metadata_relpath(key)}
+    for key in sorted(committed):
+        gen = generation_relpath(key)
+        want = {r: b for r, b in src.items() if generation_of(r) == key}
+        got = {r: b for r, b in dst.items() if generation_of(r) == key}
         if want != got:
             missing = sorted(set(want) - set(got))
             extra = sorted(set(got) - set(want))
@@ -77,16 +74,14 @@ def mirror_problems(
             problems.append(
                 f"{gen}: committed but missing {missing}, extra {extra}, differing {differ}"
             )
-        _, stage, _gen_id = gen.split("/")
-        parent_stage = PARENT_STAGE[stage]
+        parent_stage = PARENT_STAGE[key[0]]
         if parent_stage is None:
             continue
-        try:
-            parent = json.loads(dst[f"{gen}/{METADATA_FILE}"])["parent_gen_id"]
-        except (ValueError, KeyError, TypeError):
+        meta = read_metadata(dst[metadata_relpath(key)], where=gen)
+        if not isinstance(meta, GenerationMetadata) or not meta.parent_gen_id:
             problems.append(f"{gen}: committed with unreadable metadata.json")
-            continue
-        if f"{GENS_DIR}/{parent_stage}/{parent}" not in committed:
+        elif (parent_stage, meta.parent_gen_id) not in committed:
+            parent = meta.parent_gen_id
             problems.append(f"{gen}: committed but its parent {parent_stage} {parent} is not")
     return problems
 
