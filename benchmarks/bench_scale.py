@@ -5,7 +5,7 @@
 
 The listings are fake but go through the real code: a stand-in for s3fs's ``_iterdir`` yields
 the same dicts s3fs builds from ListObjectsV2 pages (key, size, ETag, ...) and the real
-``S3Backend.scan`` -> ``list_files`` -> ``parents_needed`` -> ``make_plan`` run on
+``S3Backend.scan`` -> ``list_data_root`` -> ``Diff.of`` -> ``make_plan`` run on
 them. The destination is the source minus 1% of generations, plus 1% of files with a new
 ETag (an incremental resync). Each size runs in a fresh process so its peak RSS
 (``ru_maxrss``, interpreter and imports included) is its own. Target: under 1 GB at 10^6
@@ -28,9 +28,10 @@ from fsspec.asyn import get_loop
 
 from gens_fs.backends import SyncBackend
 from gens_fs.backends.s3 import S3Backend
-from gens_fs.layout import STAGES
-from gens_fs.sync.listing import list_files
-from gens_fs.sync.plan import SyncScope, generation_of, make_plan, parents_needed
+from gens_fs.layout import STAGES, generation_of
+from gens_fs.listing import list_data_root
+from gens_fs.sync.plan import Diff, make_plan
+from gens_fs.sync.scope import SyncScope
 
 FILES_PER_GENERATION = 4
 NAMES = ("metadata.json", "parsed.txt", "prompt.txt", "raw.txt")
@@ -105,12 +106,13 @@ def run_one(files: int) -> dict[str, Any]:
     src = SyncBackend(S3Backend(FakeListingFS(files, variant=0), "bench/src"))
     dst = SyncBackend(S3Backend(FakeListingFS(files, variant=1), "bench/dst"))
     t0 = time.perf_counter()
-    src_files = list_files(src, scope.roots(), scope)
-    dst_files = list_files(dst, scope.roots(), scope)
+    src_files = scope.filter(list_data_root(src, scope.roots()).files)
+    dst_files = list_data_root(dst, scope.roots()).files
     t1 = time.perf_counter()
-    needed = parents_needed(src_files, dst_files)
+    diff = Diff.of(src_files, dst_files, scope)
+    needed = diff.parents_to_read()
     parents = {key: parent_of(key) for r in needed if (key := generation_of(r)) is not None}
-    plan = make_plan(src_files, dst_files, scope, parents=parents, delete=True)
+    plan = make_plan(diff, parents=parents, delete=True)
     t2 = time.perf_counter()
     return {
         "files": len(src_files),

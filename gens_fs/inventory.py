@@ -27,7 +27,6 @@ from gens_fs.data_root import DataRoot, open_data_root
 from gens_fs.errors import InvalidMembership, InvalidMetadata
 from gens_fs.layout import (
     COHORTS_DIR,
-    GENS_DIR,
     PARENT_STAGE,
     STAGES,
     GenKey,
@@ -36,6 +35,7 @@ from gens_fs.layout import (
     gens_child_stray,
     join,
     pipeline_order,
+    stage_folder,
     stage_of,
     validate_stage,
 )
@@ -134,7 +134,7 @@ def read_snapshot(
     used = chosen if members is None else [s for s in chosen if s in {r.stage for r in members}]
     listed = set(used) | {p for s in used if parent_stages and (p := PARENT_STAGE[s])}
     all_cohorts = all_memberships and cohort is None
-    folders = [f"{GENS_DIR}/{s}" for s in STAGES if s in listed]
+    folders = [stage_folder(s) for s in STAGES if s in listed]
     listing = list_data_root(
         root.backend, folders + [COHORTS_DIR] * all_cohorts, follow_symlinks=follow_symlinks
     )

@@ -91,9 +91,19 @@ def artifact_path(stage: str, gen_id: str, filename: str) -> str:
     return f"{generation_dir(stage, gen_id)}/{filename}"
 
 
+def stage_folder(stage: str) -> str:
+    """``gens/<stage>``, relative to a data root."""
+    return f"{GENS_DIR}/{validate_stage(stage)}"
+
+
+def cohort_folder(cohort_id: str) -> str:
+    """``cohorts/<cohort_id>``, relative to a data root."""
+    return f"{COHORTS_DIR}/{validate_gen_id(cohort_id, kind='cohort_id')}"
+
+
 def membership_path(cohort_id: str) -> str:
     """``cohorts/<cohort_id>/membership.csv``, relative to a data root."""
-    return f"{COHORTS_DIR}/{validate_gen_id(cohort_id, kind='cohort_id')}/{MEMBERSHIP_FILE}"
+    return f"{cohort_folder(cohort_id)}/{MEMBERSHIP_FILE}"
 
 
 def raw_side_write_path(stage: str, gen_id: str) -> str:

@@ -1,6 +1,7 @@
 """``GensStore``: read, write, list and delete generations under one gens root.
 
-The only module that reads or writes generation files. It builds paths with ``layout``,
+The way in to generations, one (or one batch) at a time; the sync copies whole stores as
+files instead (``gens_fs.sync``). It builds paths with ``layout``,
 moves bytes with one batched ``Backend`` call per step, and keeps the spec's invariants:
 
 * ``metadata.json`` is the commit marker: written last, removed first. A generation is
@@ -369,25 +370,32 @@ class GensStore:
             )
         if not overwrite and committed[meta_path] is not None:
             raise self._exists_error(stage, gen_id)
-        encoded = meta.to_json().encode("utf-8")
         given = {
             self.path(stage, gen_id, TEXT_FILES[f]): v.encode("utf-8")
             for f, v in texts.items()
             if v is not None
         }
-        if overwrite:
-            self._backend.remove([meta_path])
-        self._backend.write_many(given)
-        if overwrite:
-            stale = [self.path(stage, gen_id, name) for name in TEXT_FILES.values()]
-            self._backend.remove(p for p in stale if p not in given)
-            self._backend.write_many({meta_path: encoded})
-        elif not self._backend.create(meta_path, encoded):
-            raise self._exists_error(stage, gen_id)
+        self._put(stage, gen_id, given, meta.to_json().encode("utf-8"), overwrite=overwrite)
         log.debug("wrote %s", self.path(stage, gen_id))
         if raw is not None and self.side_write_root is not None:
             self._side_write_raw(stage, gen_id, raw)
         return Generation(stage=stage, gen_id=gen_id, metadata=meta, **texts)
+
+    def _put(
+        self, stage: str, gen_id: str, texts: Mapping[str, bytes], meta: bytes, *, overwrite: bool
+    ) -> None:
+        """The writes of :meth:`write`, once everything is checked: the texts, then the
+        commit (over an old one: uncommitted first, and its texts not given removed)."""
+        meta_path = self.path(stage, gen_id, METADATA_FILE)
+        if overwrite:
+            self._backend.remove([meta_path])
+        self._backend.write_many(texts)
+        if overwrite:
+            stale = [self.path(stage, gen_id, name) for name in TEXT_FILES.values()]
+            self._backend.remove(p for p in stale if p not in texts)
+            self._backend.write_many({meta_path: meta})
+        elif not self._backend.create(meta_path, meta):
+            raise self._exists_error(stage, gen_id)
 
     def _side_write_raw(self, stage: str, gen_id: str, raw: str) -> None:
         """Best effort: one more write; any failure is logged, never raised."""

@@ -27,10 +27,9 @@ from gens_fs import (
     sync,
     write_membership,
 )
-from gens_fs.backends import SyncBackend, open_backend
-from gens_fs.data_root import DataRoot
+from gens_fs.backends import FileInfo, SyncBackend, open_backend
+from gens_fs.data_root import DataRoot, require_data_root
 from gens_fs.errors import NotADataRoot
-from gens_fs.data_root import require_data_root
 from gens_fs.layout import (
     GensFile,
     Stray,
@@ -39,8 +38,8 @@ from gens_fs.layout import (
     gens_child_stray,
     root_kind,
 )
-from gens_fs.sync.compare import FileEntry
-from gens_fs.sync.plan import SyncPlan, SyncScope, delete_refusal, make_plan
+from gens_fs.sync.plan import Diff, SyncPlan, delete_refusal, make_plan
+from gens_fs.sync.scope import SyncScope
 from gens_fs.testing.invariants import snapshot
 from gens_fs.testing.s3 import new_bucket, s3_storage_options
 from gens_fs.testing.s3_middleware import S3Middleware
@@ -170,9 +169,9 @@ def test_a_missing_bucket_is_still_one_line(tmp_path: Path, s3: dict[str, Any]) 
 
 
 def plan_deleting(n_dst: int, n_deleted: int) -> SyncPlan:
-    dst = {f"cohorts/c{i:02}/membership.csv": FileEntry(1, None, "x") for i in range(n_dst)}
+    dst = {f"cohorts/c{i:02}/membership.csv": FileInfo(1, "x") for i in range(n_dst)}
     src = {r: e for i, (r, e) in enumerate(sorted(dst.items())) if i >= n_deleted}
-    return make_plan(src, dst, SyncScope.build(), parents={}, delete=True)
+    return make_plan(Diff.of(src, dst, SyncScope.build()), parents={}, delete=True)
 
 
 def test_half_rule_boundaries() -> None:

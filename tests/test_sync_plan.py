@@ -3,36 +3,37 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gens_fs.sync.compare import FileEntry, hashes_needed, unchanged
-from gens_fs.sync.plan import (
-    SyncPlan,
-    SyncScope,
-    TooManyDeletes,
-    check_max_delete,
-    close_over_parents,
-    make_plan,
-    parents_needed,
-)
+from gens_fs.backends import FileInfo
+from gens_fs.listing import Files
+from gens_fs.sync import plan
+from gens_fs.sync.compare import hashes_needed, unchanged
+from gens_fs.sync.plan import Diff, SyncPlan, delete_refusal
+from gens_fs.sync.scope import SyncScope, close_over_parents
 
 PARENT = {"essay": "draft", "evaluation": "essay"}
+
+
+def make_plan(src: Files, dst: Files, scope: SyncScope, **options: Any) -> SyncPlan:
+    """The planner on two listings: their :class:`Diff` first, as ``plan_sync`` does."""
+    return plan.make_plan(Diff.of(src, dst, scope), **options)
 
 
 def md5(data: bytes) -> str:
     return hashlib.md5(data).hexdigest()
 
 
-def entry(data: bytes, *, etag: bool = False) -> FileEntry:
-    return FileEntry(len(data), md5(data) if etag else None, None if etag else md5(data))
+def entry(data: bytes, *, etag: bool = False) -> FileInfo:
+    return FileInfo(len(data), md5(data).upper() if etag else md5(data))
 
 
 def generation(
     stage: str, gen_id: str, parent: str = "", *, extra: bool = False
-) -> dict[str, FileEntry]:
+) -> dict[str, FileInfo]:
     base = f"gens/{stage}/{gen_id}"
     files = {
         f"{base}/raw.txt": entry(f"raw {gen_id}".encode()),
@@ -44,7 +45,7 @@ def generation(
     return files
 
 
-def lineage(i: int) -> dict[str, FileEntry]:
+def lineage(i: int) -> dict[str, FileInfo]:
     return {
         **generation("draft", f"d{i}"),
         **generation("essay", f"e{i}", f"d{i}", extra=True),
@@ -60,8 +61,8 @@ def parents_of(n: int) -> dict[tuple[str, str], str | None]:
     return out
 
 
-def store(n: int) -> dict[str, FileEntry]:
-    out: dict[str, FileEntry] = {"cohorts/c1/membership.csv": entry(b"stage,gen_id\n")}
+def store(n: int) -> dict[str, FileInfo]:
+    out: dict[str, FileInfo] = {"cohorts/c1/membership.csv": entry(b"stage,gen_id\n")}
     for i in range(n):
         out.update(lineage(i))
     return out
@@ -84,22 +85,22 @@ def test_unchanged_needs_equal_size_and_hash() -> None:
 
 
 def test_multipart_etags_compare_by_size_only() -> None:
-    multipart = FileEntry(4, "0123abcd-2")
+    multipart = FileInfo(4, "0123abcd-2")
     assert unchanged(entry(b"aaaa"), multipart)
-    assert unchanged(FileEntry(4, "x-2"), FileEntry(4, "x-2"))
-    assert not unchanged(FileEntry(4, "x-2"), FileEntry(5, "x-2"))
+    assert unchanged(FileInfo(4, "x-2"), FileInfo(4, "x-2"))
+    assert not unchanged(FileInfo(4, "x-2"), FileInfo(5, "x-2"))
 
 
 def test_hashes_needed_only_where_sizes_match() -> None:
-    src = {"a": FileEntry(1), "b": FileEntry(2), "c": FileEntry(3), "d": FileEntry(4, "x-2")}
-    dst = {"a": FileEntry(1, "e1"), "b": FileEntry(5, "e2"), "d": FileEntry(4)}
+    src = {"a": FileInfo(1), "b": FileInfo(2), "c": FileInfo(3), "d": FileInfo(4, "x-2")}
+    dst = {"a": FileInfo(1, "e1"), "b": FileInfo(5, "e2"), "d": FileInfo(4)}
     need_src, need_dst = hashes_needed(src, dst, src_reads=True, dst_reads=False, checksum=False)
     assert (need_src, need_dst) == (["a"], [])
     need_src, need_dst = hashes_needed(src, dst, src_reads=True, dst_reads=False, checksum=True)
     assert (need_src, need_dst) == (["a", "d"], ["d"])
     # local to local: both sides hashed, mtimes never consulted
     assert hashes_needed(
-        {"a": FileEntry(1)}, {"a": FileEntry(1)}, src_reads=True, dst_reads=True,
+        {"a": FileInfo(1)}, {"a": FileInfo(1)}, src_reads=True, dst_reads=True,
         checksum=False,
     ) == (["a"], ["a"])  # fmt: skip
 
@@ -134,8 +135,9 @@ def test_unchanged_files_are_skipped_and_a_same_size_edit_is_copied() -> None:
 
 def test_no_op_needs_no_metadata_reads() -> None:
     src = store(3)
-    assert parents_needed(src, dict(src)) == []
-    assert parents_needed(src, {}) == sorted(
+    scope = SyncScope.build()
+    assert Diff.of(src, dict(src), scope).parents_to_read() == []
+    assert Diff.of(src, {}, scope).parents_to_read() == sorted(
         r for r in src if r.endswith("/metadata.json") and "/draft/" not in r
     )
 
@@ -193,9 +195,9 @@ def test_deletes_children_first_metadata_first_and_only_in_scope() -> None:
 
 def test_max_delete_refuses_before_anything() -> None:
     plan = make_plan({}, store(1), SyncScope.build(), parents={}, delete=True)
-    check_max_delete(plan, len(plan.delete_paths))  # an explicit max_delete allows all
-    with pytest.raises(TooManyDeletes, match="nothing was changed"):
-        check_max_delete(plan, len(plan.delete_paths) - 1)
+    assert delete_refusal(plan, len(plan.delete_paths)) is None  # an explicit max allows all
+    refusal = delete_refusal(plan, len(plan.delete_paths) - 1)
+    assert refusal is not None and "nothing was changed" in refusal
 
 
 # -- properties ------------------------------------------------------------------------------
@@ -211,10 +213,10 @@ def test_plan_invariants(
     """Whatever the two sides hold: every commit comes after its generation's files and
     after its parent's commit, the plan makes dst equal src in scope, deletes only touch
     files src lacks."""
-    src: dict[str, FileEntry] = {}
+    src: dict[str, FileInfo] = {}
     for i in src_ids:
         src.update(lineage(i))
-    dst: dict[str, FileEntry] = {}
+    dst: dict[str, FileInfo] = {}
     for i in dst_ids:
         dst.update(lineage(i))
     for i in edited:

@@ -10,6 +10,7 @@ The CLI findings run ``python -m gens_fs`` as a real process; the planner is tes
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
@@ -20,19 +21,21 @@ import pytest
 from conftest import cli_options
 
 from gens_fs import GensStore, SyncReport, check, sync, write_membership
+from gens_fs.backends import FileInfo
 from gens_fs.data_root import DataRoot
 from gens_fs.errors import NotADataRoot
 from gens_fs.layout import inner_folder_kind, root_kind, roots_overlap
-from gens_fs.sync import OverlappingRoots
-from gens_fs.sync.compare import FileEntry
+from gens_fs.listing import Files
+from gens_fs.sync import OverlappingRoots, plan
 from gens_fs.sync.plan import (
-    SyncScope,
+    Diff,
+    SyncPlan,
     delete_refusal,
     hold_memberships,
-    make_plan,
     memberships_to_read,
     parents_to_probe,
 )
+from gens_fs.sync.scope import SyncScope
 from gens_fs.testing.invariants import mirror_problems, snapshot
 from tests.process import gens_fs, one_error_line
 
@@ -84,11 +87,16 @@ def memberships_name_only_what_is_there(dst: dict[str, bytes], src: dict[str, by
 # -- the planner, pure ---------------------------------------------------------------------
 
 
-def entry(data: bytes) -> FileEntry:
-    return FileEntry(len(data), None, str(hash(data)))
+def entry(data: bytes) -> FileInfo:
+    return FileInfo(len(data), hashlib.md5(data).hexdigest())
 
 
-def listing(*gens: tuple[str, str], csv: dict[str, str] | None = None) -> dict[str, FileEntry]:
+def make_plan(src: Files, dst: Files, scope: SyncScope, **options: Any) -> SyncPlan:
+    """The planner on two listings: their :class:`Diff` first, as ``plan_sync`` does."""
+    return plan.make_plan(Diff.of(src, dst, scope), **options)
+
+
+def listing(*gens: tuple[str, str], csv: dict[str, str] | None = None) -> dict[str, FileInfo]:
     out = {}
     for stage, gen_id in gens:
         for name in ("raw.txt", "metadata.json"):

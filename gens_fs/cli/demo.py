@@ -5,7 +5,7 @@ with nothing to configure."""
 from __future__ import annotations
 
 import tempfile
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -73,21 +73,8 @@ def demo(
         store = GensStore(root, storage_options=options)
         _write_sample(store)
 
-        table = Table()
-        for column in ("stage", "gen_id", "parent", "template", "parsed_text"):
-            table.add_column(column)
-        for stage in ("draft", "essay", "evaluation"):
-            for gen in store.load_many(stage, store.gen_ids(stage)).values():
-                assert gen.metadata is not None
-                table.add_row(
-                    stage,
-                    cell(gen.gen_id),
-                    cell(gen.parent_gen_id or "-"),
-                    cell(gen.metadata.template_id),
-                    cell(gen.parsed_text or ""),
-                )
         say(f"generations in {root}")
-        console.print(table)
+        console.print(_table(store))
         gen = store.load("evaluation", "eval-2")
         say(
             f'store.load("evaluation", "eval-2")["parsed_text"] == {gen["parsed_text"]!r}; '
@@ -100,18 +87,40 @@ def demo(
             storage_options=options,
         )
         with tempfile.TemporaryDirectory() as tmp:
-            local = f"{tmp}/data"
-            report = sync(f"s3://{bucket}/data", local, cohort="demo-cohort", src_options=options)
-            say(
-                f"sync --cohort demo-cohort to {local}: copied {plural(report.copied, 'file')} "
-                f"({human_size(report.bytes)}), {plural(len(report.errors), 'error')}"
-            )
-            again = sync(f"s3://{bucket}/data", local, cohort="demo-cohort", src_options=options)
-            say(f"the same sync again: copied {again.copied}, skipped {again.skipped}")
-            found = check(local)
-            say(
-                f"check of the copy: {plural(found.summary.errors, 'error')}, "
-                f"{plural(found.summary.warnings, 'warning')} "
-                f"({', '.join(sorted(found.summary.by_kind))})"
-            )
+            _sync_and_check(f"s3://{bucket}/data", f"{tmp}/data", options)
         say("Next: gens-fs --help; gens-fs ls/show/check/stats ROOT; gens-fs sync SRC DST")
+
+
+def _table(store: GensStore) -> Table:
+    """Every generation of the sample store, read back."""
+    table = Table()
+    for column in ("stage", "gen_id", "parent", "template", "parsed_text"):
+        table.add_column(column)
+    for stage in ("draft", "essay", "evaluation"):
+        for gen in store.load_many(stage, store.gen_ids(stage)).values():
+            assert gen.metadata is not None
+            table.add_row(
+                stage,
+                cell(gen.gen_id),
+                cell(gen.parent_gen_id or "-"),
+                cell(gen.metadata.template_id),
+                cell(gen.parsed_text or ""),
+            )
+    return table
+
+
+def _sync_and_check(src: str, local: str, options: dict[str, Any]) -> None:
+    """The demo cohort synced to local disk twice (the second copies nothing), then checked."""
+    report = sync(src, local, cohort="demo-cohort", src_options=options)
+    say(
+        f"sync --cohort demo-cohort to {local}: copied {plural(report.copied, 'file')} "
+        f"({human_size(report.bytes)}), {plural(len(report.errors), 'error')}"
+    )
+    again = sync(src, local, cohort="demo-cohort", src_options=options)
+    say(f"the same sync again: copied {again.copied}, skipped {again.skipped}")
+    found = check(local)
+    say(
+        f"check of the copy: {plural(found.summary.errors, 'error')}, "
+        f"{plural(found.summary.warnings, 'warning')} "
+        f"({', '.join(sorted(found.summary.by_kind))})"
+    )

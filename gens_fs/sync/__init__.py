@@ -1,18 +1,20 @@
-"""Mirror gens stores between storages: ``sync(src, dst, ...) -> SyncReport``.
-
-listing (one recursive listing per side) -> plan (pure diff + lineage ordering) -> execute
-(concurrent transfers with barriers between phases). See :func:`gens_fs.sync.api.sync`.
+"""Mirror gens stores between storages: ``sync(src, dst, ...) -> SyncReport``, which is
+``plan_sync`` (listings, a pure diff and lineage ordering: nothing written) then ``apply``
+(concurrent transfers with barriers between phases). See :mod:`gens_fs.sync.api`.
 """
 
-from gens_fs.sync.api import OverlappingRoots, sync
+from gens_fs.sync.api import PlannedSync, apply, plan_sync, sync
 from gens_fs.sync.execute import DEFAULT_JOBS, RetryPolicy, SyncProgress
-from gens_fs.sync.plan import SyncPlan, SyncScope, TooManyDeletes
+from gens_fs.sync.plan import SyncPlan, TooManyDeletes
 from gens_fs.sync.report import PlannedAction, SyncError, SyncReport
+from gens_fs.sync.roots import OverlappingRoots
+from gens_fs.sync.scope import SyncScope
 
 __all__ = [
     "DEFAULT_JOBS",
     "OverlappingRoots",
     "PlannedAction",
+    "PlannedSync",
     "RetryPolicy",
     "SyncError",
     "SyncPlan",
@@ -20,5 +22,7 @@ __all__ = [
     "SyncReport",
     "SyncScope",
     "TooManyDeletes",
+    "apply",
+    "plan_sync",
     "sync",
 ]

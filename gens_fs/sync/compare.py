@@ -32,33 +32,8 @@ so against local files they look changed and are copied again on every run.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-
-from gens_fs.backends import Capabilities, ListingHash
-
-
-@dataclass(frozen=True, slots=True)
-class FileEntry:
-    """One file in a listing: its size, the S3 ETag (unquoted) when the listing had one, and
-    its MD5 (hex) when known (from an Azure listing's Content-MD5, or hashed)."""
-
-    size: int
-    etag: str | None = None
-    md5: str | None = None
-
-
-Listing = Mapping[str, FileEntry]
-"""Files under a data root by relative path (``gens/essay/e1/raw.txt``)."""
-
-
-def listed_entry(size: int, listed: str | None, kind: ListingHash | None) -> FileEntry:
-    """A listed file as compared: what its listing's hash is depends on ``kind``."""
-    if kind == "md5":
-        return FileEntry(size, etag=listed)  # an MD5 only for a single-part upload
-    if kind == "content-md5":
-        return FileEntry(size, md5=listed)
-    return FileEntry(size)
+from gens_fs.backends import Capabilities, FileInfo
+from gens_fs.listing import Files
 
 
 def hash_by_reading(capabilities: Capabilities) -> bool:
@@ -70,35 +45,27 @@ def hash_by_reading(capabilities: Capabilities) -> bool:
     return not capabilities.costs_requests or capabilities.listing_hash == "content-md5"
 
 
-def is_multipart(entry: FileEntry) -> bool:
-    """True for an S3 ETag of a multipart upload (``<md5 of part md5s>-<parts>``)."""
-    return entry.etag is not None and "-" in entry.etag
+def content_hash(info: FileInfo) -> str | None:
+    """The MD5 of the bytes, when known: a Content-MD5, a file hashed, or a single-part
+    ETag; not a multipart ETag (``<md5 of part md5s>-<parts>``)."""
+    if info.hash is None or "-" in info.hash:
+        return None
+    return info.hash.lower()
 
 
-def content_hash(entry: FileEntry) -> str | None:
-    """The MD5 of the bytes, when known: hashed, or a single-part ETag."""
-    if entry.md5 is not None:
-        return entry.md5
-    if entry.etag is not None and not is_multipart(entry):
-        return entry.etag.lower()
-    return None
-
-
-def unchanged(src: FileEntry, dst: FileEntry) -> bool:
-    """True when ``dst`` may be taken for a copy of ``src`` (see the module table)."""
+def unchanged(src: FileInfo, dst: FileInfo) -> bool:
+    """True when ``dst`` may be taken for a copy of ``src`` (see the module table): the same
+    size and, where both MD5s are known, the same MD5 (the same multipart ETag, or no
+    comparable hash at all, leaves the size to decide)."""
     if src.size != dst.size:
         return False
     src_hash, dst_hash = content_hash(src), content_hash(dst)
-    if src_hash is not None and dst_hash is not None:
-        return src_hash == dst_hash
-    if src.etag is not None and dst.etag is not None and src.etag == dst.etag:
-        return True  # the same multipart ETag: same parts, same bytes
-    return True  # no comparable hash: size only
+    return src_hash is None or dst_hash is None or src_hash == dst_hash
 
 
 def hashes_needed(
-    src: Listing,
-    dst: Listing,
+    src: Files,
+    dst: Files,
     *,
     src_reads: bool,
     dst_reads: bool,

@@ -23,14 +23,14 @@ import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple, TypeVar
+from dataclasses import dataclass
+from typing import NamedTuple, TypeVar
 
 from gens_fs.backends import Backend, run
 from gens_fs.errors import GensError
-from gens_fs.layout import join
-from gens_fs.sync.plan import FileCopy, GenKey, SyncPlan, generation_names
-from gens_fs.sync.report import SyncError
+from gens_fs.layout import GenKey, join
+from gens_fs.sync.plan import FileCopy, SyncPlan, generation_names
+from gens_fs.sync.report import SyncError, SyncReport
 
 log = logging.getLogger(__name__)
 
@@ -97,26 +97,16 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
-@dataclass
-class ExecutionResult:
-    """What the executor did; ``gens_fs.sync`` turns it into the ``SyncReport``."""
-
-    copied: int = 0
-    bytes: int = 0
-    deleted: int = 0
-    errors: list[SyncError] = field(default_factory=list)
-    uncommitted: list[str] = field(default_factory=list)
-    deletes_skipped: bool = False
-
-
 class Executor:
-    """Runs one plan from ``src`` to ``dst``. ``prefetched`` holds source bytes already read
-    (metadata read for planning), written as they are instead of being read again."""
+    """Runs one plan from ``src`` to ``dst``, recording what it does in ``report``.
+    ``prefetched`` holds source bytes already read (metadata read for planning), written as
+    they are instead of being read again."""
 
     def __init__(
         self,
         src: Backend,
         dst: Backend,
+        report: SyncReport,
         *,
         jobs: int = DEFAULT_JOBS,
         prefetched: Mapping[str, bytes] | None = None,
@@ -129,16 +119,16 @@ class Executor:
         self.progress = progress
         self.retry = retry or RetryPolicy()
         self.server_side = dst.capabilities.server_copy_with(src.capabilities)
-        self.result = ExecutionResult()
+        self.result = report
         self._failed: set[GenKey] = set()
+        self.failed = False  # a file failed in this run (the plan's held ones do not count)
         self._files_total = 0
         self._bytes_total = 0
 
-    def run(self, plan: SyncPlan) -> ExecutionResult:
+    def run(self, plan: SyncPlan) -> None:
         """Run ``plan`` to the end on the event loop (blocking). Interrupted (Ctrl-C), it
         stops cleanly before raising ``KeyboardInterrupt`` (see ``backends.loop.run``)."""
         run(self._run(plan))
-        return self.result
 
     async def _run(self, plan: SyncPlan) -> None:
         self._files_total = len(plan.copies)
@@ -148,8 +138,9 @@ class Executor:
             await self._copy_phase(self._committable(phase))
         await self._copy_phase(self._listable(plan.cohort_files))
         if plan.deletes:
-            if self.result.errors:
+            if self.failed:
                 self.result.deletes_skipped = True
+                self.result.deletes_not_run += len(plan.delete_paths)
                 log.warning("deletes skipped: some files failed")
             else:
                 await self._delete_phases(plan.deletes)
@@ -181,7 +172,7 @@ class Executor:
                     f"not synced: it lists generations left uncommitted "
                     f"({generation_names(waiting)}); run again to converge"
                 )
-                self.result.errors.append(SyncError(path=copy.relpath, error=error))
+                self._error(copy.relpath, error)
             else:
                 ready.append(copy)
         return ready
@@ -206,7 +197,7 @@ class Executor:
 
     def _fail(self, copy: FileCopy, exc: Exception) -> None:
         log.warning("sync: %s failed: %s", copy.relpath, exc)
-        self.result.errors.append(SyncError(path=copy.relpath, error=_describe(exc)))
+        self._error(copy.relpath, _describe(exc))
         if copy.generation is not None:
             self._failed.add(copy.generation)
             if copy.relpath.endswith("/metadata.json"):
@@ -257,9 +248,14 @@ class Executor:
             try:
                 await self._retrying(functools.partial(self.dst.delete, paths))
             except Exception as exc:
-                self.result.errors.extend(SyncError(path=r, error=_describe(exc)) for r in phase)
+                for relpath in phase:
+                    self._error(relpath, _describe(exc))
                 return
             self.result.deleted += len(phase)
+
+    def _error(self, relpath: str, error: str) -> None:
+        self.failed = True
+        self.result.errors.append(SyncError(path=relpath, error=error))
 
     def _report_progress(self) -> None:
         if self.progress is not None:
@@ -273,8 +269,3 @@ class Executor:
 def _describe(exc: BaseException) -> str:
     text = str(exc) or repr(exc)
     return f"{type(exc).__name__}: {text}"
-
-
-def run_plan(plan: SyncPlan, src: Backend, dst: Backend, **kwargs: Any) -> ExecutionResult:
-    """Run ``plan`` with an :class:`Executor` (see its arguments)."""
-    return Executor(src, dst, **kwargs).run(plan)

@@ -34,30 +34,24 @@ the sync left behind.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 from gens_fs.errors import GensError
 from gens_fs.layout import (
-    COHORTS_DIR,
-    GENS_DIR,
     METADATA_FILE,
     PARENT_STAGE,
     STAGES,
-    generation_folder,
+    GenKey,
+    generation_of,
+    generation_relpath,
     is_valid_gen_id,
     membership_cohort,
-    membership_path,
-    parse_gens_path,
-    validate_stage,
+    metadata_relpath,
 )
-from gens_fs.sync.compare import FileEntry, Listing, unchanged
-
-GenKey = tuple[str, str]
-"""A generation: ``(stage, gen_id)``."""
-
-_GENS_PREFIX = GENS_DIR + "/"
-_COHORTS_PREFIX = COHORTS_DIR + "/"
+from gens_fs.listing import Files
+from gens_fs.sync.compare import unchanged
+from gens_fs.sync.scope import SyncScope
 
 
 class TooManyDeletes(GensError):
@@ -65,128 +59,37 @@ class TooManyDeletes(GensError):
     than half of the destination's files in scope; nothing was changed."""
 
 
-def generation_of(relpath: str) -> GenKey | None:
-    """The generation a data-root relpath belongs to, or ``None`` (cohort or stray files)."""
-    if not relpath.startswith(_GENS_PREFIX):
-        return None
-    found = parse_gens_path(relpath[len(_GENS_PREFIX) :])
-    return None if found is None else (found.stage, found.gen_id)
-
-
-def metadata_relpath(key: GenKey) -> str:
-    """``gens/<stage>/<gen_id>/metadata.json``."""
-    return f"{GENS_DIR}/{key[0]}/{key[1]}/{METADATA_FILE}"
-
-
-def visible(relpath: str) -> bool:
-    """False for hidden and temporary files (any part starting with ``.``)."""
-    return all(part and not part.startswith(".") for part in relpath.split("/"))
-
-
 @dataclass(frozen=True)
-class SyncScope:
-    """Which files a sync may copy or delete, relative to the data root.
+class Diff:
+    """Two listings compared within a scope, once. ``src``: the source's files in scope;
+    ``dst``: the destination's, possibly wider (ancestor stages, to see which parents are
+    committed there); ``copy``: the source relpaths missing or different at the
+    destination, sorted; ``extra``: those in scope only the destination has."""
 
-    ``stages``: the generation stages in scope. ``cohorts``: whether ``cohorts/`` is.
-    ``cohort`` + ``generations``: only that cohort's ``membership.csv`` and exactly these
-    generations (the cohort's rows and all their ancestors).
-    """
-
-    stages: tuple[str, ...] = STAGES
-    cohorts: bool = True
-    cohort: str | None = None
-    generations: frozenset[GenKey] | None = None
+    src: Files
+    dst: Files
+    scope: SyncScope
+    copy: tuple[str, ...]
+    skipped: int
+    extra: tuple[str, ...]
+    dst_in_scope: int
 
     @classmethod
-    def build(
-        cls,
-        stages: Iterable[str] | None = None,
-        *,
-        cohort: str | None = None,
-        generations: Iterable[GenKey] | None = None,
-    ) -> SyncScope:
-        """Everything by default; ``stages`` alone limits ``gens/`` to those stages and leaves
-        ``cohorts/`` out (their rows would name generations not synced)."""
-        chosen = tuple(s for s in STAGES if s in {validate_stage(s) for s in stages or ()})
-        if cohort is not None:
-            membership_path(cohort)  # validates the id
-            return cls(STAGES, False, cohort, frozenset(generations or ()))
-        return cls(chosen or STAGES, not chosen, None, None)
+    def of(cls, src: Files, dst: Files, scope: SyncScope) -> Diff:
+        """Compare ``src`` and ``dst`` (hashes filled where comparable: see
+        :mod:`gens_fs.sync.compare`) within ``scope``."""
+        src_in, dst_in = scope.filter(src), scope.filter(dst)
+        copy = tuple(
+            sorted(r for r, i in src_in.items() if r not in dst_in or not unchanged(i, dst_in[r]))
+        )
+        extra = tuple(sorted(r for r in dst_in if r not in src_in))
+        return cls(src_in, dst, scope, copy, len(src_in) - len(copy), extra, len(dst_in))
 
-    def contains(self, relpath: str) -> bool:
-        """True when ``relpath`` is inside the scope."""
-        key = generation_of(relpath)
-        if key is not None:
-            if self.generations is not None:
-                return key in self.generations
-            return key[0] in self.stages
-        if self.cohort is not None:
-            return relpath == membership_path(self.cohort)
-        return self.cohorts and relpath.startswith(_COHORTS_PREFIX) and visible(relpath)
-
-    def may_hold(self, relpath: str) -> bool:
-        """False for an entry inside a generation folder outside the scope: what a
-        listing left out there (a link, a stray folder) is none of this sync's business."""
-        key = generation_folder(relpath)
-        if key is None:
-            return True
-        if self.generations is not None:
-            return key in self.generations
-        return key[0] in self.stages
-
-    def filter(self, listing: Listing) -> dict[str, FileEntry]:
-        return {r: e for r, e in listing.items() if self.contains(r)}
-
-    def _stages_listed(self) -> tuple[str, ...]:
-        if self.generations is not None:
-            return tuple(s for s in STAGES if any(k[0] == s for k in self.generations))
-        return self.stages
-
-    def roots(self) -> tuple[str, ...]:
-        """The directories to list on each side (one recursive listing each). One per stage,
-        not ``gens/`` whole: on S3 their page chains run side by side, for about the same
-        number of pages."""
-        stages = self._stages_listed()
-        gens = tuple(f"{GENS_DIR}/{s}" for s in stages)
-        if self.cohort is not None:
-            return (f"{COHORTS_DIR}/{self.cohort}", *gens)
-        return (*gens, COHORTS_DIR) if self.cohorts else gens
-
-    def context_roots(self) -> tuple[str, ...]:
-        """Extra directories to list on the destination only: the ancestor stages outside
-        the scope, to know which parents are committed there."""
-        stages = set(self._stages_listed())
-        if stages == set(STAGES):
-            return ()
-        needed: set[str] = set()
-        for stage in stages:
-            parent = PARENT_STAGE[stage]
-            while parent is not None:
-                needed.add(parent)
-                parent = PARENT_STAGE[parent]
-        return tuple(f"{GENS_DIR}/{s}" for s in STAGES if s in needed - stages)
-
-
-def close_over_parents(
-    start: Iterable[GenKey], read_parents: Callable[[list[GenKey]], Mapping[GenKey, str | None]]
-) -> frozenset[GenKey]:
-    """``start`` plus all its ancestors. ``read_parents`` maps generations (one batch per
-    lineage level, children first) to their ``parent_gen_id`` (``None`` when unknown)."""
-    found = set(start)
-    frontier = [k for k in found if PARENT_STAGE[k[0]] is not None]
-    while frontier:
-        parents = read_parents(sorted(frontier))
-        frontier = []
-        for (stage, _gen_id), parent_id in sorted(parents.items()):
-            parent_stage = PARENT_STAGE[stage]
-            if parent_stage is None or not parent_id:
-                continue
-            parent = (parent_stage, parent_id)
-            if parent not in found:
-                found.add(parent)
-                if PARENT_STAGE[parent_stage] is not None:
-                    frontier.append(parent)
-    return frozenset(found)
+    def parents_to_read(self) -> list[str]:
+        """The source ``metadata.json`` relpaths to read before planning: those of essays and
+        evaluations about to be committed (their ``parent_gen_id`` decides the order).
+        Drafts and unchanged generations need no read, so a no-op sync reads nothing."""
+        return [r for r, key in _commit_keys(self.copy).items() if PARENT_STAGE[key[0]]]
 
 
 @dataclass(frozen=True)
@@ -214,7 +117,7 @@ class HeldGeneration:
 
     @property
     def relpath(self) -> str:
-        return f"{GENS_DIR}/{self.stage}/{self.gen_id}"
+        return generation_relpath((self.stage, self.gen_id))
 
 
 @dataclass(frozen=True)
@@ -267,21 +170,6 @@ class SyncPlan:
         return frozenset(c.generation for c in self.copies if c.generation is not None)
 
 
-def changed_files(src: Listing, dst: Listing) -> tuple[list[str], int]:
-    """The source relpaths to copy (missing or different at the destination), sorted, and
-    the number of unchanged ones. Both listings already limited to the scope."""
-    to_copy = sorted(r for r, e in src.items() if r not in dst or not unchanged(e, dst[r]))
-    return to_copy, len(src) - len(to_copy)
-
-
-def parents_needed(src: Listing, dst: Listing) -> list[str]:
-    """The source ``metadata.json`` relpaths to read before planning: those of essays and
-    evaluations about to be committed (their ``parent_gen_id`` decides the order). Drafts
-    and unchanged generations need no read, so a no-op sync reads nothing."""
-    to_copy, _ = changed_files(src, dst)
-    return [r for r, key in _commit_keys(to_copy).items() if PARENT_STAGE[key[0]] is not None]
-
-
 def _commit_keys(relpaths: Iterable[str]) -> dict[str, GenKey]:
     """The ``metadata.json`` relpaths among ``relpaths``, with their generations."""
     return {
@@ -291,65 +179,61 @@ def _commit_keys(relpaths: Iterable[str]) -> dict[str, GenKey]:
     }
 
 
-ParentIds = Mapping[GenKey, str | None]
+ParentIds = Mapping[GenKey, str | GensError | None]
 """The ``parent_gen_id`` of each essay and evaluation about to be committed: ``""`` when its
-``metadata.json`` names none (or is not a JSON object), ``None`` when it could not be read."""
+``metadata.json`` names none, its ``InvalidMetadata`` when it does not parse, ``None`` when
+it could not be read."""
 
 
 def make_plan(
-    src: Listing,
-    dst: Listing,
-    scope: SyncScope,
+    diff: Diff,
     *,
     parents: ParentIds,
     delete: bool = False,
     allow_orphans: bool = False,
     probed: Mapping[GenKey, bool] | None = None,
 ) -> SyncPlan:
-    """Plan a sync of ``src`` onto ``dst`` within ``scope``.
+    """Plan a sync from ``diff``.
 
-    ``src`` and ``dst`` are listings with hashes filled where comparable (see
-    :mod:`gens_fs.sync.compare`); ``dst`` may hold more than the scope (ancestor stages),
-    used only to see which parents are committed there. ``parents`` gives the
-    ``parent_gen_id`` of each essay and evaluation whose ``metadata.json`` is copied
-    (:func:`parents_needed`). ``probed`` says whether the source has each parent that is
-    outside the scope and not at the destination (:func:`parents_to_probe`; one it does not
-    name counts as there). A generation whose parent is missing in the source itself (an
-    orphan at the source) is held, or with ``allow_orphans`` copied as it is. When anything
-    is held the deletes are withheld (``SyncPlan.withheld_deletes``). The membership CSVs
-    are settled by :func:`hold_memberships`, once their rows are read.
+    ``parents`` gives the ``parent_gen_id`` of each essay and evaluation whose
+    ``metadata.json`` is copied (:meth:`Diff.parents_to_read`). ``probed`` says whether the
+    source has each parent that is outside the scope and not at the destination
+    (:func:`parents_to_probe`; one it does not name counts as there). A generation whose
+    parent is missing in the source itself (an orphan at the source) is held, or with
+    ``allow_orphans`` copied as it is. When anything is held the deletes are withheld
+    (``SyncPlan.withheld_deletes``). The membership CSVs are settled by
+    :func:`hold_memberships`, once their rows are read.
     """
-    src_in, dst_in = scope.filter(src), scope.filter(dst)
-    to_copy, skipped = changed_files(src_in, dst_in)
-    to_delete = sorted(r for r in dst_in if r not in src_in) if delete else []
-    deleted = set(_commit_keys(to_delete).values())
+    to_delete = list(diff.extra) if delete else []
     lineage = _Lineage(
-        src=src_in,
-        scope=scope,
+        src=diff.src,
+        scope=diff.scope,
         parents=parents,
         probed=probed or {},
         allow_orphans=allow_orphans,
-        committed=set(_commit_keys(dst).values()) - deleted,
-        commit_keys={key: r for r, key in _commit_keys(to_copy).items()},
+        committed=set(_commit_keys(diff.dst).values()) - set(_commit_keys(to_delete).values()),
+        commit_keys={key: r for r, key in _commit_keys(diff.copy).items()},
     )
     commits = lineage.commit_phases()
     commit_relpaths = set(lineage.commit_keys.values())
     files = tuple(
-        FileCopy(r, src_in[r].size, gen)
-        for r in to_copy
+        FileCopy(r, diff.src[r].size, gen)
+        for r in diff.copy
         if r not in commit_relpaths
         and (gen := generation_of(r)) is not None
         and gen not in lineage.held
     )
-    cohort_files = tuple(FileCopy(r, src_in[r].size) for r in to_copy if generation_of(r) is None)
+    cohort_files = tuple(
+        FileCopy(r, diff.src[r].size) for r in diff.copy if generation_of(r) is None
+    )
     plan = SyncPlan(
         files=files,
         commits=commits,
         cohort_files=cohort_files,
         deletes=_delete_phases(to_delete),
-        skipped=skipped,
+        skipped=diff.skipped,
         held=tuple(HeldGeneration(k[0], k[1], why) for k, why in sorted(lineage.held.items())),
-        dst_in_scope=len(dst_in),
+        dst_in_scope=diff.dst_in_scope,
     )
     return _withhold_deletes(plan)
 
@@ -363,7 +247,7 @@ class _Lineage:
     the destination that stay so; ``commit_keys``: those whose ``metadata.json`` the plan
     copies; ``held`` fills up, parents' stage first, with the ones it holds and why."""
 
-    src: Listing
+    src: Files
     scope: SyncScope
     parents: ParentIds
     probed: Mapping[GenKey, bool]
@@ -396,6 +280,8 @@ class _Lineage:
         parent_id = self.parents.get(key)
         if parent_id is None:
             return None, "its metadata.json could not be read (run again to retry)"
+        if isinstance(parent_id, GensError):
+            return self._orphan(f"its metadata.json does not parse ({parent_id})")
         if not parent_id:
             return self._orphan("its metadata.json names no parent_gen_id")
         if not is_valid_gen_id(parent_id):
@@ -430,14 +316,16 @@ class _Lineage:
         return (None, None) if self.allow_orphans else (None, f"{why}: {_ORPHAN_ADVICE}")
 
 
-def parents_to_probe(parents: ParentIds, dst: Listing, scope: SyncScope) -> list[GenKey]:
+def parents_to_probe(parents: ParentIds, dst: Files, scope: SyncScope) -> list[GenKey]:
     """The parents to look for at the source before planning: named by a generation about to
     be committed, outside the scope (so not in the source's listing) and not committed at
     the destination. Only a stage scope has them: a cohort's holds every ancestor."""
     found: set[GenKey] = set()
     for (stage, _gen_id), parent_id in parents.items():
         parent_stage = PARENT_STAGE[stage]
-        if parent_stage is None or not parent_id or not is_valid_gen_id(parent_id):
+        if parent_stage is None or not isinstance(parent_id, str):
+            continue
+        if not is_valid_gen_id(parent_id):
             continue
         relpath = metadata_relpath((parent_stage, parent_id))
         if not scope.contains(relpath) and relpath not in dst:
@@ -538,10 +426,3 @@ def delete_refusal(plan: SyncPlan, max_delete: int | None) -> str | None:
         "in scope (more than half); nothing was changed: check that the source is the data "
         f"root you meant and the scope, or, to delete them, pass --max-delete {count}"
     )
-
-
-def check_max_delete(plan: SyncPlan, max_delete: int | None) -> None:
-    """Raise ``TooManyDeletes`` when :func:`delete_refusal` refuses the plan."""
-    refusal = delete_refusal(plan, max_delete)
-    if refusal is not None:
-        raise TooManyDeletes(refusal)

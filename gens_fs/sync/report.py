@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 
 class SyncError(BaseModel):
@@ -69,6 +69,7 @@ class SyncReport(BaseModel):
     ignored: list[IgnoredEntry] = Field(default_factory=list)
     refused: str | None = None
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def ok(self) -> bool:
         """True when every file in scope was synced (and verified, if asked); for a dry run,
