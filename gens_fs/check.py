@@ -1,37 +1,11 @@
 """The spec's troubleshooting list as code: findings over a data root.
 
-:func:`find_problems` is pure: a :class:`~gens_fs.inventory.StoreSnapshot` (listings with
-sizes, parsed metadata, membership rows) in, a :class:`CheckReport` out. :func:`check` only
-reads the snapshot, batched (see :func:`check` for the request count), and calls it.
-
-Rules, one finding each (kind, severity):
-
-* ``missing_generation`` (error): a membership row whose generation has no directory.
-* ``incomplete`` (error): a generation directory without ``metadata.json``.
-* ``invalid_metadata`` (error): ``metadata.json`` that is not a JSON object, has a field of
-  the wrong type or no ``template_id``, a draft naming a parent, or a ``parent_gen_id`` that
-  is not a valid gen_id.
-* ``missing_parent_id`` (error): an essay or evaluation with an empty ``parent_gen_id``.
-* ``missing_parent`` (error): an essay or evaluation whose parent is not committed (judged
-  from the parent stage's listing: no ``metadata.json`` there).
-* ``invalid_membership`` (error): a ``membership.csv`` that does not parse (only when
-  checking all cohorts; asking for that cohort raises ``InvalidMembership`` instead).
-* ``empty_parsed`` (warning): ``parsed.txt`` empty or absent while ``raw.txt`` is not empty
-  (from the listing's sizes; no text file is read).
-* ``missing_prompt`` (warning): a draft or essay without a non-empty ``prompt.txt``, unless
-  it is a copy-mode generation (``mode: "copy"``), which has no prompt.
-* ``missing_task_id`` (info): no ``task_id``. The original pipeline never wrote one, so a
-  store it wrote has one per generation: a remark, not something to fix.
-* ``missing_model_id`` (warning): neither ``model_id`` nor ``llm_model_id``, and not a
-  copy-mode generation (the original writes ``llm_model_id: null`` for those, by design).
-* ``not_in_any_cohort`` (info): a committed generation no cohort lists. Reported only when
-  checking everything, at least one cohort exists and every membership file parsed (a store
-  that does not use cohorts, or whose memberships are unknown, would drown in it).
-* ``stray`` (warning): an entry that does not fit the layout (a file directly under
-  ``gens/<stage>/``, a folder inside a generation, a cohort folder without
-  ``membership.csv``, a file where a stage folder should be...). Not with ``cohort``.
-* ``ignored`` (warning): a symbolic link not followed, a FIFO, socket or device: left out
-  of every listing, never read.
+:data:`RULES` is the list: each kind of finding with its severity, what it means (the
+README's table is generated from it: :func:`rules_markdown`) and the advice every such
+finding's message ends with. :func:`find_problems` is pure: a
+:class:`~gens_fs.inventory.StoreSnapshot` (listings with sizes, parsed metadata, membership
+rows) in, a :class:`CheckReport` out. :func:`check` only reads the snapshot, batched (see
+:func:`check` for the request count), and calls it.
 
 An incomplete generation gets only ``incomplete`` and the text-file warnings; its
 metadata-based rules cannot run.
@@ -42,6 +16,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, computed_field
@@ -67,6 +42,9 @@ from gens_fs.layout import (
 from gens_fs.models import GenerationMetadata
 
 Severity = Literal["error", "warning", "info"]
+# The kinds, in RULES' order: spelled out because a type checker cannot read them from
+# RULES. Each rule's kind is checked against this type, and the tests check that every kind
+# has its rule.
 FindingKind = Literal[
     "missing_generation",
     "incomplete",
@@ -82,70 +60,95 @@ FindingKind = Literal[
     "stray",
     "ignored",
 ]
-SEVERITY: Final[dict[str, Severity]] = {
-    "missing_generation": "error",
-    "incomplete": "error",
-    "invalid_metadata": "error",
-    "missing_parent_id": "error",
-    "missing_parent": "error",
-    "invalid_membership": "error",
-    "empty_parsed": "warning",
-    "missing_prompt": "warning",
-    "missing_task_id": "info",
-    "missing_model_id": "warning",
-    "not_in_any_cohort": "info",
-    "stray": "warning",
-    "ignored": "warning",
-}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One kind of finding: its severity, what it means (one line for the docs, Markdown),
+    and the advice that ends the message of every finding of this kind."""
+
+    kind: FindingKind
+    severity: Severity
+    meaning: str
+    advice: str
+
+
+RULES: Final[Mapping[FindingKind, Rule]] = {rule.kind: rule for rule in (
+    Rule("missing_generation", "error",
+         meaning="a cohort's `membership.csv` lists a gen_id with no directory",
+         advice="check that the membership lists the right gen_id for the stage, and that the "
+         "generation (and its upstream parents) were written to this store"),
+    Rule("incomplete", "error",
+         meaning="files but no `metadata.json`",
+         advice="its write did not finish (metadata.json is written last): if a sync or a job "
+         "writing it was interrupted, run it again; otherwise rewrite the generation or delete "
+         "its folder"),
+    Rule("invalid_metadata", "error",
+         meaning="`metadata.json` unparsable, not an object, a field of the wrong type, or no "
+         "`template_id`; a draft naming a parent; an unsafe `parent_gen_id`",
+         advice="fix or rewrite metadata.json: it needs task_id, template_id, model_id and, for "
+         "essays and evaluations, parent_gen_id"),
+    Rule("missing_parent_id", "error",
+         meaning="an essay or evaluation with an empty `parent_gen_id`",
+         advice="set parent_gen_id in metadata.json to the parent's gen_id"),
+    Rule("missing_parent", "error",
+         meaning="the parent (draft of an essay, essay of an evaluation) is absent or incomplete "
+         "(no `metadata.json` in the parent stage's listing)",
+         advice="ensure upstream parents exist: restore or regenerate the parent, or fix "
+         "parent_gen_id"),
+    Rule("invalid_membership", "error",
+         meaning="a `membership.csv` that does not parse (when checking all cohorts; asking "
+         "for that cohort is an `InvalidMembership` error instead)",
+         advice="fix the file; every row needs a known stage and a safe gen_id"),
+    Rule("empty_parsed", "warning",
+         meaning="`parsed.txt` empty or absent while `raw.txt` is not (from the listing's sizes)",
+         advice="the generator or parser may have failed; inspect raw.txt and metadata.json"),
+    Rule("missing_prompt", "warning",
+         meaning="a draft or essay without a non-empty `prompt.txt`, unless copy-mode "
+         '(`"mode": "copy"`)',
+         advice="prompt side-writes are best effort, but drafts and essays generated via LLM "
+         "normally have prompt.txt; regenerate if you need the prompt"),
+    Rule("missing_task_id", "info",
+         meaning="no `task_id` (the original pipeline never wrote one)",
+         advice="the spec asks for task_id (the original pipeline did not write it); the "
+         "generation loads and syncs as it is, but add task_id before rewriting it with gens_fs"),
+    Rule("missing_model_id", "warning",
+         meaning="neither `model_id` nor `llm_model_id`, and not copy-mode (whose "
+         "`llm_model_id` is `null` by design)",
+         advice="record the model in metadata.json as model_id (llm_model_id is read too); only "
+         "copy-mode generations (mode: copy) have none"),
+    Rule("not_in_any_cohort", "info",
+         meaning="a committed generation no cohort lists (see Scope below)",
+         advice="membership.csv is the source of truth: add it to a cohort, or delete it if "
+         "stray"),
+    Rule("stray", "warning",
+         meaning="an entry outside the layout: a file directly under `gens/<stage>/`, a folder "
+         "inside a generation, a folder under `gens/<stage>/` whose name is not a valid gen_id, "
+         "a file where a stage folder should be (`gens/essay` is a file), a file or non-stage "
+         "folder directly under `gens/`, a cohort folder without `membership.csv` (or with an "
+         "invalid name), a file directly under `cohorts/` "
+         "([what sync does with each](#stray-entries))",
+         advice="it is not part of the layout, and gens-fs does not read it (sync: see the "
+         "README): move it into place or out of the data root"),
+    Rule("ignored", "warning",
+         meaning="a symbolic link (not followed), a FIFO, socket or device (never opened); the "
+         "message names which",
+         advice="left out of every listing; replace it with a regular file, or pass "
+         "--follow-symlinks for a link whose target stays inside the data root"),
+)}  # fmt: skip
 # Stages whose generations normally carry their prompt (the spec's "Not seeing prompts").
 PROMPTED_STAGES: Final = ("draft", "essay")
 
-_ADVICE: Final[dict[str, str]] = {
-    "missing_generation": (
-        "check that the membership lists the right gen_id for the stage, and that the "
-        "generation (and its upstream parents) were written to this store"
-    ),
-    "incomplete": (
-        "its write did not finish (metadata.json is written last): if a sync or a job "
-        "writing it was interrupted, run it again; otherwise rewrite the generation or "
-        "delete its folder"
-    ),
-    "invalid_metadata": (
-        "fix or rewrite metadata.json: it needs task_id, template_id, model_id and, for "
-        "essays and evaluations, parent_gen_id"
-    ),
-    "missing_parent_id": "set parent_gen_id in metadata.json to the parent's gen_id",
-    "missing_parent": (
-        "ensure upstream parents exist: restore or regenerate the parent, or fix parent_gen_id"
-    ),
-    "invalid_membership": "fix the file; every row needs a known stage and a safe gen_id",
-    "empty_parsed": ("the generator or parser may have failed; inspect raw.txt and metadata.json"),
-    "missing_prompt": (
-        "prompt side-writes are best effort, but drafts and essays generated via LLM "
-        "normally have prompt.txt; regenerate if you need the prompt"
-    ),
-    "missing_task_id": (
-        "the spec asks for task_id (the original pipeline did not write it); the generation "
-        "loads and syncs as it is, but add task_id before rewriting it with gens_fs"
-    ),
-    "missing_model_id": (
-        "record the model in metadata.json as model_id (llm_model_id is read too); only "
-        "copy-mode generations (mode: copy) have none"
-    ),
-    "not_in_any_cohort": (
-        "membership.csv is the source of truth: add it to a cohort, or delete it if stray"
-    ),
-    "stray": (
-        "it is not part of the layout, and gens-fs does not read it (sync: see the README): "
-        "move it into place or out of the data root"
-    ),
-    "ignored": (
-        "left out of every listing; replace it with a regular file, or pass "
-        "--follow-symlinks for a link whose target stays inside the data root"
-    ),
-}
 _SEVERITY_ORDER: Final = {"error": 0, "warning": 1, "info": 2}
 _STAGE_ORDER: Final = {s: i for i, s in enumerate(STAGES)}
+
+
+def rules_markdown() -> str:
+    """The README's table of what ``check`` reports, from :data:`RULES` (a test keeps the
+    README equal to it)."""
+    lines = ["| kind | severity | meaning | advice (in the message) |", "|---|---|---|---|"]
+    lines += [f"| `{r.kind}` | {r.severity} | {r.meaning} | {r.advice} |" for r in RULES.values()]
+    return "\n".join(lines) + "\n"
 
 
 class Finding(BaseModel):
@@ -199,13 +202,14 @@ def _finding(
     gen_id: str | None = None,
     cohort: str | None = None,
 ) -> Finding:
+    rule = RULES[kind]
     return Finding(
         kind=kind,
-        severity=SEVERITY[kind],
+        severity=rule.severity,
         stage=stage,
         gen_id=gen_id,
         path=path,
-        message=f"{what}: {_ADVICE[kind]}",
+        message=f"{what}: {rule.advice}",
         cohort=cohort,
     )
 
