@@ -17,6 +17,7 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, computed_field
@@ -32,7 +33,6 @@ from gens_fs.layout import (
     PROMPT_FILE,
     RAW_FILE,
     STAGES,
-    artifact_path,
     entry_generation,
     generation_dir,
     is_valid_gen_id,
@@ -196,12 +196,12 @@ class CheckReport(BaseModel):
 def _finding(
     kind: FindingKind,
     what: str,
-    *,
     path: str,
     stage: str | None = None,
     gen_id: str | None = None,
     cohort: str | None = None,
 ) -> Finding:
+    """A finding of ``kind``: its message is ``what`` was found, then the rule's advice."""
     rule = RULES[kind]
     return Finding(
         kind=kind,
@@ -214,137 +214,110 @@ def _finding(
     )
 
 
-class _Paths:
-    """Where findings point: full paths (URLs off local disk) under the data root."""
+@dataclass(frozen=True)
+class _Gen:
+    """One generation as findings name it (``str``: "essay e1") and point at it."""
 
-    def __init__(self, data_root: str) -> None:
-        self.data_root = data_root
+    data_root: str
+    stage: str
+    gen_id: str
 
-    def gen(self, stage: str, gen_id: str, name: str | None = None) -> str:
-        rel = generation_dir(stage, gen_id) if name is None else artifact_path(stage, gen_id, name)
-        return join(self.data_root, f"{GENS_DIR}/{rel}")
+    def __str__(self) -> str:
+        return f"{self.stage} {self.gen_id}"
 
-    def membership(self, cohort_id: str) -> str:
-        return join(self.data_root, membership_path(cohort_id))
+    def path(self, name: str | None = None) -> str:
+        """Its folder, or its file ``name``, under the data root (a URL off local disk)."""
+        folder = join(join(self.data_root, GENS_DIR), generation_dir(self.stage, self.gen_id))
+        return folder if name is None else join(folder, name)
+
+    def finding(
+        self, kind: FindingKind, what: str, name: str | None = None, cohort: str | None = None
+    ) -> Finding:
+        """A finding about this generation, pointing at its file ``name`` or its folder."""
+        return _finding(kind, what, self.path(name), self.stage, self.gen_id, cohort)
 
 
-def _generation_findings(
-    snapshot: StoreSnapshot, paths: _Paths, stage: str, gen_id: str
-) -> Iterator[Finding]:
-    files = snapshot.files_of(stage, gen_id) or {}
-    meta = snapshot.metadata.get((stage, gen_id))
+def _membership_findings(snapshot: StoreSnapshot) -> Iterator[Finding]:
+    """A membership that does not parse; a member of a checked stage with no folder."""
+    for cohort_id, rows in snapshot.memberships.items():
+        if isinstance(rows, InvalidMembership):
+            path = join(snapshot.data_root, membership_path(cohort_id))
+            yield _finding("invalid_membership", str(rows), path, cohort=cohort_id)
+            continue
+        for row in rows:
+            if row.stage in snapshot.stages and snapshot.files_of(row.stage, row.gen_id) is None:
+                what = f"cohort {cohort_id} lists {row.stage} {row.gen_id}, which has no directory"
+                gen = _Gen(snapshot.data_root, row.stage, row.gen_id)
+                yield gen.finding("missing_generation", what, cohort=cohort_id)
+
+
+def _generation_findings(snapshot: StoreSnapshot, gen: _Gen) -> Iterator[Finding]:
+    """Every rule about one generation in scope: its files, its metadata, its parent."""
+    files = snapshot.files_of(gen.stage, gen.gen_id) or {}
+    meta = snapshot.metadata.get((gen.stage, gen.gen_id))
     copied = isinstance(meta, GenerationMetadata) and meta.is_copy
-    yield from _text_findings(paths, stage, gen_id, files, copied=copied)
-    where = {"stage": stage, "gen_id": gen_id}
+    yield from _text_findings(gen, files, copied=copied)
     if METADATA_FILE not in files or meta is None:  # absent, or removed since the listing
         present = ", ".join(sorted(files)) or "nothing"
-        yield _finding(
-            "incomplete",
-            f"{stage} {gen_id} has {present} but no {METADATA_FILE}",
-            path=paths.gen(stage, gen_id),
-            **where,
-        )
-        return
-    meta_path = paths.gen(stage, gen_id, METADATA_FILE)
-    if isinstance(meta, InvalidMetadata):
-        yield _finding("invalid_metadata", str(meta), path=meta_path, **where)
-        return
-    yield from _field_findings(meta, meta_path, stage, gen_id)
-    yield from _lineage_findings(snapshot, meta, meta_path, stage, gen_id)
+        yield gen.finding("incomplete", f"{gen} has {present} but no {METADATA_FILE}")
+    elif isinstance(meta, InvalidMetadata):
+        yield gen.finding("invalid_metadata", str(meta), METADATA_FILE)
+    else:
+        yield from _field_findings(gen, meta)
+        yield from _lineage_findings(snapshot, gen, meta.parent_gen_id)
 
 
-def _text_findings(
-    paths: _Paths, stage: str, gen_id: str, files: Mapping[str, int], *, copied: bool
-) -> Iterator[Finding]:
-    """The rules judged from the listing's sizes alone. ``copied``: a copy-mode generation
-    of the original pipeline, which has no prompt of its own."""
-    where = {"stage": stage, "gen_id": gen_id}
-    name = f"{stage} {gen_id}"
+def _text_findings(gen: _Gen, files: Mapping[str, int], *, copied: bool) -> Iterator[Finding]:
+    """The rules judged from the listing's sizes alone (no text file is read). ``copied``:
+    a copy-mode generation of the original pipeline, which has no prompt of its own."""
     raw_size, parsed_size = files.get(RAW_FILE, 0), files.get(PARSED_FILE)
     if raw_size and not parsed_size:
         state = "missing" if parsed_size is None else "empty"
-        yield _finding(
-            "empty_parsed",
-            f"{name}: parsed.txt is {state} while raw.txt has {raw_size} bytes",
-            path=paths.gen(stage, gen_id, PARSED_FILE),
-            **where,
-        )
-    if stage in PROMPTED_STAGES and not copied and not files.get(PROMPT_FILE):
+        what = f"{gen}: parsed.txt is {state} while raw.txt has {raw_size} bytes"
+        yield gen.finding("empty_parsed", what, PARSED_FILE)
+    if gen.stage in PROMPTED_STAGES and not copied and not files.get(PROMPT_FILE):
         state = "empty" if PROMPT_FILE in files else "missing"
-        yield _finding(
-            "missing_prompt",
-            f"{name}: prompt.txt is {state}",
-            path=paths.gen(stage, gen_id, PROMPT_FILE),
-            **where,
-        )
+        yield gen.finding("missing_prompt", f"{gen}: prompt.txt is {state}", PROMPT_FILE)
 
 
-def _field_findings(
-    meta: GenerationMetadata, meta_path: str, stage: str, gen_id: str
-) -> Iterator[Finding]:
+def _field_findings(gen: _Gen, meta: GenerationMetadata) -> Iterator[Finding]:
     """The spec's required fields (those ``write`` insists on). Reading accepts a file
     without them, so only a missing ``template_id`` (which the original pipeline always
     wrote) is an error; the original never wrote ``task_id``, and wrote
     ``llm_model_id: null`` for copy-mode generations only, by design."""
-    where = {"stage": stage, "gen_id": gen_id}
     for field in meta.missing_spec_fields():
         if field == "template_id":
-            yield _finding(
-                "invalid_metadata", f"{meta_path}: no template_id", path=meta_path, **where
-            )
+            what = f"{gen.path(METADATA_FILE)}: no template_id"
+            yield gen.finding("invalid_metadata", what, METADATA_FILE)
         elif field == "task_id":
-            yield _finding(
-                "missing_task_id", f"{stage} {gen_id} has no task_id", path=meta_path, **where
-            )
+            yield gen.finding("missing_task_id", f"{gen} has no task_id", METADATA_FILE)
         elif field == "model_id" and not meta.is_copy:
-            yield _finding(
-                "missing_model_id",
-                f"{stage} {gen_id} has no model_id (nor llm_model_id) and is not a copy",
-                path=meta_path,
-                **where,
-            )
+            what = f"{gen} has no model_id (nor llm_model_id) and is not a copy"
+            yield gen.finding("missing_model_id", what, METADATA_FILE)
 
 
 def _lineage_findings(
-    snapshot: StoreSnapshot, meta: GenerationMetadata, meta_path: str, stage: str, gen_id: str
+    snapshot: StoreSnapshot, gen: _Gen, parent_id: str | None
 ) -> Iterator[Finding]:
-    where = {"stage": stage, "gen_id": gen_id}
-    name = f"{stage} {gen_id}"
-    parent_stage, parent_id = PARENT_STAGE[stage], meta.parent_gen_id
+    """A draft naming a parent; an essay or evaluation whose ``parent_gen_id`` is empty,
+    unsafe, or names a parent that is not committed (judged from the parent stage's
+    listing, which a check always reads)."""
+    parent_stage, meta_path = PARENT_STAGE[gen.stage], gen.path(METADATA_FILE)
     if parent_stage is None:
         if parent_id:
-            yield _finding(
-                "invalid_metadata",
-                f"{meta_path}: a draft has no parent, but parent_gen_id is {parent_id!r}",
-                path=meta_path,
-                **where,
-            )
+            what = f"{meta_path}: a draft has no parent, but parent_gen_id is {parent_id!r}"
+            yield gen.finding("invalid_metadata", what, METADATA_FILE)
     elif not parent_id:
-        yield _finding(
-            "missing_parent_id",
-            f"{name} has no parent_gen_id naming its {parent_stage}",
-            path=meta_path,
-            **where,
-        )
+        what = f"{gen} has no parent_gen_id naming its {parent_stage}"
+        yield gen.finding("missing_parent_id", what, METADATA_FILE)
     elif not is_valid_gen_id(parent_id):
-        yield _finding(
-            "invalid_metadata",
-            f"{meta_path}: parent_gen_id {parent_id!r} is not a valid gen_id",
-            path=meta_path,
-            **where,
-        )
+        what = f"{meta_path}: parent_gen_id {parent_id!r} is not a valid gen_id"
+        yield gen.finding("invalid_metadata", what, METADATA_FILE)
     elif not snapshot.is_committed(parent_stage, parent_id):
-        state = (
-            f"is incomplete (no {METADATA_FILE})"
-            if snapshot.files_of(parent_stage, parent_id) is not None
-            else "is not on disk"
-        )
-        yield _finding(
-            "missing_parent",
-            f"{name}: parent {parent_stage} {parent_id} {state}",
-            path=meta_path,
-            **where,
-        )
+        listed = snapshot.files_of(parent_stage, parent_id) is not None
+        state = f"is incomplete (no {METADATA_FILE})" if listed else "is not on disk"
+        what = f"{gen}: parent {parent_stage} {parent_id} {state}"
+        yield gen.finding("missing_parent", what, METADATA_FILE)
 
 
 def _layout_findings(snapshot: StoreSnapshot) -> Iterator[Finding]:
@@ -355,73 +328,41 @@ def _layout_findings(snapshot: StoreSnapshot) -> Iterator[Finding]:
     ]
     for kind, relpath, reason in found:
         stage, gen_id = entry_generation(relpath) or (None, None)
-        yield _finding(
-            kind,
-            f"{relpath}: {reason}",
-            path=join(snapshot.data_root, relpath),
-            stage=stage,
-            gen_id=gen_id,
-        )
+        path = join(snapshot.data_root, relpath)
+        yield _finding(kind, f"{relpath}: {reason}", path, stage, gen_id)
+
+
+def _unlisted_findings(snapshot: StoreSnapshot) -> Iterator[Finding]:
+    """``not_in_any_cohort``, only when checking everything, at least one cohort exists and
+    every membership parsed: a store that does not use cohorts, or whose memberships are
+    unknown, would drown in it."""
+    memberships = snapshot.memberships.values()
+    known = [rows for rows in memberships if not isinstance(rows, InvalidMembership)]
+    if snapshot.cohort is not None or not known or len(known) < len(memberships):
+        return
+    listed = {(row.stage, row.gen_id) for rows in known for row in rows}
+    for stage, gen_id in snapshot.scope:
+        if snapshot.is_committed(stage, gen_id) and (stage, gen_id) not in listed:
+            gen = _Gen(snapshot.data_root, stage, gen_id)
+            yield gen.finding("not_in_any_cohort", f"{gen} is in no cohort's membership.csv")
+
+
+def _worst_first(finding: Finding) -> tuple[int, str, int, str, str]:
+    stage = _STAGE_ORDER.get(finding.stage or "", len(STAGES))
+    severity = _SEVERITY_ORDER[finding.severity]
+    return severity, finding.kind, stage, finding.gen_id or "", finding.path
 
 
 def find_problems(snapshot: StoreSnapshot) -> CheckReport:
     """Every finding over ``snapshot``, worst first. Pure: no I/O."""
-    paths = _Paths(snapshot.data_root)
-    findings: list[Finding] = []
-    listed_somewhere: set[tuple[str, str]] = set()
-    for cohort_id, rows in snapshot.memberships.items():
-        if isinstance(rows, InvalidMembership):
-            findings.append(
-                _finding(
-                    "invalid_membership",
-                    str(rows),
-                    path=paths.membership(cohort_id),
-                    cohort=cohort_id,
-                )
-            )
-            continue
-        for row in rows:
-            listed_somewhere.add((row.stage, row.gen_id))
-            if row.stage in snapshot.stages and snapshot.files_of(row.stage, row.gen_id) is None:
-                findings.append(
-                    _finding(
-                        "missing_generation",
-                        f"cohort {cohort_id} lists {row.stage} {row.gen_id}, which has no "
-                        "directory",
-                        path=paths.gen(row.stage, row.gen_id),
-                        stage=row.stage,
-                        gen_id=row.gen_id,
-                        cohort=cohort_id,
-                    )
-                )
-    for stage, gen_id in snapshot.scope:
-        findings.extend(_generation_findings(snapshot, paths, stage, gen_id))
-    findings.extend(_layout_findings(snapshot))
-
-    memberships_known = bool(snapshot.memberships) and not any(
-        isinstance(rows, InvalidMembership) for rows in snapshot.memberships.values()
+    generations = (_Gen(snapshot.data_root, *key) for key in snapshot.scope)
+    found = chain(
+        _membership_findings(snapshot),
+        chain.from_iterable(_generation_findings(snapshot, gen) for gen in generations),
+        _layout_findings(snapshot),
+        _unlisted_findings(snapshot),
     )
-    if snapshot.cohort is None and memberships_known:
-        for stage, gen_id in snapshot.scope:
-            if snapshot.is_committed(stage, gen_id) and (stage, gen_id) not in listed_somewhere:
-                findings.append(
-                    _finding(
-                        "not_in_any_cohort",
-                        f"{stage} {gen_id} is in no cohort's membership.csv",
-                        path=paths.gen(stage, gen_id),
-                        stage=stage,
-                        gen_id=gen_id,
-                    )
-                )
-    findings.sort(
-        key=lambda f: (
-            _SEVERITY_ORDER[f.severity],
-            f.kind,
-            _STAGE_ORDER.get(f.stage or "", len(STAGES)),
-            f.gen_id or "",
-            f.path,
-        )
-    )
+    findings = sorted(found, key=_worst_first)
     return CheckReport(
         data_root=snapshot.data_root,
         cohort=snapshot.cohort,
