@@ -4,7 +4,6 @@ on local, memory and S3 (with the request count on S3)."""
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import replace
@@ -26,7 +25,7 @@ from gens_fs import (
     stats,
 )
 from gens_fs.backends import FileInfo, Ignored
-from gens_fs.check import SEVERITY, FindingKind, find_problems
+from gens_fs.check import RULES, FindingKind, find_problems, rules_markdown
 from gens_fs.inventory import MembershipResult, MetadataResult, StoreSnapshot
 from gens_fs.listing import Listing
 from gens_fs.testing.s3 import s3_storage_options
@@ -139,12 +138,20 @@ def test_ignored_entries_say_what_they_are_once() -> None:
         assert "not followed" not in advice and "never" not in advice, advice
 
 
-def test_readme_check_table_lists_every_kind_with_its_severity() -> None:
-    section = README.read_text().split("### What `check` reports", 1)[1].split("\n\n")[1]
-    table = dict(re.findall(r"^\| `(\w+)` \| (\w+) \|", section, re.M))
-    assert table == SEVERITY
+def test_readme_check_table_is_generated_from_the_rules() -> None:
+    """The README's table is ``rules_markdown()`` exactly. After changing a rule, paste in
+    what ``python -c 'from gens_fs.check import rules_markdown as t; print(t(), end="")'``
+    prints."""
+    section = README.read_text().split("### What `check` reports\n\n", 1)[1]
+    assert section.split("\n\n", 1)[0] + "\n" == rules_markdown()
     incomplete = next(line for line in section.splitlines() if line.startswith("| `incomplete`"))
     assert "interrupted" in incomplete and "run it again" in incomplete
+
+
+def test_every_kind_has_one_rule_in_the_types_order() -> None:
+    assert tuple(RULES) == get_args(FindingKind)
+    assert all(kind == rule.kind for kind, rule in RULES.items())
+    assert {rule.severity for rule in RULES.values()} == {"error", "warning", "info"}
 
 
 def test_metadata_gone_since_listing_reads_as_incomplete() -> None:
@@ -302,7 +309,6 @@ def test_report_order_summary_and_json() -> None:
     assert set(data["findings"][0]) == {
         "kind", "severity", "stage", "gen_id", "path", "message", "cohort",
     }  # fmt: skip
-    assert set(SEVERITY) == set(get_args(FindingKind))
 
 
 # -- the I/O part, on every backend --------------------------------------------------------
