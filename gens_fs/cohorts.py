@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from gens_fs.backends import Capabilities, Engine, SyncBackend, open_backend
+from gens_fs.backends import Capabilities, Engine, RetryPolicy, SyncBackend, open_backend
 from gens_fs.errors import CohortNotFound, GensError, InvalidMembership
 from gens_fs.layout import (
     COHORTS_DIR,
@@ -84,7 +84,7 @@ def format_membership(rows: Iterable[MembershipRow]) -> bytes:
 
 class DataRoot:
     """A data root: ``gens/`` and ``cohorts/`` side by side on one filesystem.
-    ``engine``: as for :class:`~gens_fs.store.GensStore`."""
+    ``engine`` and ``retry``: as for :class:`~gens_fs.store.GensStore`."""
 
     def __init__(
         self,
@@ -93,8 +93,11 @@ class DataRoot:
         storage_options: Mapping[str, Any] | None = None,
         fs: Any = None,
         engine: Engine = "fsspec",
+        retry: RetryPolicy | None = None,
     ) -> None:
-        backend = open_backend(root, storage_options=storage_options, fs=fs, engine=engine)
+        backend = open_backend(
+            root, storage_options=storage_options, fs=fs, engine=engine, retry=retry
+        )
         self.backend = SyncBackend(backend)
 
     @property

@@ -4,8 +4,9 @@ listing (one recursive listing per side) -> plan (pure diff + lineage ordering) 
 (concurrent transfers with barriers between phases). See :func:`gens_fs.sync.api.sync`.
 """
 
+from gens_fs.backends.retry import RetryPolicy
 from gens_fs.sync.api import OverlappingRoots, sync
-from gens_fs.sync.execute import DEFAULT_JOBS, RetryPolicy, SyncProgress
+from gens_fs.sync.execute import DEFAULT_JOBS, SyncProgress
 from gens_fs.sync.plan import SyncPlan, SyncScope, TooManyDeletes
 from gens_fs.sync.report import PlannedAction, SyncError, SyncReport
 

@@ -35,6 +35,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from gens_fs.backends import Engine, SyncBackend, open_backend
+from gens_fs.backends.retry import RetryPolicy, is_transient
 from gens_fs.cohorts import DataRoot, parse_membership
 from gens_fs.errors import CohortNotFound, GensError, NotADataRoot, StorageError
 from gens_fs.inventory import refuse_misplaced_root, require_data_root
@@ -44,8 +45,6 @@ from gens_fs.sync.execute import (
     DEFAULT_JOBS,
     ExecutionResult,
     ProgressCallback,
-    RetryPolicy,
-    is_transient,
     run_plan,
 )
 from gens_fs.sync.listing import Side, fill_md5, list_files, list_side
@@ -119,8 +118,9 @@ def sync(
     more than ``max_delete`` files, or without ``max_delete`` more than half of the
     destination's files in scope, is refused (``TooManyDeletes``, nothing changed). ``dry_run``
     changes nothing, lists the plan in ``SyncReport.actions`` and says in
-    ``SyncReport.refused`` whether a real run would be refused. ``retry`` sets the
-    file-level retries of transient errors (on top of the storage client's own retries).
+    ``SyncReport.refused`` whether a real run would be refused. ``retry``: how every
+    request of this sync, at either side, is retried after a transient error (default:
+    each root's own policy; see :class:`~gens_fs.backends.retry.RetryPolicy`).
 
     ``src`` must look like a data root (``NotADataRoot`` otherwise, also for a gens root, a
     stage folder, ``cohorts/`` or a file); one that holds nothing at all is accepted only
@@ -137,8 +137,8 @@ def sync(
     are reported in ``SyncReport.errors`` instead.
     """
     started = time.monotonic()
-    source = _open(src, src_options, engine)
-    target = _open(dst, dst_options, engine)
+    source = _open(src, src_options, engine, retry)
+    target = _open(dst, dst_options, engine, retry)
     _check_roots(source, target)
     require_data_root(
         source, what="source data root", allow_empty=allow_empty_source, if_empty=_EMPTY_SOURCE_HINT
@@ -170,7 +170,6 @@ def sync(
             jobs=jobs or DEFAULT_JOBS,
             prefetched=prefetched,
             progress=progress,
-            retry=retry,
         )
         _fill_result(report, plan, result)
         if verify:
@@ -263,11 +262,14 @@ def _fill_result(report: SyncReport, plan: SyncPlan, result: ExecutionResult) ->
 
 
 def _open(
-    root: str | os.PathLike[str] | DataRoot, options: Mapping[str, Any] | None, engine: Engine
+    root: str | os.PathLike[str] | DataRoot,
+    options: Mapping[str, Any] | None,
+    engine: Engine,
+    retry: RetryPolicy | None,
 ) -> SyncBackend:
     if isinstance(root, DataRoot):
-        return root.backend
-    return SyncBackend(open_backend(root, storage_options=options, engine=engine))
+        return root.backend if retry is None else root.backend.retried(retry)
+    return SyncBackend(open_backend(root, storage_options=options, engine=engine, retry=retry))
 
 
 class _Everything(SyncScope):
@@ -443,7 +445,7 @@ def _prefetch(
 ) -> dict[str, str]:
     """Read the files of ``relpaths`` not in ``prefetched`` yet into it (one batched read).
     Returns the ones that could not be read, with why: a transient failure (after the
-    client's retries) is that, not a failure of the whole sync; any other failure raises.
+    backend's retries) is that, not a failure of the whole sync; any other failure raises.
     A missing file stays out of both."""
     paths = {r: join(source.root, r) for r in relpaths if r not in prefetched}
     data = source.read_each(list(paths.values())) if paths else {}
