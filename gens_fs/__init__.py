@@ -3,6 +3,7 @@
 Layout: ``<data_root>/gens/<stage>/<gen_id>/{raw.txt,parsed.txt,prompt.txt,metadata.json}``.
 """
 
+from gens_fs.backends.retry import RetryPolicy
 from gens_fs.check import CheckReport, Finding, check
 from gens_fs.cohorts import MembershipRow
 from gens_fs.data_root import DataRoot, cohort_ids, read_membership, write_membership
@@ -45,6 +46,7 @@ __all__ = [
     "InvalidMetadata",
     "MembershipRow",
     "ParentNotFound",
+    "RetryPolicy",
     "StorageError",
     "StoreStats",
     "SyncReport",

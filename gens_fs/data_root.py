@@ -12,7 +12,14 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from gens_fs.backends import Capabilities, Children, Engine, SyncBackend, open_backend
+from gens_fs.backends import (
+    Capabilities,
+    Children,
+    Engine,
+    RetryPolicy,
+    SyncBackend,
+    open_backend,
+)
 from gens_fs.cohorts import MembershipRow, format_membership, parse_membership
 from gens_fs.errors import CohortNotFound, InvalidMembership, NotADataRoot
 from gens_fs.layout import (
@@ -36,7 +43,7 @@ from gens_fs.store import GensStore
 
 class DataRoot:
     """A data root: ``gens/`` and ``cohorts/`` side by side on one filesystem.
-    ``engine``: as for :class:`~gens_fs.store.GensStore`."""
+    ``engine`` and ``retry``: as for :class:`~gens_fs.store.GensStore`."""
 
     def __init__(
         self,
@@ -45,8 +52,11 @@ class DataRoot:
         storage_options: Mapping[str, Any] | None = None,
         fs: Any = None,
         engine: Engine = "fsspec",
+        retry: RetryPolicy | None = None,
     ) -> None:
-        backend = open_backend(root, storage_options=storage_options, fs=fs, engine=engine)
+        backend = open_backend(
+            root, storage_options=storage_options, fs=fs, engine=engine, retry=retry
+        )
         self.backend = SyncBackend(backend)
 
     @property

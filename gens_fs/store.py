@@ -20,7 +20,7 @@ import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
-from gens_fs.backends import Capabilities, Engine, SyncBackend, open_backend
+from gens_fs.backends import Capabilities, Engine, RetryPolicy, SyncBackend, open_backend
 from gens_fs.errors import (
     GenerationExists,
     GenerationNotFound,
@@ -74,6 +74,11 @@ class GensStore:
     or ``az://`` root through obstore instead of fsspec (``pip install 'gens_fs[obstore]'``;
     the same ``storage_options`` keys where obstore has an equivalent).
 
+    ``retry``: how a request that fails with a transient error (a dropped connection, a
+    5xx, a timeout) is retried, on every storage but local disk and memory; by default
+    :class:`~gens_fs.backends.retry.RetryPolicy`'s 5 attempts (on S3, the attempts the
+    options' ``config_kwargs.retries`` ask for).
+
     ``side_write_root``, a data root on the same filesystem (path or URL), turns on the
     spec's raw side-writes: each ``write`` with a raw text also writes it to
     ``<side_write_root>/3_generation/<stage>_raw/<gen_id>.txt``, after the commit and best
@@ -88,8 +93,11 @@ class GensStore:
         fs: Any = None,
         side_write_root: str | os.PathLike[str] | None = None,
         engine: Engine = "fsspec",
+        retry: RetryPolicy | None = None,
     ) -> None:
-        backend = open_backend(root, storage_options=storage_options, fs=fs, engine=engine)
+        backend = open_backend(
+            root, storage_options=storage_options, fs=fs, engine=engine, retry=retry
+        )
         self._attach(SyncBackend(backend), side_write_root)
 
     @classmethod

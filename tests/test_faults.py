@@ -3,11 +3,11 @@
 
 For local -> S3, S3 -> local and S3 -> S3, twice each:
 
-* ``retried``: the production retry stack (botocore standard retries, s3fs's own, the
-  sync's file-level retries), faults on every request kind: the sync completes;
-* ``no-retry``: botocore and the sync's retries at one attempt, faults on the transfer
-  requests: some files fail, and the report names exactly those (each request that got a
-  500 belongs to a reported file; each reported file had a faulted request).
+* ``retried``: gens_fs's retry layer (the one there is: the clients make one attempt),
+  faults on every request kind: the sync completes;
+* ``no-retry``: that layer at one attempt, faults on the transfer requests: some files
+  fail, and the report names exactly those (each request that got a 500 belongs to a
+  reported file; each reported file had a faulted request).
 
 Either way the destination keeps its invariants (no committed generation with a missing
 file or parent, no partial file, only ``incomplete`` findings from ``gens_fs.check``), a
@@ -158,7 +158,6 @@ def test_sync_under_faults_reports_exactly_what_failed_and_converges(
     moto_server: MotoServer,
     bucket: str,
     s3_middleware: S3Middleware,
-    no_backoff: None,
 ) -> None:
     attempts = 5 if retries == "retried" else 1
     src, dst, so, do, so_direct, do_direct = _roots(
@@ -188,7 +187,7 @@ def test_sync_under_faults_reports_exactly_what_failed_and_converges(
         assert report.ok, report.errors
         assert dst_files == src_files
     else:
-        # Each file whose request got a 500 (retried by nobody) is reported, and each
+        # Each file whose request got a 500 (not retried) is reported, and each
         # reported file had a faulted request: the report is exact, from both sides.
         roots = [src, dst]
         broken = {

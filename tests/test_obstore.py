@@ -153,13 +153,14 @@ def test_write_is_one_put_per_file_and_the_commit_a_conditional_put(
     assert s3_middleware.counts() == {"GET": 2, "PUT": 3}
     assert [r.path for r in s3_middleware.log if r.kind == "PUT"][-1].endswith("/e1/metadata.json")
     # The commit is create-only on the service's side: a second one is one PUT, refused
-    # there (no HEAD, no GET first), and the first bytes stay.
+    # there (no HEAD, no GET first), and the first bytes stay; then one GET tells the
+    # refusal from an earlier attempt of this create that landed (other bytes: it did not).
     s3_middleware.reset_counts()
     path = counted.path("essay", "e1", "metadata.json")
     backend = SyncBackend(open_backend(f"s3://{path}", storage_options=s3_storage_options(
         s3_middleware.endpoint_url), engine="obstore"))  # fmt: skip
     assert backend.create(path, b"second") is False
-    assert s3_middleware.counts() == {"PUT": 1}
+    assert s3_middleware.counts() == {"PUT": 1, "GET": 1}
     assert json.loads(counted.load("essay", "e1").metadata.model_dump_json())["template_id"] == "x"
 
 
@@ -236,7 +237,10 @@ def test_options_are_mapped_to_obstore_keys(monkeypatch: pytest.MonkeyPatch) -> 
         "endpoint": "http://127.0.0.1:9",
         "virtual_hosted_style_request": False,
     }
-    assert s3.client_options == {"allow_http": True} and s3.retry_config["max_retries"] == 4
+    # obstore retries nothing: config_kwargs.retries sets gens_fs's retry layer instead
+    assert s3.client_options == {"allow_http": True} and s3.retry_config == {"max_retries": 0}
+    retried = s3_storage_options("http://127.0.0.1:9", max_attempts=3)
+    assert store_settings("s3", retried).retry_config == {"max_retries": 0}
     assert store_settings("s3", {"anon": True}).config == {"skip_signature": True}
     connection = (
         f"DefaultEndpointsProtocol=https;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
@@ -378,8 +382,8 @@ FAULT_CASES = list(zip(["local-s3", "s3-local", "s3-s3"], _seeds(3), strict=True
 def test_sync_under_faults_converges(
     direction: str, seed: int, tmp_path: Path, moto_server: MotoServer
 ) -> None:
-    """5% of requests answered 500 / 503 SlowDown, delayed, or cut mid-body: obstore's
-    retries and the sync's own finish the mirror, and the destination keeps its
+    """5% of requests answered 500 / 503 SlowDown, delayed, or cut mid-body: gens_fs's
+    retries (obstore makes one attempt) finish the mirror, and the destination keeps its
     invariants throughout (checked after)."""
     bucket = new_bucket(moto_server.endpoint_url)
     direct = s3_storage_options(moto_server.endpoint_url)

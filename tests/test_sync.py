@@ -233,9 +233,7 @@ def test_failed_file_leaves_its_lineage_uncommitted_and_rerun_converges(
         for path in files:
             calls[path] += 1
             if path.endswith("essay/e1/raw.txt"):
-                raise PermissionError("denied")  # permanent: not retried
-            if path.endswith("draft/d2/raw.txt") and calls[path] == 1:
-                raise ConnectionResetError("reset")  # transient: retried
+                raise PermissionError("denied")  # the one failure; local disk is not retried
         await original(self, files)
 
     monkeypatch.setattr(LocalBackend, "write", flaky)
@@ -244,7 +242,7 @@ def test_failed_file_leaves_its_lineage_uncommitted_and_rerun_converges(
     assert [e.path for e in report.errors] == ["gens/essay/e1/raw.txt", "cohorts/c1/membership.csv"]
     assert "evaluation/v1" in report.errors[1].error
     assert report.uncommitted == ["essay/e1", "evaluation/v1"]
-    assert calls[f"{dst}/gens/draft/d2/raw.txt"] == 2
+    assert calls[f"{dst}/gens/essay/e1/raw.txt"] == 1
     got = snapshot(dst, {})
     assert (
         "gens/essay/e1/metadata.json" not in got and "gens/evaluation/v1/metadata.json" not in got

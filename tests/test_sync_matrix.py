@@ -25,7 +25,7 @@ from fsspec.implementations.local import LocalFileSystem
 from fsspec.implementations.memory import MemoryFileSystem
 
 from gens_fs import DataRoot, GensStore, SyncReport, sync, write_membership
-from gens_fs.sync.execute import is_transient
+from gens_fs.backends.retry import is_transient
 from gens_fs.testing.invariants import snapshot
 from gens_fs.testing.s3 import MotoServer, create_bucket, s3_storage_options
 from tests.process import gens_fs, one_error_line

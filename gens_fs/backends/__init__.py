@@ -3,8 +3,10 @@
 :func:`open_backend` turns a root into a :class:`Backend` (local disk, memory, S3, Azure
 Blob, or any other fsspec filesystem through the generic path; S3, GCS and Azure Blob
 through obstore with ``engine="obstore"``); :class:`SyncBackend` is its
-blocking view for synchronous code, and :func:`run` the one way onto the event loop. Nothing
-outside this package imports a storage library or asks which backend it holds.
+blocking view for synchronous code, and :func:`run` the one way onto the event loop. Every
+backend that costs requests is behind the one retry layer (:class:`RetryPolicy`,
+:func:`is_transient`: :mod:`gens_fs.backends.retry`). Nothing outside this package imports a
+storage library or asks which backend it holds.
 """
 
 from gens_fs.backends.base import (
@@ -20,6 +22,7 @@ from gens_fs.backends.base import (
 )
 from gens_fs.backends.loop import SyncBackend, run
 from gens_fs.backends.open import ENGINES, Engine, open_backend
+from gens_fs.backends.retry import RetryPolicy, is_transient
 
 __all__ = [
     "ENGINES",
@@ -32,8 +35,10 @@ __all__ = [
     "Ignored",
     "ListingHash",
     "ReadResult",
+    "RetryPolicy",
     "Scan",
     "SyncBackend",
+    "is_transient",
     "open_backend",
     "run",
 ]

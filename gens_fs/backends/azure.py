@@ -12,6 +12,12 @@ under it where they need more than adlfs offers:
 * listings are ``List Blobs`` pages reduced to size and Content-MD5 as they arrive;
 * a copy within one storage account is server side (``Copy Blob``);
 * a streamed read is one download, read as the caller iterates.
+
+Every request makes one attempt (``retry_total=0``, the SDK's per-request setting: adlfs
+builds the client with the SDK's default of 3 retries, 15 s to 24 s apart, and passes no
+retry option): gens_fs's retry layer (``backends/retry.py``) is the only one. The one retry
+nothing turns off: the SDK's download reads a body cut short again, up to 3 times, 1 s
+apart (hard-coded in ``StorageStreamDownloader``).
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from gens_fs.backends.base import (
     Capabilities,
     Children,
     FileInfo,
+    ReadResult,
     Scan,
 )
 from gens_fs.backends.generic import FsspecBackend
@@ -46,6 +53,8 @@ from gens_fs.errors import StorageError
 _BATCH = 128
 # How often a pending server-side copy is looked at (within one account it is done at once).
 _COPY_POLL_S = 0.2
+# Each request's options: one attempt (see the module docstring).
+_ONE_ATTEMPT: dict[str, Any] = {"retry_total": 0}
 
 
 class AzureBackend(FsspecBackend):
@@ -77,6 +86,25 @@ class AzureBackend(FsspecBackend):
         prefix = key.rstrip("/") + "/" if key else ""
         return self.fs.service_client.get_container_client(container), prefix
 
+    async def read(self, paths: Sequence[str]) -> dict[str, ReadResult]:
+        """One download (GET) per blob, through the SDK (adlfs's reads take no retry
+        option); a missing blob (or container) is ``None``, a failed read its error."""
+        values = await _run_coros_in_chunks(
+            [self._download(p) for p in paths], batch_size=_BATCH, return_exceptions=True
+        )
+        return dict(zip(paths, values, strict=True))
+
+    async def _download(self, path: str) -> bytes | None:
+        # adlfs's timeouts (storage options timeout, connection_timeout, read_timeout)
+        timeouts = getattr(self.fs, "_timeout_kwargs", {})
+        try:
+            download = await self._blob(path).download_blob(
+                max_concurrency=1, **timeouts, **_ONE_ATTEMPT
+            )
+        except ResourceNotFoundError:
+            return None
+        return bytes(await download.readall())
+
     async def write(self, files: Mapping[str, bytes]) -> None:
         coros = [self._upload(path, data, overwrite=True) for path, data in files.items()]
         await _run_coros_in_chunks(coros, batch_size=_BATCH)
@@ -92,7 +120,11 @@ class AzureBackend(FsspecBackend):
     async def _upload(self, path: str, data: bytes, *, overwrite: bool) -> None:
         md5 = bytearray(hashlib.md5(data).digest())
         await self.afs._pipe_file(
-            path, data, overwrite=overwrite, content_settings=ContentSettings(content_md5=md5)
+            path,
+            data,
+            overwrite=overwrite,
+            content_settings=ContentSettings(content_md5=md5),
+            **_ONE_ATTEMPT,
         )
 
     async def scan(self, prefixes: Sequence[str], *, follow_symlinks: bool = False) -> Scan:
@@ -106,7 +138,7 @@ class AzureBackend(FsspecBackend):
     async def _collect(self, folder: str) -> dict[str, FileInfo]:
         client, prefix = self._container(folder)
         out: dict[str, FileInfo] = {}
-        blobs = client.list_blobs(name_starts_with=prefix, include=["metadata"])
+        blobs = client.list_blobs(name_starts_with=prefix, include=["metadata"], **_ONE_ATTEMPT)
         try:
             async for blob in blobs:
                 if not _is_folder_marker(blob):
@@ -124,7 +156,7 @@ class AzureBackend(FsspecBackend):
         client, prefix = self._container(path)
         folders: set[str] = set()
         files: set[str] = set()
-        pages = client.walk_blobs(name_starts_with=prefix, delimiter="/").by_page()
+        pages = client.walk_blobs(name_starts_with=prefix, delimiter="/", **_ONE_ATTEMPT).by_page()
         while True:
             page = await self._probe(pages, path)
             if page is None:
@@ -158,16 +190,17 @@ class AzureBackend(FsspecBackend):
 
     async def _delete_one(self, path: str) -> None:
         with contextlib.suppress(ResourceNotFoundError):
-            await self._blob(path).delete_blob()
+            await self._blob(path).delete_blob(**_ONE_ATTEMPT)
 
     async def copy(self, src: str, dst: str, size: int) -> None:
         """One Copy Blob within the account (properties, Content-MD5 included, travel with
         the bytes); a copy the service reports pending is waited for."""
         target = self._blob(dst)
-        status = (await target.start_copy_from_url(self._blob(src).url))["copy_status"]
+        copying = await target.start_copy_from_url(self._blob(src).url, **_ONE_ATTEMPT)
+        status = copying["copy_status"]
         while status == "pending":
             await asyncio.sleep(_COPY_POLL_S)
-            status = (await target.get_blob_properties()).copy.status
+            status = (await target.get_blob_properties(**_ONE_ATTEMPT)).copy.status
         if status != "success":
             raise OSError(f"server-side copy of {src} to {dst} ended {status}")
 
@@ -177,7 +210,7 @@ class AzureBackend(FsspecBackend):
         """One download, read as the caller iterates (the SDK fetches up to 32 MB first,
         then 4 MB ranges)."""
         try:
-            download = await self._blob(path).download_blob(max_concurrency=1)
+            download = await self._blob(path).download_blob(max_concurrency=1, **_ONE_ATTEMPT)
         except ResourceNotFoundError:
             return None
         return _rechunked(download.chunks(), chunk_size)

@@ -27,6 +27,8 @@ from typing import Any, NoReturn, TypeVar
 from fsspec.asyn import get_loop
 
 from gens_fs.backends.base import STREAM_CHUNK, Backend, Capabilities, Children, FileInfo, Scan
+from gens_fs.backends.retried import with_retries
+from gens_fs.backends.retry import RetryPolicy, is_transient
 from gens_fs.errors import SpecialFile
 
 T = TypeVar("T")
@@ -117,6 +119,10 @@ class SyncBackend:
         """The same storage under another root."""
         return SyncBackend(self.backend.at(root))
 
+    def retried(self, policy: RetryPolicy) -> SyncBackend:
+        """The same storage and root, its requests retried as ``policy`` says."""
+        return SyncBackend(with_retries(self.backend, policy))
+
     def same_root(self, other: SyncBackend) -> bool:
         """True when both name one folder of one storage."""
         mine, theirs = self.backend, other.backend
@@ -129,10 +135,14 @@ class SyncBackend:
             self.raise_for(exc)
 
     def raise_for(self, exc: BaseException) -> NoReturn:
-        """Raise ``exc``, as a ``StorageError`` when it means the storage cannot be used."""
+        """Raise ``exc``, as a ``StorageError`` when it means the storage cannot be used,
+        and a transient failure that outlasted the retries as a ``ConnectionError``
+        whichever client raised it (aiohttp's and botocore's are not ``OSError``s)."""
         mapped = self.backend.storage_error(exc)
         if mapped is not None:
             raise mapped from None
+        if is_transient(exc) and not isinstance(exc, OSError):
+            raise ConnectionError(f"{type(exc).__name__}: {exc}") from exc
         raise exc
 
     def read_many(self, paths: list[str]) -> dict[str, bytes | None]:
@@ -146,8 +156,8 @@ class SyncBackend:
         return out
 
     def read_each(self, paths: list[str]) -> dict[str, bytes | Exception | None]:
-        """Like :meth:`read_many`, but a file that cannot be read (after the client's own
-        retries) gives its exception instead of failing the whole batch."""
+        """Like :meth:`read_many`, but a file that cannot be read (after the retries of a
+        transient failure) gives its exception instead of failing the whole batch."""
         return self._run(self.backend.read(paths)) if paths else {}
 
     def write_many(self, files: Mapping[str, bytes]) -> None:

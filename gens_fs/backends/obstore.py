@@ -43,7 +43,6 @@ from collections.abc import (
 )
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import timedelta
 from typing import Any, Literal, TypeVar
 
 import obstore
@@ -90,10 +89,10 @@ DELETE_BATCH = 1000
 LIST_CHUNK = 1000
 # Listing errors that mean the bucket or container is not there.
 _NO_BUCKET = ("NoSuchBucket", "ContainerNotFound", "The specified container does not exist")
-# What an obstore error says when the connection, not the request, failed (after obstore's
-# own retries): a body cut short, a reset, a timeout, a 5xx. obstore raises these as its
-# GenericError; they are re-raised as ``ConnectionError`` so that callers (the sync's
-# file-level retries) treat them as the transient errors they are.
+# What an obstore error says when the connection, not the request, failed: a body cut
+# short, a reset, a timeout, a 5xx. obstore raises these as its GenericError; they are
+# re-raised as ``ConnectionError`` so that gens_fs's retry layer (``backends/retry.py``;
+# obstore itself retries nothing here) treats them as the transient errors they are.
 _TRANSIENT = (
     "body error",
     "error sending request",
@@ -107,7 +106,6 @@ _TRANSIENT = (
 _NO_CREDENTIALS = ("169.254.169.254", "credential", "Credential")
 _SCHEMES = {"s3": "s3", "azure": "az", "gcs": "gs"}
 _PROBE_CLIENT = {"timeout": f"{PROBE_TIMEOUT_S:g}s", "connect_timeout": f"{PROBE_TIMEOUT_S:g}s"}
-_PROBE_RETRIES = {"max_retries": 1, "retry_timeout": timedelta(seconds=PROBE_TIMEOUT_S)}
 _STORES: dict[str, Any] = {"s3": S3Store, "azure": AzureStore, "gcs": GCSStore}
 
 
@@ -147,16 +145,15 @@ class ObstoreBackend(Backend):
         return other
 
     def _probe_store(self, bucket: str) -> Any:
-        """A store for the first listing only, whose every request and retries end within
+        """A store for the first listing only, whose every request ends within
         :data:`PROBE_TIMEOUT_S`: a worker thread waiting on an endpoint that does not answer
-        would otherwise hold the process at exit for obstore's full retry time."""
+        would otherwise hold the process at exit for the client's full timeout."""
         key = f"probe {bucket}"
         store = self._stores.get(key)
         if store is None:
             bounded = replace(
                 self.settings,
                 client_options={**self.settings.client_options, **_PROBE_CLIENT},
-                retry_config=_PROBE_RETRIES,
             )
             store = self._stores[key] = _build_store(bounded, bucket, self.url(bucket))
         return store
@@ -212,7 +209,8 @@ class ObstoreBackend(Backend):
         try:
             listed = await _in_thread(_list_all, store, key.strip("/"), self.settings.kind == "s3")
         except BaseError as exc:
-            raise self._mapped(exc, folder) from None
+            mapped = self._mapped(exc, folder)
+            raise mapped from _cause(mapped, exc)
         return {f"{bucket}/{path}": info for path, info in listed.items()}
 
     async def children(self, path: str, *, stop_at: Collection[str] = ()) -> Children:
@@ -232,11 +230,11 @@ class ObstoreBackend(Backend):
                 f"cannot reach the storage endpoint for {self.url(path)}: no answer within "
                 f"{PROBE_TIMEOUT_S:g} s; check the endpoint and the network"
             ) from None
-        except BaseError as exc:  # the first request most commands send: one line, always
-            mapped = self._mapped(exc, path)
+        except BaseError as exc:  # the first request most commands send: one line
+            mapped = self._mapped(exc, path)  # (a transient one after gens_fs's retries)
             if mapped is exc:
                 mapped = StorageError(f"cannot list {self.url(path)}: {_first(exc)}")
-            raise mapped from None
+            raise mapped from _cause(mapped, exc)
         start = len(prefix) + 1 if prefix else 0
         folders = {p[start:] for p in listed["common_prefixes"]}
         files = {meta["path"][start:] for meta in listed["objects"]} - {""}
@@ -277,21 +275,26 @@ class ObstoreBackend(Backend):
         ``chunk_size``."""
         store, key = self._locate(path)
         try:
-            result = await _in_thread(obstore.get, store, key)
+            with _connection_errors():
+                result = await _in_thread(obstore.get, store, key)
         except (FileNotFoundError, NotFoundError):
             return None
         return _rechunked(result.stream(min_chunk_size=chunk_size), chunk_size)
 
     def storage_error(self, exc: BaseException) -> StorageError | None:
-        if isinstance(exc, BaseError):
-            return self._mapped(exc, self.root, only_storage=True)
+        # a transient failure, after gens_fs's retries, is raised as a ConnectionError
+        cause = exc.__cause__ if isinstance(exc, ConnectionError) else exc
+        if isinstance(cause, BaseError):
+            return self._mapped(cause, self.root, only_storage=True)
         return super().storage_error(exc)
 
     def _mapped(
-        self, exc: BaseException, path: str, *, only_storage: bool = False
+        self, exc: Exception, path: str, *, only_storage: bool = False
     ) -> StorageError | Any:
-        """What an obstore error means for the storage, or ``exc`` itself (``None`` with
-        ``only_storage``) when it concerns one file."""
+        """What an obstore error means for the storage, or, when it concerns one request
+        (``None`` with ``only_storage``), ``exc`` itself (a ``ConnectionError`` when it is
+        transient: see :data:`_TRANSIENT`). An endpoint that cannot be reached is one such
+        request (retried) until ``only_storage`` (after the retries) says what it means."""
         where, text = self.url(path), str(exc)
         if isinstance(exc, (PermissionDeniedError, UnauthenticatedError)):
             return StorageError(f"access denied to {where}: check your credentials ({_first(exc)})")
@@ -307,9 +310,11 @@ class ObstoreBackend(Backend):
                 f"bucket or container {bucket!r} does not exist (or is not visible with these "
                 f"credentials): create it or fix the URL {where}"
             )
+        if not only_storage:
+            return _transient_as_connection_error(exc)
         if "error sending request" in text or "Connection refused" in text:
             return StorageError(f"cannot reach the storage endpoint for {where}: {_first(exc)}")
-        return None if only_storage else exc
+        return None
 
 
 def bucket_path(location: str) -> str:
@@ -321,13 +326,12 @@ def bucket_path(location: str) -> str:
 def _build_store(settings: StoreSettings, bucket: str, url: str) -> Any:
     """One obstore store for ``bucket``; a setting obstore refuses is a ``StorageError``."""
     store_class = _STORES[settings.kind]
-    retry = settings.retry_config or None
     try:
         return store_class(
             bucket,
             config=settings.config,
             client_options=settings.client_options or None,
-            retry_config=retry,
+            retry_config=settings.retry_config,
         )
     except BaseError as exc:
         raise StorageError(f"cannot open {url!r} with the obstore engine: {_first(exc)}") from None
@@ -340,6 +344,13 @@ def _transient_as_connection_error(exc: Exception) -> Exception:
         error.__cause__ = exc
         return error
     return exc
+
+
+def _cause(mapped: BaseException, exc: BaseException) -> BaseException | None:
+    """The cause to raise ``mapped`` from: ``exc`` when ``mapped`` is ``exc`` as a
+    ``ConnectionError`` (``storage_error`` reads it there), else none (a ``StorageError``
+    says all by itself)."""
+    return exc if isinstance(mapped, ConnectionError) else None
 
 
 @contextlib.contextmanager

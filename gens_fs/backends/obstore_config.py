@@ -26,7 +26,6 @@ import hashlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 from gens_fs.errors import StorageError
@@ -53,20 +52,22 @@ S3_KEYS = {
     "client_kwargs.region_name": "region",
     "profile": "profile",
     "config_kwargs.s3.addressing_style": "addressing_style",
-    "config_kwargs.retries.max_attempts": "max_attempts",
-    "config_kwargs.retries.total_max_attempts": "max_attempts",
 }
 # s3fs/botocore client tuning with no obstore counterpart to map it to: obstore already does
-# what gens_fs asks of it (one GET per read, a pooled HTTP client, retries of 5xx and
-# connection errors with backoff), so these are accepted and left out.
+# what gens_fs asks of it (one GET per read, a pooled HTTP client), so these are accepted
+# and left out. ``config_kwargs.retries`` sets the attempts of gens_fs's retry layer, which
+# serves both engines (``gens_fs.backends.retry.policy_from_options``), not the client's.
 S3_TUNING = frozenset(
     {
         "max_concurrency",
         "config_kwargs.max_pool_connections",
-        "config_kwargs.retries.mode",
+        "config_kwargs.retries",
         "config_kwargs.proxies",
     }
 )
+# obstore retries nothing itself: retries are gens_fs's (``gens_fs.backends.retry``), one
+# layer for every engine, so a request is never retried by two.
+NO_RETRIES: dict[str, Any] = {"max_retries": 0}
 # adlfs keys -> AzureConfig keys.
 AZURE_KEYS = {
     "connection_string": "connection_string",
@@ -94,7 +95,7 @@ class StoreSettings:
     kind: str
     config: dict[str, Any]
     client_options: dict[str, Any] = field(default_factory=dict)
-    retry_config: dict[str, Any] = field(default_factory=dict)
+    retry_config: dict[str, Any] = field(default_factory=lambda: dict(NO_RETRIES))
     endpoint: str = ""
     credential_id: str = ""
 
@@ -156,13 +157,11 @@ def _s3_settings(mapped: dict[str, Any]) -> StoreSettings:
     if profile and not _has_key(config) and not config.get("skip_signature"):
         config.update(_profile_keys(str(profile)))
     endpoint = config.get("endpoint") or _env("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
-    retry = _retries(mapped.get("max_attempts"))
     key = config.get("access_key_id") or os.environ.get("AWS_ACCESS_KEY_ID")
     return StoreSettings(
         "s3",
         config,
         _allow_http(endpoint),
-        retry,
         endpoint=endpoint or "aws",
         credential_id="anonymous" if config.get("skip_signature") else _digest(key),
     )
@@ -192,13 +191,6 @@ def _profile_keys(profile: str) -> dict[str, str]:
     if frozen.token:
         keys["session_token"] = frozen.token
     return keys
-
-
-def _retries(max_attempts: Any) -> dict[str, Any]:
-    """botocore's attempts (the first one included) as obstore's retries (after it)."""
-    if max_attempts is None:
-        return {}
-    return {"max_retries": max(0, int(max_attempts) - 1), "retry_timeout": timedelta(minutes=3)}
 
 
 # -- Azure ------------------------------------------------------------------------------------

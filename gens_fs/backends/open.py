@@ -26,7 +26,9 @@ from gens_fs.backends.base import Backend
 from gens_fs.backends.generic import FsspecBackend
 from gens_fs.backends.local import LocalBackend
 from gens_fs.backends.memory import MemoryBackend
-from gens_fs.backends.s3 import S3_DEFAULT_OPTIONS, S3Backend
+from gens_fs.backends.retried import with_retries
+from gens_fs.backends.retry import DEFAULT_POLICY, RetryPolicy, policy_from_options
+from gens_fs.backends.s3 import S3_CLIENT_RETRIES, S3_DEFAULT_OPTIONS, S3FS_ATTEMPTS, S3Backend
 from gens_fs.errors import StorageError
 
 # Filesystems that fsspec knows but that cannot hold a store: read-only, or no listing of a
@@ -48,27 +50,35 @@ def open_backend(
     storage_options: Mapping[str, Any] | None = None,
     fs: Any = None,
     engine: Engine = "fsspec",
+    retry: RetryPolicy | None = None,
 ) -> Backend:
     """The backend for ``root``: a local path, any fsspec URL (chained ones too), or a path
     inside the filesystem ``fs``. S3 gets :data:`S3_DEFAULT_OPTIONS` under yours.
     ``engine="obstore"``: an ``s3://``, ``gs://`` or ``az://`` root through obstore (see
-    the module docstring for the others)."""
+    the module docstring for the others).
+
+    Every backend but local disk and memory is behind the one retry layer
+    (:mod:`gens_fs.backends.retried`) with ``retry``; without it, the attempts an S3 root's
+    storage options ask for (``config_kwargs.retries``, see
+    :func:`~gens_fs.backends.retry.policy_from_options`), else :data:`DEFAULT_POLICY`."""
     text = os.fspath(root)
     options = dict(storage_options or {})
+    backend = _open(text, options, fs, engine)  # checks the options' shapes first
+    return with_retries(backend, retry or _policy_in(text, options, fs) or DEFAULT_POLICY)
+
+
+def _open(text: str, options: dict[str, Any], fs: Any, engine: Engine) -> Backend:
     if engine != "fsspec":
         obstore_backend = _open_obstore(text, options, fs, engine)
         if obstore_backend is not None:
             return obstore_backend
     if fs is None:
         _check_protocols(text)
-        if fsspec.core.split_protocol(text)[0] in ("s3", "s3a"):
+        if _is_s3(text):
             _check_s3_options(options)
     try:
         if fs is None:
-            protocol = fsspec.core.split_protocol(text)[0] or "file"
-            if protocol in ("s3", "s3a") and "::" not in text:
-                options = _merge_defaults(S3_DEFAULT_OPTIONS, options)
-            fs, path = fsspec.core.url_to_fs(text, **options)
+            fs, path = _build(text, options)
         else:
             path = fs._strip_protocol(text)
     except ImportError as exc:
@@ -80,6 +90,29 @@ def open_backend(
         ) from None
     _check_loop(fs, text)
     return _backend_for(fs, path.rstrip("/") or path)
+
+
+def _build(text: str, options: dict[str, Any]) -> tuple[Any, str]:
+    """The filesystem for ``text`` and the path in it. S3 (not chained) gets our defaults
+    under the options, and its client makes one attempt per request: retries are gens_fs's
+    (:mod:`gens_fs.backends.retry`), never the client's too."""
+    if _is_s3(text) and "::" not in text:
+        options = _merge_defaults(S3_DEFAULT_OPTIONS, options)
+        options["config_kwargs"] = {**options["config_kwargs"], "retries": dict(S3_CLIENT_RETRIES)}
+    fs, path = fsspec.core.url_to_fs(text, **options)
+    if _is_s3(text) and "::" not in text:
+        # s3fs's own retries (a class attribute, which no option sets) on this instance
+        fs.retries = S3FS_ATTEMPTS
+    return fs, str(path)
+
+
+def _is_s3(url: str) -> bool:
+    return fsspec.core.split_protocol(url)[0] in ("s3", "s3a")
+
+
+def _policy_in(text: str, options: Mapping[str, Any], fs: Any) -> RetryPolicy | None:
+    """The retry policy an S3 URL's storage options ask for (either engine), if any."""
+    return policy_from_options(options) if fs is None and _is_s3(text) else None
 
 
 # s3fs options whose values must be strings, at the top level and inside client_kwargs; a

@@ -23,21 +23,24 @@ from gens_fs.backends.base import (
     Scan,
 )
 from gens_fs.backends.generic import FsspecBackend
+from gens_fs.backends.retry import is_transient
 from gens_fs.errors import StorageError
 
 # s3fs tuned for many small objects. Its default ``max_concurrency=10`` makes ``cat_file``
 # send a HEAD before every GET (to decide on ranged parallel reads); our artifacts are a few
 # KB, so one GET each is all we want. A larger connection pool lets fsspec's batched gather
 # (128 coroutines by default) actually run concurrently instead of queueing on 10 sockets.
-# botocore's "standard" retry mode retries throttling, 5xx and connection errors with jittered
-# exponential backoff (the default "legacy" mode retries fewer kinds of error).
+# botocore makes one attempt per request (S3_CLIENT_RETRIES): gens_fs's retry layer
+# (backends/retry.py) is the only one, so attempts do not multiply and every backend
+# retries the same errors.
+S3_CLIENT_RETRIES: dict[str, Any] = {"total_max_attempts": 1, "mode": "standard"}
 S3_DEFAULT_OPTIONS: dict[str, Any] = {
     "max_concurrency": 1,
-    "config_kwargs": {
-        "max_pool_connections": 128,
-        "retries": {"max_attempts": 5, "mode": "standard"},
-    },
+    "config_kwargs": {"max_pool_connections": 128, "retries": S3_CLIENT_RETRIES},
 }
+# s3fs's own retries around each call (``S3FileSystem.retries``): one attempt. (It still
+# pauses 0.1 s after a failed attempt of some kinds before it raises.)
+S3FS_ATTEMPTS = 1
 # The largest object one CopyObject request may copy; larger ones take a multipart copy.
 S3_MAX_COPY_SIZE = 5 * 2**30
 # The most keys one DeleteObjects request may name.
@@ -173,7 +176,7 @@ class S3Backend(FsspecBackend):
             )
         if name in _NO_ENDPOINT:
             return StorageError(f"cannot reach the storage endpoint for {where}: {exc}")
-        if _is_client_configuration_error(exc):
+        if _is_client_configuration_error(exc) and not is_transient(exc):
             return StorageError(
                 f"cannot use {where}: {exc} (check AWS_PROFILE, AWS_ENDPOINT_URL, "
                 "AWS_DEFAULT_REGION and the storage options)"

@@ -3,8 +3,9 @@
 (concurrent transfers with barriers between phases). See :mod:`gens_fs.sync.api`.
 """
 
+from gens_fs.backends.retry import RetryPolicy
 from gens_fs.sync.api import PlannedSync, apply, plan_sync, sync
-from gens_fs.sync.execute import DEFAULT_JOBS, RetryPolicy, SyncProgress
+from gens_fs.sync.execute import DEFAULT_JOBS, SyncProgress
 from gens_fs.sync.plan import SyncPlan, TooManyDeletes
 from gens_fs.sync.report import PlannedAction, SyncError, SyncReport
 from gens_fs.sync.roots import OverlappingRoots

@@ -46,10 +46,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gens_fs.backends import Engine, SyncBackend
+from gens_fs.backends.retry import RetryPolicy
 from gens_fs.data_root import DataRoot, require_data_root
 from gens_fs.listing import Files, Listing, list_data_root
 from gens_fs.sync.compare import unchanged
-from gens_fs.sync.execute import DEFAULT_JOBS, Executor, ProgressCallback, RetryPolicy
+from gens_fs.sync.execute import DEFAULT_JOBS, Executor, ProgressCallback
 from gens_fs.sync.plan import (
     Diff,
     SyncPlan,
@@ -162,10 +163,11 @@ def sync(
         follow_symlinks=follow_symlinks,
         allow_orphans=allow_orphans,
         engine=engine,
+        retry=retry,
     )
     if dry_run:
         return planned.report()
-    return apply(planned, jobs=jobs, progress=progress, verify=verify, retry=retry)
+    return apply(planned, jobs=jobs, progress=progress, verify=verify)
 
 
 def plan_sync(
@@ -183,6 +185,7 @@ def plan_sync(
     follow_symlinks: bool = False,
     allow_orphans: bool = False,
     engine: Engine = "fsspec",
+    retry: RetryPolicy | None = None,
 ) -> PlannedSync:
     """Decide everything a sync of ``src`` onto ``dst`` does; write nothing.
 
@@ -191,9 +194,12 @@ def plan_sync(
     both sides' object stores otherwise. Raises ``StorageError`` for an unusable storage,
     ``NotADataRoot`` / ``OverlappingRoots`` for roots refused (see the module),
     ``CohortNotFound`` for an unknown cohort. ``checksum`` compares every file by content.
+    ``retry``: how every request of this sync, at either side, is retried after a transient
+    error (default: each root's own policy; see :class:`~gens_fs.backends.RetryPolicy`).
     """
     started = time.monotonic()
-    source, target = open_root(src, src_options, engine), open_root(dst, dst_options, engine)
+    source = open_root(src, src_options, engine, retry)
+    target = open_root(dst, dst_options, engine, retry)
     check_roots(source, target)
     require_data_root(
         source, what="source data root", allow_empty=allow_empty_source, if_empty=_EMPTY_SOURCE_HINT
@@ -233,7 +239,6 @@ def apply(
     jobs: int | None = None,
     progress: ProgressCallback | None = None,
     verify: bool = False,
-    retry: RetryPolicy | None = None,
 ) -> SyncReport:
     """Run a plan: copies in phases (files, then each stage's commits, parents' first, then
     membership CSVs), then deletes; ``jobs`` transfers in flight (default 128). Files that
@@ -250,7 +255,6 @@ def apply(
         jobs=jobs or DEFAULT_JOBS,
         prefetched=planned.prefetched,
         progress=progress,
-        retry=retry,
     )
     executor.run(planned.plan)
     report.uncommitted = sorted(set(report.uncommitted))

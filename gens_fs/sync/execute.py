@@ -9,25 +9,21 @@ Requests per copied file: one PUT (local/memory -> S3), one GET (S3 -> local/mem
 server-side COPY (S3 -> S3 on one endpoint; a GET and a PUT across endpoints), none for the
 local side. Deletes on S3: one DeleteObjects per 1000 keys per delete phase.
 
-Failures: transient errors (dropped connections, 5xx, timeouts) are retried with exponential
-backoff, on top of botocore's own retries; a file that still fails is reported, its
-generation (and every descendant) is left uncommitted, the rest goes on, and deletes are
-skipped. Rerunning converges.
+Failures: transient errors (dropped connections, 5xx, timeouts) are retried by the backends
+(the one retry layer: ``gens_fs.backends.retry``, so a file costs at most ``attempts``
+requests at each side); a file that still fails is reported, its generation (and every
+descendant) is left uncommitted, the rest goes on, and deletes are skipped. Rerunning
+converges.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
-import functools
 import logging
-import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple, TypeVar
 
 from gens_fs.backends import Backend, run
-from gens_fs.errors import GensError
 from gens_fs.layout import GenKey, join
 from gens_fs.sync.plan import FileCopy, SyncPlan, generation_names
 from gens_fs.sync.report import SyncError, SyncReport
@@ -40,27 +36,6 @@ T = TypeVar("T")
 # of round trips at 128, 22 s at 32), within s3fs's pool (S3_DEFAULT_OPTIONS).
 DEFAULT_JOBS = 128
 
-# errnos s3fs gives client (4xx) errors: retrying cannot help.
-_PERMANENT_ERRNOS = frozenset(
-    {errno.EINVAL, errno.EPERM, errno.EACCES, errno.ENOENT, errno.EEXIST, errno.EISDIR,
-     errno.ENOTDIR, errno.EMSGSIZE, errno.ENOTEMPTY, errno.ENOSPC, errno.EROFS}
-)  # fmt: skip
-_PERMANENT_TYPES = (
-    FileNotFoundError,
-    FileExistsError,
-    PermissionError,
-    IsADirectoryError,
-    NotADirectoryError,
-)
-_TRANSIENT_NAMES = frozenset(
-    {"ClientPayloadError", "ServerDisconnectedError", "ClientConnectionError",
-     "ClientOSError", "EndpointConnectionError", "ReadTimeoutError", "ConnectTimeoutError",
-     "ResponseStreamingError", "IncompleteReadError", "ConnectionClosedError",
-     "ServiceRequestError", "ServiceResponseError"}
-)  # fmt: skip
-# Status codes a retry may cure, on errors that carry one (the Azure SDK's).
-_TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-
 
 class SyncProgress(NamedTuple):
     """Progress so far, given to the ``progress`` callback after every file."""
@@ -72,29 +47,6 @@ class SyncProgress(NamedTuple):
 
 
 ProgressCallback = Callable[[SyncProgress], None]
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """File-level retries for transient errors: ``attempts`` tries in all, waiting about
-    ``base_delay * 2**n`` seconds (jittered, at most ``max_delay``) between them."""
-
-    attempts: int = 4
-    base_delay: float = 0.2
-    max_delay: float = 5.0
-
-
-def is_transient(exc: BaseException) -> bool:
-    """True for errors a retry may cure: connection trouble, timeouts, 5xx."""
-    if isinstance(exc, (GensError, *_PERMANENT_TYPES)):
-        return False
-    if type(exc).__name__ in _TRANSIENT_NAMES or isinstance(exc, asyncio.TimeoutError):
-        return True
-    if getattr(exc, "status_code", None) in _TRANSIENT_STATUS:
-        return True
-    if isinstance(exc, OSError):
-        return exc.errno not in _PERMANENT_ERRNOS
-    return False
 
 
 class Executor:
@@ -111,13 +63,11 @@ class Executor:
         jobs: int = DEFAULT_JOBS,
         prefetched: Mapping[str, bytes] | None = None,
         progress: ProgressCallback | None = None,
-        retry: RetryPolicy | None = None,
     ) -> None:
         self.src, self.dst = src, dst
         self.jobs = max(1, jobs)
         self.prefetched = dict(prefetched or {})
         self.progress = progress
-        self.retry = retry or RetryPolicy()
         self.server_side = dst.capabilities.server_copy_with(src.capabilities)
         self.result = report
         self._failed: set[GenKey] = set()
@@ -185,7 +135,7 @@ class Executor:
         async def one(copy: FileCopy) -> None:
             async with limit:
                 try:
-                    await self._retrying(lambda: self._transfer(copy))
+                    await self._transfer(copy)
                 except Exception as exc:
                     self._fail(copy, exc)
                 else:
@@ -224,20 +174,6 @@ class Executor:
             raise FileNotFoundError(path)
         return data
 
-    async def _retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        policy = self.retry
-        tries = 0
-        while True:
-            try:
-                return await attempt()
-            except Exception as exc:
-                tries += 1
-                if tries >= policy.attempts or not is_transient(exc):
-                    raise
-                delay = min(policy.max_delay, policy.base_delay * 2 ** (tries - 1))
-                log.info("sync: retrying after %s (attempt %d)", exc, tries + 1)
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-
     async def _delete_phases(self, phases: tuple[tuple[str, ...], ...]) -> None:
         """Each phase in one batch; a failing phase stops the later ones (a parent is never
         uncommitted while a child's uncommit failed)."""
@@ -246,7 +182,7 @@ class Executor:
                 continue
             paths = [join(self.dst.root, r) for r in phase]
             try:
-                await self._retrying(functools.partial(self.dst.delete, paths))
+                await self.dst.delete(paths)
             except Exception as exc:
                 for relpath in phase:
                     self._error(relpath, _describe(exc))

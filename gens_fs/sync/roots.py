@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from gens_fs.backends import Engine, SyncBackend, open_backend
+from gens_fs.backends import Engine, RetryPolicy, SyncBackend, open_backend
 from gens_fs.data_root import DataRoot, refuse_misplaced_root
 from gens_fs.errors import NotADataRoot, StorageError
 from gens_fs.layout import ancestors, join, roots_overlap
@@ -19,12 +19,16 @@ class OverlappingRoots(StorageError):
 
 
 def open_root(
-    root: str | os.PathLike[str] | DataRoot, options: Mapping[str, Any] | None, engine: Engine
+    root: str | os.PathLike[str] | DataRoot,
+    options: Mapping[str, Any] | None,
+    engine: Engine,
+    retry: RetryPolicy | None,
 ) -> SyncBackend:
-    """A root's backend: a ``DataRoot``'s own, or a new one with ``options`` and ``engine``."""
+    """A root's backend: a ``DataRoot``'s own, or a new one with ``options`` and ``engine``;
+    with ``retry``, retrying by that policy."""
     if isinstance(root, DataRoot):
-        return root.backend
-    return SyncBackend(open_backend(root, storage_options=options, engine=engine))
+        return root.backend if retry is None else root.backend.retried(retry)
+    return SyncBackend(open_backend(root, storage_options=options, engine=engine, retry=retry))
 
 
 def display(backend: SyncBackend) -> str:

@@ -21,13 +21,13 @@ import logging
 from collections.abc import Iterable
 
 from gens_fs.backends import FileInfo, SyncBackend
+from gens_fs.backends.retry import is_transient
 from gens_fs.cohorts import parse_membership
 from gens_fs.errors import CohortNotFound, GensError
 from gens_fs.layout import GenKey, generation_of, join, membership_path, metadata_relpath
 from gens_fs.listing import Files, list_data_root
 from gens_fs.models import GenerationMetadata, read_metadata
 from gens_fs.sync.compare import hash_by_reading, hashes_needed
-from gens_fs.sync.execute import is_transient
 from gens_fs.sync.plan import MembershipKeys, ParentIds
 from gens_fs.sync.scope import SyncScope, close_over_parents
 

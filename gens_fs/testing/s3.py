@@ -170,27 +170,30 @@ class MotoServer(LoopbackWSGIServer):
 # -- clients -----------------------------------------------------------------------------
 
 
-def s3_storage_options(endpoint_url: str, *, max_attempts: int = 5, **extra: Any) -> dict[str, Any]:
+def s3_storage_options(
+    endpoint_url: str, *, max_attempts: int | None = None, **extra: Any
+) -> dict[str, Any]:
     """``fsspec.filesystem("s3", **options)`` options for a loopback endpoint.
 
     Everything that could otherwise come from ``AWS_*`` variables or ``~/.aws`` is given
     explicitly: dummy key/secret and no token (never ``anon``, never a profile's keys), the
-    endpoint and region, path-style addressing, no HTTP proxy (an empty ``proxies`` stops
-    botocore reading ``HTTP(S)_PROXY``), and ``standard`` retries with ``max_attempts``
-    (which retries 500/503 and ``SlowDown``). ``extra`` is merged in last.
+    endpoint and region, path-style addressing, and no HTTP proxy (an empty ``proxies``
+    stops botocore reading ``HTTP(S)_PROXY``). ``max_attempts``, when given, is
+    ``config_kwargs.retries.total_max_attempts``: the attempts of gens_fs's retry layer for
+    a gens_fs root (its client always makes one), botocore's for a plain s3fs client; when
+    not, each decides for itself. ``extra`` is merged in last.
     Not covered: an ``AWS_PROFILE`` naming a missing profile still makes botocore fail.
     """
+    config: dict[str, Any] = {"s3": {"addressing_style": "path"}, "proxies": {}}
+    if max_attempts is not None:
+        config["retries"] = {"total_max_attempts": max_attempts, "mode": "standard"}
     options: dict[str, Any] = {
         "key": DUMMY_CREDENTIAL,
         "secret": DUMMY_CREDENTIAL,
         "token": None,
         "anon": False,
         "client_kwargs": {"endpoint_url": endpoint_url, "region_name": REGION},
-        "config_kwargs": {
-            "s3": {"addressing_style": "path"},
-            "proxies": {},
-            "retries": {"total_max_attempts": max_attempts, "mode": "standard"},
-        },
+        "config_kwargs": config,
     }
     options.update(extra)
     return options

@@ -34,9 +34,16 @@ if TYPE_CHECKING:
 _FAULT_ERRORS: Final[dict[str, tuple[int, str, str]]] = {
     "500": (500, "InternalError", "We encountered an internal error. Please try again."),
     "503": (503, "SlowDown", "Please reduce your request rate."),
+    "403": (403, "AccessDenied", "Access Denied"),
+    "404": (404, "NoSuchKey", "The specified key does not exist."),
 }
 _HELD_ERROR: Final = (503, "SlowDown", "Held by the test, then dropped unserved.")
-_REASONS: Final = {500: "Internal Server Error", 503: "Service Unavailable"}
+_REASONS: Final = {
+    403: "Forbidden",
+    404: "Not Found",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
 @dataclass
@@ -126,7 +133,7 @@ class S3Middleware(LoopbackWSGIServer):
     * each connection is served by its own thread, so concurrent requests (and their added
       latency) overlap instead of queueing;
     * ``latency_s`` and ``faults`` can be changed at any time from any thread; installing a
-      plan restarts its request index at 0.
+      plan restarts its request index (and its per-path counts) at 0.
 
     ``sleep`` is how the middleware waits (latency, ``delay`` faults); tests pass a
     recorder. ``app`` is what it wraps: moto's app unless given.
@@ -153,6 +160,7 @@ class S3Middleware(LoopbackWSGIServer):
         self.latency_s = latency_s
         self._faults = faults
         self._fault_index = 0
+        self._fault_paths: dict[str, int] = {}  # eligible requests per path (``per_path``)
         self._hold: Hold | None = None
 
     def wsgi_app(self) -> WSGIApplication:
@@ -188,6 +196,7 @@ class S3Middleware(LoopbackWSGIServer):
         with self._changed:
             self._faults = plan
             self._fault_index = 0
+            self._fault_paths.clear()
 
     @contextlib.contextmanager
     def hold(self, kinds: Iterable[str] | None = None, *, after: int = 0) -> Iterator[Hold]:
@@ -257,10 +266,12 @@ class S3Middleware(LoopbackWSGIServer):
             self._log.append(record)
             self._inflight += 1
             plan = self._faults
-            if plan is not None and plan.applies_to(kind):
+            seen = self._fault_paths.get(record.path, 0)
+            if plan is not None and plan.applies_to(kind, seen):
                 record.fault_index = self._fault_index
                 record.fault = plan.choose(self._fault_index)
                 self._fault_index += 1
+                self._fault_paths[record.path] = seen + 1
             return record
 
     def _depart(self, record: RequestRecord) -> None:

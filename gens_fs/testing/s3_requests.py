@@ -31,6 +31,9 @@ OP_KINDS: Final = (
     "OTHER",
 )
 FAULT_KINDS: Final = ("500", "503", "cut", "delay")
+# Answers a retry cannot change, injected only when asked for by name (``kinds``): they
+# are what a client must not retry.
+PERMANENT_FAULT_KINDS: Final = ("403", "404")
 
 # Query parameters that only shape a bucket listing (anything else on a bucket GET is a
 # sub-resource such as ?location or ?versioning, i.e. OTHER).
@@ -120,7 +123,13 @@ class FaultPlan:
     Kinds: ``"500"`` (S3 ``InternalError``) and ``"503"`` (S3 ``SlowDown``) are answered
     without reaching the S3 service; ``"cut"`` is served, then sends the response headers
     and half the body (nothing at all when there is no body) and closes the connection;
-    ``"delay"`` waits ``delay_s`` more before it is served normally.
+    ``"delay"`` waits ``delay_s`` more before it is served normally. ``"403"``
+    (``AccessDenied``) and ``"404"`` (``NoSuchKey``), from :data:`PERMANENT_FAULT_KINDS`,
+    are answered without reaching the service too; they are never in the default kinds.
+
+    ``per_path``: only each request path's first ``per_path`` eligible requests take part
+    (a fault that lasts that many attempts of each request, however the requests of
+    different paths interleave); ``None``: every eligible request does.
     """
 
     rate: float = 0.05
@@ -128,22 +137,29 @@ class FaultPlan:
     kinds: tuple[str, ...] = FAULT_KINDS
     only_ops: tuple[str, ...] | None = None
     delay_s: float = 0.5
+    per_path: int | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.rate <= 1.0:
             raise ValueError(f"rate must be within [0, 1], not {self.rate}")
-        if not self.kinds or not set(self.kinds) <= set(FAULT_KINDS):
-            raise ValueError(f"kinds must be a non-empty subset of {FAULT_KINDS}: {self.kinds}")
+        known = (*FAULT_KINDS, *PERMANENT_FAULT_KINDS)
+        if not self.kinds or not set(self.kinds) <= set(known):
+            raise ValueError(f"kinds must be a non-empty subset of {known}: {self.kinds}")
         if self.only_ops is not None and not set(self.only_ops) <= set(OP_KINDS):
             raise ValueError(f"only_ops must be a subset of {OP_KINDS}: {self.only_ops}")
         if self.delay_s < 0:
             raise ValueError(f"delay_s must be >= 0, not {self.delay_s}")
+        if self.per_path is not None and self.per_path < 0:
+            raise ValueError(f"per_path must be >= 0, not {self.per_path}")
         object.__setattr__(self, "kinds", tuple(self.kinds))
         if self.only_ops is not None:
             object.__setattr__(self, "only_ops", tuple(self.only_ops))
 
-    def applies_to(self, kind: str) -> bool:
-        """Whether requests of this operation kind take part in the fault sequence."""
+    def applies_to(self, kind: str, seen_on_path: int = 0) -> bool:
+        """Whether a request of this operation kind takes part in the fault sequence, the
+        path it is for having had ``seen_on_path`` eligible requests before it."""
+        if self.per_path is not None and seen_on_path >= self.per_path:
+            return False
         return self.only_ops is None or kind in self.only_ops
 
     def choose(self, index: int) -> str | None:
