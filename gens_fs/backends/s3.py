@@ -129,6 +129,9 @@ class S3Backend(FsspecBackend):
         return Children(frozenset(folders), frozenset(files), True if folders or files else None)
 
     async def _probe(self, url: str, bucket: str, **params: str) -> dict[str, Any]:
+        # The client is built first, outside the bound: loading botocore's service models
+        # is local work (about a second of CPU on a busy machine), not the endpoint's answer.
+        await self.fs.set_session()
         try:
             page: dict[str, Any] = await asyncio.wait_for(
                 self.fs._call_s3("list_objects_v2", Delimiter="/", **params), PROBE_TIMEOUT_S

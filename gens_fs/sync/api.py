@@ -211,7 +211,7 @@ def plan_sync(
     dst_listing = list_data_root(target, dst_folders, follow_symlinks=follow_symlinks)
     src_in = scope.filter(src_listing.files)
     src_files, dst_files = fill_hashes(source, target, src_in, dst_listing.files, checksum=checksum)
-    diff = Diff.of(src_files, dst_files, scope)
+    diff = Diff.within(src_files, dst_files, scope)
     parents = reads.parents(diff.parents_to_read())
     probed = reads.committed(parents_to_probe(parents, dst_files, scope))
     plan = make_plan(

@@ -78,7 +78,12 @@ class Diff:
     def of(cls, src: Files, dst: Files, scope: SyncScope) -> Diff:
         """Compare ``src`` and ``dst`` (hashes filled where comparable: see
         :mod:`gens_fs.sync.compare`) within ``scope``."""
-        src_in, dst_in = scope.filter(src), scope.filter(dst)
+        return cls.within(scope.filter(src), dst, scope)
+
+    @classmethod
+    def within(cls, src_in: Files, dst: Files, scope: SyncScope) -> Diff:
+        """:meth:`of` for a source listing already limited to ``scope``."""
+        dst_in = scope.filter(dst)
         copy = tuple(
             sorted(r for r, i in src_in.items() if r not in dst_in or not unchanged(i, dst_in[r]))
         )
