@@ -13,6 +13,8 @@ storages, its artifact folder there), or ``instance_for_test`` for the multiproc
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -368,6 +370,32 @@ def test_cohort_partitions(tmp_path: Path) -> None:
         cohort_partitions(root, "c1", "essays")
     with pytest.raises(CohortNotFound, match="known cohorts: c1"):
         cohort_partitions(root, "c2", "essay")
+
+
+def test_cohort_partitions_feed_a_dynamic_partitions_definition(
+    tmp_path: Path, instance: dg.DagsterInstance
+) -> None:
+    root = str(tmp_path / "data")
+    write_membership(root, "c1", [("draft", "d1"), ("draft", "d2")])
+    gen_ids = dg.DynamicPartitionsDefinition(name="draft_gen_ids")
+
+    @dg.asset(partitions_def=gen_ids)
+    def draft(context: dg.AssetExecutionContext) -> dict[str, Any]:
+        return {"metadata": META, "raw": f"draft {context.partition_key}"}
+
+    instance.add_dynamic_partitions("draft_gen_ids", cohort_partitions(root, "c1", "draft"))
+    materialize([draft], "d2", root, {}, instance)
+    assert (tmp_path / "data/gens/draft/d2/raw.txt").read_text() == "draft d2"
+    assert instance.get_dynamic_partitions("draft_gen_ids") == ["d1", "d2"]
+
+
+def test_import_without_dagster_says_which_extra_to_install() -> None:
+    """A process where ``import dagster`` fails (``None`` in ``sys.modules`` makes it)."""
+    code = "import sys; sys.modules['dagster'] = None; import gens_fs.dagster"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == "ImportError: gens_fs.dagster needs Dagster: pip install 'gens_fs[dagster]'"
 
 
 def test_resource_config_is_checked_and_opens_its_root_once() -> None:
