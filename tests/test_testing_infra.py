@@ -310,7 +310,7 @@ def test_a_hold_lets_n_through_then_holds_and_drops_the_rest(
         threads = [threading.Thread(target=put, args=(key,)) for key in ("c", "d")]
         for thread in threads:
             thread.start()
-        assert hold.wait_holding(timeout=10)
+        assert hold.wait_holding(timeout=10, count=2)  # both c and d are waiting
         assert client.list_objects_v2(Bucket=bucket)["KeyCount"] == 2  # a LIST is not held
         assert outcomes == {"a": "stored", "b": "stored"}
     for thread in threads:

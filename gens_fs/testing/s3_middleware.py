@@ -91,14 +91,15 @@ class Hold:
         self._held = 0
         self._active = True
 
-    def wait_holding(self, timeout: float) -> bool:
-        """Block until the ``after`` requests that passed have all been answered and a
-        further one is held; ``False`` on timeout. From then on the client is stuck."""
+    def wait_holding(self, timeout: float, *, count: int = 1) -> bool:
+        """Block until the ``after`` requests that passed have all been answered and
+        ``count`` further ones are held; ``False`` on timeout. From then on the client (or
+        ``count`` clients) is stuck."""
         with self._changed:
-            return self._changed.wait_for(self._holding, timeout)
+            return self._changed.wait_for(lambda: self._holding(count), timeout)
 
-    def _holding(self) -> bool:
-        return self._answered == self.after and self._held > 0
+    def _holding(self, count: int = 1) -> bool:
+        return self._answered == self.after and self._held >= count
 
     def _admit(self, record: RequestRecord) -> bool:
         """Called with the middleware's lock held: whether ``record`` may go on (False:
