@@ -195,6 +195,32 @@ def test_fault_plan_is_a_pure_function_of_seed_and_index() -> None:
         FaultPlan(kinds=("teapot",))
 
 
+def test_per_path_faults_last_that_many_requests_of_each_object(
+    middleware: S3Middleware, bucket: str
+) -> None:
+    """``per_path=2``: each object's first two eligible requests are faulted, whatever
+    other objects' requests come between; ``403``/``404`` only when named."""
+    client = boto3_client(middleware.endpoint_url, max_attempts=1)
+    for key in ("a", "b"):
+        client.put_object(Bucket=bucket, Key=key, Body=b"v")
+    middleware.faults = FaultPlan(rate=1.0, kinds=("503",), only_ops=("GET",), per_path=2)
+    middleware.reset_counts()
+    for _ in range(3):
+        for key in ("a", "b"):
+            with contextlib.suppress(ClientError):
+                client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert middleware.wait_idle()
+    statuses = {
+        key: [r.status for r in middleware.log if r.path.endswith(f"/{key}")] for key in "ab"
+    }
+    assert statuses == {"a": [503, 503, 200], "b": [503, 503, 200]}
+    assert "403" not in FaultPlan(rate=1.0).kinds
+    middleware.faults = FaultPlan(rate=1.0, kinds=("403", "404"), seed=2)
+    with pytest.raises(ClientError) as denied:
+        client.get_object(Bucket=bucket, Key="a")
+    assert denied.value.response["Error"]["Code"] in ("AccessDenied", "NoSuchKey")
+
+
 def test_injected_faults_are_reproducible(middleware: S3Middleware, bucket: str) -> None:
     client = boto3_client(middleware.endpoint_url, max_attempts=1)
     client.put_object(Bucket=bucket, Key="k", Body=b"v" * 100)

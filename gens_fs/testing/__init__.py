@@ -20,12 +20,19 @@ from __future__ import annotations
 
 from gens_fs.testing.s3 import MotoServer, create_bucket, new_bucket, s3_storage_options
 from gens_fs.testing.s3_middleware import Hold, RequestRecord, S3Middleware
-from gens_fs.testing.s3_requests import FAULT_KINDS, OP_KINDS, FaultPlan, classify_request
+from gens_fs.testing.s3_requests import (
+    FAULT_KINDS,
+    OP_KINDS,
+    PERMANENT_FAULT_KINDS,
+    FaultPlan,
+    classify_request,
+)
 from gens_fs.testing.synthetic import SyntheticStore, make_store, mutate
 
 __all__ = [
     "FAULT_KINDS",
     "OP_KINDS",
+    "PERMANENT_FAULT_KINDS",
     "FaultPlan",
     "Hold",
     "MotoServer",
