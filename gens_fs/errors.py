@@ -68,3 +68,7 @@ class SpecialFile(GensError, OSError):
 
 class InvalidSelection(GensError, ValueError):
     """An ``--include``/``--exclude`` glob or a ``--where`` condition that cannot be used."""
+
+
+class InvalidDuration(GensError, ValueError):
+    """A duration (``gc --older-than``) that is not a number and a unit."""
