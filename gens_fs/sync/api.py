@@ -154,7 +154,9 @@ def sync(
     then, unless ``dry_run``, :func:`apply` (see the module for scope, guarantees, roots).
 
     ``dry_run`` changes nothing, lists the plan in ``SyncReport.actions`` and says in
-    ``SyncReport.refused`` whether a real run would be refused.
+    ``SyncReport.refused`` whether a real run would be refused. ``include``/``exclude``
+    (gen_id globs; an exclude wins over an include) and ``where`` (metadata ``{key:
+    value}``), or ``selection`` (rules in an order of your own): see the module's *Scope*.
     """
     planned = plan_sync(
         src,
@@ -199,14 +201,12 @@ def plan_sync(
     """Decide everything a sync of ``src`` onto ``dst`` does; write nothing.
 
     ``src``/``dst``: data roots: paths, fsspec URLs, or ``DataRoot``s (on a filesystem you
-    built: ``DataRoot(path, fs=my_fs)``, or with an engine of its own). ``engine`` serves
-    both sides' object stores otherwise. Raises ``StorageError`` for an unusable storage,
-    ``NotADataRoot`` / ``OverlappingRoots`` for roots refused (see the module),
-    ``CohortNotFound`` for an unknown cohort. ``checksum`` compares every file by content.
-    ``retry``: how every request of this sync, at either side, is retried after a transient
-    error (default: each root's own policy; see :class:`~gens_fs.backends.RetryPolicy`).
-    ``selection`` (:mod:`gens_fs.selection`): only the generations of ``stages`` (or of
-    ``cohort``) it picks, and all their ancestors; ``cohorts/`` is left out.
+    built: ``DataRoot(path, fs=my_fs)``, or with an engine of its own; ``engine`` serves the
+    others' object stores). Raises ``StorageError`` for an unusable storage, ``NotADataRoot``
+    / ``OverlappingRoots`` for roots refused (see the module), ``CohortNotFound`` for an
+    unknown cohort. ``checksum`` compares every file by content. ``retry``: how every request
+    of this sync, at either side, is retried after a transient error (default: each root's
+    own policy; see :class:`~gens_fs.backends.RetryPolicy`). ``selection``: see *Scope*.
     """
     started = time.monotonic()
     source = open_root(src, src_options, engine, retry)
