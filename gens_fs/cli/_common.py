@@ -129,8 +129,8 @@ QuietOption = Annotated[
         "--quiet",
         "-q",
         help=(
-            "Only errors on stderr: no warnings, no progress, no summary of a sync or gc "
-            "(what the command lists, and --json, are still printed)."
+            "Print only errors: no warnings, no progress, nothing of a sync's or gc's report "
+            "but its errors (what ls, show, check and stats list, and --json, still are)."
         ),
     ),
 ]
