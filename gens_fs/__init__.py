@@ -15,15 +15,18 @@ from gens_fs.errors import (
     InvalidGenId,
     InvalidMembership,
     InvalidMetadata,
+    InvalidSelection,
     ParentNotFound,
     StorageError,
     UndecodableText,
     UnknownArtifact,
     UnknownStage,
 )
+from gens_fs.gc import GcReport, gc
 from gens_fs.inventory import GenerationEntry, StoreStats, list_generations, stats
 from gens_fs.layout import PARENT_STAGE, STAGES, new_gen_id
 from gens_fs.models import Generation, GenerationMetadata
+from gens_fs.selection import Selection
 from gens_fs.store import GensStore, load_generation
 from gens_fs.sync import SyncReport, TooManyDeletes, sync
 
@@ -34,6 +37,7 @@ __all__ = [
     "CohortNotFound",
     "DataRoot",
     "Finding",
+    "GcReport",
     "Generation",
     "GenerationEntry",
     "GenerationExists",
@@ -44,9 +48,11 @@ __all__ = [
     "InvalidGenId",
     "InvalidMembership",
     "InvalidMetadata",
+    "InvalidSelection",
     "MembershipRow",
     "ParentNotFound",
     "RetryPolicy",
+    "Selection",
     "StorageError",
     "StoreStats",
     "SyncReport",
@@ -56,6 +62,7 @@ __all__ = [
     "UnknownStage",
     "check",
     "cohort_ids",
+    "gc",
     "list_generations",
     "load_generation",
     "new_gen_id",

@@ -40,6 +40,7 @@ from gens_fs.layout import (
     membership_path,
 )
 from gens_fs.models import GenerationMetadata
+from gens_fs.selection import Selection, selection_of
 
 Severity = Literal["error", "warning", "info"]
 # The kinds, in RULES' order: spelled out because a type checker cannot read them from
@@ -243,7 +244,12 @@ def _membership_findings(snapshot: StoreSnapshot) -> Iterator[Finding]:
             yield _finding("invalid_membership", str(rows), path, cohort=cohort_id)
             continue
         for row in rows:
-            if row.stage in snapshot.stages and snapshot.files_of(row.stage, row.gen_id) is None:
+            key = (row.stage, row.gen_id)
+            if (
+                row.stage in snapshot.stages
+                and snapshot.files_of(*key) is None
+                and snapshot.selects_absent(key)
+            ):
                 what = f"cohort {cohort_id} lists {row.stage} {row.gen_id}, which has no directory"
                 gen = _Gen(snapshot.data_root, row.stage, row.gen_id)
                 yield gen.finding("missing_generation", what, cohort=cohort_id)
@@ -389,6 +395,10 @@ def check(
     stages: Iterable[str] | None = None,
     storage_options: Mapping[str, Any] | None = None,
     follow_symlinks: bool = False,
+    include: Iterable[str] | None = None,
+    exclude: Iterable[str] | None = None,
+    where: Mapping[str, str] | Iterable[str] | None = None,
+    selection: Selection | None = None,
 ) -> CheckReport:
     """Check a data root against the spec's invariants and troubleshooting list.
 
@@ -404,7 +414,13 @@ def check(
     level of ``gens/`` (for strays). No text file is read. ``follow_symlinks``: follow the
     symbolic links whose target stays inside the data root. A root that holds nothing is an
     empty store here (the CLI refuses it; see ``gens_fs.inventory.require_data_root``).
+
+    ``include``/``exclude``/``where`` (or ``selection``; see :mod:`gens_fs.selection`)
+    narrow the generations checked (their parents are still checked wherever they are);
+    strays are then not reported, and a cohort member with no folder only when its gen_id
+    is picked and there is no ``where``.
     """
+    chosen = selection_of(include, exclude, where, selection)
     root = open_data_root(data_root, storage_options=storage_options)
     snapshot = read_snapshot(
         root,
@@ -414,5 +430,6 @@ def check(
         parent_stages=True,
         follow_symlinks=follow_symlinks,
         strays=True,
+        selection=chosen,
     )
     return find_problems(snapshot)

@@ -64,3 +64,11 @@ class NotADataRoot(StorageError):
 class SpecialFile(GensError, OSError):
     """A FIFO, socket, device or folder where a regular file was to be read: never opened
     (reading ``/dev/zero`` never ends, and a FIFO blocks until someone writes to it)."""
+
+
+class InvalidSelection(GensError, ValueError):
+    """An ``--include``/``--exclude`` glob or a ``--where`` condition that cannot be used."""
+
+
+class InvalidDuration(GensError, ValueError):
+    """A duration (``gc --older-than``) that is not a number and a unit."""

@@ -41,6 +41,7 @@ from gens_fs.layout import (
 )
 from gens_fs.listing import Listing, list_data_root
 from gens_fs.models import GenerationMetadata, MetadataResult
+from gens_fs.selection import Selection, selection_of
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class StoreSnapshot:
     holds the cohorts that were read: only ``cohort`` when scoped to one, every cohort when
     asked for all, else none. ``strays`` (when asked for) and ``ignored`` (symbolic links,
     special files), relative to the data root, are those of the stages and cohorts in scope.
+    ``selection``: the ``--include``/``--exclude``/``--where`` the scope was narrowed by.
     """
 
     data_root: str
@@ -76,6 +78,13 @@ class StoreSnapshot:
     cohort: str | None = None
     strays: tuple[Stray, ...] = ()
     ignored: tuple[Ignored, ...] = ()
+    selection: Selection | None = None
+
+    def selects_absent(self, key: GenKey) -> bool:
+        """Whether a generation with no folder (a cohort member) is in the selection: its
+        gen_id must be picked, and it has no metadata for a ``--where`` to hold."""
+        chosen = self.selection
+        return chosen is None or (chosen.picks_id(key[1]) and not chosen.needs_metadata)
 
     def files_of(self, stage: str, gen_id: str) -> Mapping[str, int] | None:
         """The generation's files with sizes, or ``None`` when it has no directory."""
@@ -106,7 +115,8 @@ def missing_members(snapshot: StoreSnapshot) -> list[GenKey]:
         return []
     listed = snapshot.listing.generations
     keys = {(r.stage, r.gen_id) for r in rows if r.stage in snapshot.stages}
-    return sorted((k for k in keys if k not in listed), key=pipeline_order)
+    absent = (k for k in keys if k not in listed and snapshot.selects_absent(k))
+    return sorted(absent, key=pipeline_order)
 
 
 def read_snapshot(
@@ -118,6 +128,7 @@ def read_snapshot(
     parent_stages: bool = False,
     follow_symlinks: bool = False,
     strays: bool = False,
+    selection: Selection | None = None,
 ) -> StoreSnapshot:
     """Read what reasoning over ``root`` needs, batched.
 
@@ -126,7 +137,9 @@ def read_snapshot(
     stage needed (the scope's stages; with ``parent_stages`` their parents too) and, with
     ``all_memberships`` (and no ``cohort``), of ``cohorts/``, side by side; one GET per
     cohort and one per committed ``metadata.json`` in scope, batched. ``strays`` adds one
-    listing of ``gens/`` itself (first level) when every stage is in scope.
+    listing of ``gens/`` itself (first level) when every stage is in scope (and nothing
+    narrows it). ``selection`` narrows the scope: its globs before the metadata is read
+    (fewer GETs), its ``where`` on the metadata read (no extra request).
     ``follow_symlinks``: see :meth:`gens_fs.backends.local.LocalBackend.scan`.
     """
     chosen = select_stages(stages)
@@ -143,10 +156,13 @@ def read_snapshot(
         memberships[cohort] = members
     elif all_cohorts:
         memberships = dict(root.read_memberships(listing.cohort_ids))
-    scope = generations_in_scope(listing, chosen, members)
-    keep = _concerns(chosen, None if members is None else {(r.stage, r.gen_id) for r in members})
+    scope, metadata = _selected(
+        root, listing, generations_in_scope(listing, chosen, members), selection
+    )
+    wanted = {(r.stage, r.gen_id) for r in members} if members is not None else None
+    keep = _concerns(chosen, set(scope) if selection is not None else wanted)
     layout: list[Stray] = []
-    if strays and cohort is None:
+    if strays and cohort is None and selection is None:
         layout = [s for s in listing.strays() if keep(s.path)]
         layout += _gens_strays(root) if set(chosen) == set(STAGES) else []
     return StoreSnapshot(
@@ -154,12 +170,33 @@ def read_snapshot(
         stages=tuple(chosen),
         listing=listing,
         scope=scope,
-        metadata=root.store().metadata_many(k for k in scope if listing.is_committed(k)),
+        metadata=metadata,
         memberships=memberships,
         cohort=cohort,
         strays=tuple(sorted(layout)),
         ignored=tuple(i for i in listing.ignored if keep(i.path)),
+        selection=selection,
     )
+
+
+def _selected(
+    root: DataRoot, listing: Listing, scope: tuple[GenKey, ...], selection: Selection | None
+) -> tuple[tuple[GenKey, ...], dict[GenKey, MetadataResult]]:
+    """The generations of ``scope`` that ``selection`` picks, and their metadata: one batch
+    of GETs, for the committed ones whose gen_id the globs pick."""
+    if selection is not None:
+        scope = tuple(k for k in scope if selection.picks_id(k[1]))
+    metadata = root.store().metadata_many(k for k in scope if listing.is_committed(k))
+    if selection is None or not selection.needs_metadata:
+        return scope, metadata
+    scope = tuple(k for k in scope if selection.holds(_stored_object(metadata.get(k))))
+    return scope, {k: metadata[k] for k in scope if k in metadata}
+
+
+def _stored_object(meta: MetadataResult | None) -> dict[str, Any] | None:
+    """The JSON object of a ``metadata.json`` read, or ``None`` when it is absent or does
+    not parse (what a ``--where`` condition is judged on)."""
+    return meta.to_dict() if isinstance(meta, GenerationMetadata) else None
 
 
 def _concerns(stages: Iterable[str], members: set[GenKey] | None) -> Callable[[str], bool]:
@@ -265,17 +302,28 @@ def list_generations(
     cohort: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
     follow_symlinks: bool = False,
+    include: Iterable[str] | None = None,
+    exclude: Iterable[str] | None = None,
+    where: Mapping[str, str] | Iterable[str] | None = None,
+    selection: Selection | None = None,
 ) -> list[GenerationEntry]:
     """Every generation of ``stages`` (all by default), or ``cohort``'s members of them
     (those with no folder too, as state ``missing``: the listing tells the whole cohort).
 
-    Requests: one listing per stage, one GET per committed ``metadata.json`` (batched),
-    plus one GET of the cohort's ``membership.csv`` with ``cohort``. Symbolic links (unless
-    ``follow_symlinks`` and inside the root) and special files are left out, each logged as
-    a warning. A root that holds nothing is an empty store: no error (the CLI refuses it).
+    ``include``/``exclude`` (gen_id globs) and ``where`` (``{key: value}`` or
+    ``"KEY=VALUE"`` strings over metadata) narrow it; see :mod:`gens_fs.selection` (with
+    separate lists an exclude wins over an include; ``selection`` gives rules in an order of
+    your own). Requests: one listing per stage, one GET per committed ``metadata.json`` the
+    globs pick (batched), plus one GET of the cohort's ``membership.csv`` with ``cohort``.
+    Symbolic links (unless ``follow_symlinks`` and inside the root) and special files are
+    left out, each logged as a warning. A root that holds nothing is an empty store: no
+    error (the CLI refuses it).
     """
+    chosen = selection_of(include, exclude, where, selection)
     root = open_data_root(data_root, storage_options=storage_options)
-    snapshot = read_snapshot(root, stages=stages, cohort=cohort, follow_symlinks=follow_symlinks)
+    snapshot = read_snapshot(
+        root, stages=stages, cohort=cohort, follow_symlinks=follow_symlinks, selection=chosen
+    )
     warn_ignored(snapshot)
     return entries(snapshot)
 

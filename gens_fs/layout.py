@@ -183,6 +183,21 @@ class Stray(NamedTuple):
     reason: str
 
 
+# A local writer's temporary file: ".<name>.<32 hex digits>.tmp", beside the file it becomes.
+_TEMP_NAME_RE: Final = re.compile(r"\.(?P<name>[^/]+)\.[0-9a-f]{32}\.tmp")
+
+
+def temp_file_name(name: str, token: str) -> str:
+    """The name of the temporary file a local write of the file ``name`` goes through
+    (``token``: 32 hex digits, unique to the write): hidden, so every listing skips it."""
+    return f".{name}.{token}.tmp"
+
+
+def is_temp_file_name(name: str) -> bool:
+    """True for a name :func:`temp_file_name` makes (what ``gc`` may remove)."""
+    return _TEMP_NAME_RE.fullmatch(name) is not None
+
+
 def _hidden(parts: Iterable[str]) -> bool:
     # Our writers' temporary files (".raw.txt.<hex>.tmp") and anything else hidden; an empty
     # part ("a//b", possible in an object store's key) is no path of the layout either.

@@ -417,7 +417,8 @@ def test_plurals_sizes_held_back_and_unwrapped_lines(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["ls", "--bogus"], "No such option: --bogus (see gens-fs ls --help)"),
+        # click adds its guess: "No such option: --bogus (Possible options: --verbose)"
+        (["ls", "--xyzzy"], "No such option: --xyzzy (see gens-fs ls --help)"),
         (["ls"], "Missing argument 'ROOT'. (see gens-fs ls --help)"),
         (["sync", "a", "b", "-j", "0"], "Invalid value for '--jobs' / '-j': Input should be"),
         (["nope"], "No such command 'nope'. (see gens-fs --help)"),

@@ -16,9 +16,12 @@ from gens_fs.backends.base import (
     Children,
     FileInfo,
     Ignored,
+    Leftovers,
     ListingHash,
     ReadResult,
+    Removed,
     Scan,
+    Stat,
 )
 from gens_fs.backends.loop import SyncBackend, run
 from gens_fs.backends.open import ENGINES, Engine, open_backend
@@ -33,10 +36,13 @@ __all__ = [
     "Engine",
     "FileInfo",
     "Ignored",
+    "Leftovers",
     "ListingHash",
     "ReadResult",
+    "Removed",
     "RetryPolicy",
     "Scan",
+    "Stat",
     "SyncBackend",
     "is_transient",
     "open_backend",

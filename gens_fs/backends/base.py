@@ -15,7 +15,9 @@ loop and gives synchronous code a blocking view of any backend):
 * ``children(path)``: the first level of a folder (one request on an object store);
 * ``delete(paths)``: already-missing files are fine;
 * ``copy(src, dst, size)``: server side, between backends whose capabilities say so;
-* ``stream(path, chunk_size)``: one file in chunks, memory flat for any size.
+* ``stream(path, chunk_size)``: one file in chunks, memory flat for any size;
+* ``leftovers(prefixes)`` / ``remove_leftovers(files, folders)``: what this backend's own
+  writers leave when killed (local disk's temporary files; object stores: nothing).
 
 What a backend guarantees is declared data (:class:`Capabilities`), never found out by
 asking which class it is. This module imports no storage library.
@@ -105,6 +107,34 @@ class Children(NamedTuple):
     exists: bool | None
 
 
+class Stat(NamedTuple):
+    """A file or folder as ``leftovers`` finds it: its size (0 for a folder), when it was
+    last modified (seconds since the epoch) and, for a folder, how many entries it holds
+    (hidden ones too)."""
+
+    path: str
+    size: int
+    mtime: float
+    entries: int = 0
+
+
+@dataclass(frozen=True)
+class Leftovers:
+    """What killed writers left under some folders: their temporary files, and the
+    folders that hold nothing but such files, or nothing at all."""
+
+    temp_files: list[Stat] = field(default_factory=list)
+    folders: list[Stat] = field(default_factory=list)
+
+
+class Removed(NamedTuple):
+    """One leftover ``remove_leftovers`` was asked to remove: ``error`` is ``None`` when it
+    is gone, else why it is still there."""
+
+    path: str
+    error: str | None = None
+
+
 ReadResult = bytes | Exception | None
 """One file as ``read`` gives it: its bytes, ``None`` when missing, or why it failed."""
 
@@ -186,6 +216,19 @@ class Backend(ABC):
         """One file's bytes in chunks of at most ``chunk_size``; ``None`` when the file is
         missing (known before the first chunk). The caller closes the iterator if it stops
         early (``aclose``)."""
+
+    async def leftovers(self, prefixes: Sequence[str]) -> Leftovers:
+        """The temporary files this backend's own writers leave when killed, under the
+        folders ``prefixes``, and the folders that hold nothing else. Object stores have
+        none: each file is one PUT that lands whole or not at all (an interrupted multipart
+        upload leaves parts no listing shows; the service's lifecycle rules expire them)."""
+        return Leftovers()
+
+    async def remove_leftovers(self, files: Sequence[str], folders: Sequence[str]) -> list[Removed]:
+        """Remove the temporary ``files``, then each of ``folders`` if it is empty: one
+        :class:`Removed` each, in that order. A folder that is not empty (a writer came
+        back) stays, and says so."""
+        return [Removed(p, "this storage leaves no temporary files") for p in [*files, *folders]]
 
     async def blocked_folder(self, folders: Collection[str]) -> str | None:
         """The first of ``folders`` that exists as something other than a folder, so nothing

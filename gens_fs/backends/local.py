@@ -22,11 +22,15 @@ from gens_fs.backends.base import (
     Backend,
     Capabilities,
     Children,
+    Leftovers,
     ReadResult,
+    Removed,
     Scan,
 )
+from gens_fs.backends.local_leftovers import find_leftovers, remove_leftovers
 from gens_fs.backends.local_walk import LocalWalk, open_regular
 from gens_fs.errors import StorageError
+from gens_fs.layout import temp_file_name
 
 LOCAL = Capabilities(exclusive_create=True, listing_hash=None, costs_requests=False)
 
@@ -132,6 +136,14 @@ class LocalBackend(Backend):
             return None
         return _chunks(handle, chunk_size)
 
+    async def leftovers(self, prefixes: Sequence[str]) -> Leftovers:
+        """The temporary files of writes that never finished (a killed process's), and the
+        folders that hold nothing else: one walk, no link followed."""
+        return find_leftovers(prefixes)
+
+    async def remove_leftovers(self, files: Sequence[str], folders: Sequence[str]) -> list[Removed]:
+        return remove_leftovers(files, folders)
+
     async def blocked_folder(self, folders: Collection[str]) -> str | None:
         for folder in sorted(set(folders), key=len):  # the outermost is the culprit
             blocker = _non_folder_on_path(folder)
@@ -167,7 +179,7 @@ def _write_temp(path: str, data: bytes) -> str:
     os.makedirs(directory, exist_ok=True)
     # Hidden temporary name in the same directory: listings skip it, and the rename that
     # follows stays on one filesystem, so it is atomic.
-    temp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+    temp = os.path.join(directory, temp_file_name(os.path.basename(path), uuid.uuid4().hex))
     with open(temp, "wb") as handle:
         handle.write(data)
     return temp

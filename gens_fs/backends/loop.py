@@ -26,7 +26,16 @@ from typing import Any, NoReturn, TypeVar
 
 from fsspec.asyn import get_loop
 
-from gens_fs.backends.base import STREAM_CHUNK, Backend, Capabilities, Children, FileInfo, Scan
+from gens_fs.backends.base import (
+    STREAM_CHUNK,
+    Backend,
+    Capabilities,
+    Children,
+    FileInfo,
+    Leftovers,
+    Removed,
+    Scan,
+)
 from gens_fs.backends.retried import with_retries
 from gens_fs.backends.retry import RetryPolicy, is_transient
 from gens_fs.errors import SpecialFile
@@ -191,6 +200,16 @@ class SyncBackend:
         paths = list(paths)
         if paths:
             self._run(self.backend.delete(paths))
+
+    def leftovers(self, prefixes: list[str]) -> Leftovers:
+        """What killed writers left under ``prefixes`` (see ``Backend.leftovers``)."""
+        return self._run(self.backend.leftovers(prefixes))
+
+    def remove_leftovers(self, files: list[str], folders: list[str]) -> list[Removed]:
+        """Remove temporary ``files``, then ``folders`` while empty; one result each."""
+        if not files and not folders:
+            return []
+        return self._run(self.backend.remove_leftovers(files, folders))
 
     def blocked_folder(self, folders: Iterable[str]) -> str | None:
         """The first of ``folders`` (or of the folders above them) that exists as something

@@ -41,7 +41,9 @@ from gens_fs.backends.base import (
     Children,
     FileInfo,
     Ignored,
+    Leftovers,
     ReadResult,
+    Removed,
     Scan,
 )
 from gens_fs.backends.retry import RetryPolicy, is_transient, retrying
@@ -83,6 +85,12 @@ class RetriedBackend(Backend):
 
     async def blocked_folder(self, folders: Collection[str]) -> str | None:
         return await self.inner.blocked_folder(folders)
+
+    async def leftovers(self, prefixes: Sequence[str]) -> Leftovers:
+        return await self.inner.leftovers(prefixes)
+
+    async def remove_leftovers(self, files: Sequence[str], folders: Sequence[str]) -> list[Removed]:
+        return await self.inner.remove_leftovers(files, folders)
 
     async def read(self, paths: Sequence[str]) -> dict[str, ReadResult]:
         out = await self._read_round(paths)

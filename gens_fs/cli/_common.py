@@ -10,6 +10,7 @@ model id, not a closing tag). JSON output keeps every value exact.
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ import sys
 from collections.abc import Callable, Iterable
 from enum import Enum
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Annotated, Any, Final, NoReturn
 
 import typer
@@ -28,8 +30,11 @@ from typer.core import TyperArgument, TyperCommand
 from typer.models import CommandFunctionType
 
 from gens_fs.backends import Engine
+from gens_fs.cli.logs import SHOWN, cli_log, logging_to
+from gens_fs.cli.logs import current as verbosity
 from gens_fs.data_root import DataRoot, require_data_root
 from gens_fs.errors import GensError
+from gens_fs.selection import Selection
 
 
 class Command(TyperCommand):
@@ -44,6 +49,16 @@ class Command(TyperCommand):
                 name = _argument_name(param)
                 pieces.append(name if param.required else f"[{name}]")
         return pieces
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """Also keep, in ``ctx.meta``, the order in which ``--include`` and ``--exclude``
+        were given (click keeps each option's values, not how they interleave), from a
+        first pass of click's own parser over the same arguments."""
+        names = {param.name for param in self.params}
+        if {"include", "exclude"} <= names:
+            _values, _rest, order = self.make_parser(ctx).parse_args(args=list(args))
+            ctx.meta[RULE_ORDER] = [p.name for p in order if p.name in ("include", "exclude")]
+        return super().parse_args(ctx, args)
 
     def format_options(self, ctx: Any, formatter: Any) -> None:
         params = self.get_params(ctx)
@@ -74,7 +89,7 @@ class _App(typer.Typer):
         register = super().command(name, cls=cls or Command, **kwargs)
 
         def decorator(func: CommandFunctionType) -> CommandFunctionType:
-            register(_interruptible(func))
+            register(_with_logs(_interruptible(func)))
             return func
 
         return decorator
@@ -92,6 +107,87 @@ def _interruptible(func: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             interrupted()
 
+    return run
+
+
+VerboseOption = Annotated[
+    int,
+    typer.Option(
+        "--verbose",
+        "-v",
+        count=True,
+        show_default=False,
+        help=(
+            "More on stderr: -v the library's log (retries, plans), -vv its debug log and "
+            "the storage clients' (each call)."
+        ),
+    ),
+]
+QuietOption = Annotated[
+    bool,
+    typer.Option(
+        "--quiet",
+        "-q",
+        help=(
+            "Print only errors: no warnings, no progress, nothing of a sync's or gc's report "
+            "but its errors (what ls, show, check and stats list, and --json, still are)."
+        ),
+    ),
+]
+LogFileOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--log-file",
+        metavar="PATH",
+        dir_okay=False,
+        help=(
+            "Append a timestamped log to PATH: errors, warnings, summaries, progress and the "
+            "library's log (INFO; DEBUG with -vv), whatever -q says."
+        ),
+    ),
+]
+_LOG_PARAMETERS: Final = tuple(
+    inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+    for name, default, kind in (
+        ("verbose", 0, VerboseOption),
+        ("quiet", False, QuietOption),
+        ("log_file", None, LogFileOption),
+    )
+)
+
+
+def _with_logs(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func`` with ``-v``/``-vv``, ``-q`` and ``--log-file`` added to its options (one
+    definition for every command), run inside the logging they ask for; its start, its
+    exit code and an error that ends it are logged."""
+    signature = inspect.signature(func, eval_str=True)
+    name = func.__name__.removesuffix("_command")
+
+    @functools.wraps(func)
+    def run(
+        *args: Any, verbose: int = 0, quiet: bool = False, log_file: Path | None = None, **kw: Any
+    ) -> Any:
+        with logging_to(verbose, quiet, log_file):
+            cli_log.info("gens-fs %s: started", name)
+            try:
+                result = func(*args, **kw)
+            except typer.Exit as exc:
+                cli_log.info("gens-fs %s: exit %d", name, exc.exit_code)
+                raise
+            except (GensError, OSError) as exc:
+                cli_log.error("gens-fs: error: %s", exc, extra=SHOWN)
+                cli_log.info("gens-fs %s: exit 2", name)
+                raise
+            cli_log.info("gens-fs %s: exit 0", name)
+            return result
+
+    run.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*signature.parameters.values(), *_LOG_PARAMETERS]
+    )
+    run.__annotations__ = {
+        **{p.name: p.annotation for p in signature.parameters.values()},
+        **{p.name: p.annotation for p in _LOG_PARAMETERS},
+    }
     return run
 
 
@@ -208,6 +304,54 @@ FollowSymlinks = Annotated[
 ]
 
 
+RULE_ORDER: Final = "gens_fs.rule_order"
+"""``ctx.meta`` key: ``include``/``exclude``, in the order given on the command line."""
+IncludeOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--include",
+        metavar="GLOB",
+        help=(
+            "Only gen_ids matching GLOB (*, ?, [abc]; repeatable). With --exclude, the LAST "
+            "rule on the command line that matches a gen_id decides (--include 'e*' "
+            "--exclude 'e1*': e2 in, e12 out); a gen_id no rule matches is out when there "
+            "is any --include, in otherwise."
+        ),
+    ),
+]
+ExcludeOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--exclude",
+        metavar="GLOB",
+        help="Leave out gen_ids matching GLOB (repeatable; the last matching rule decides).",
+    ),
+]
+WhereOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--where",
+        metavar="KEY=VALUE",
+        help=(
+            "Only generations whose metadata.json has KEY equal to VALUE (a top-level key; "
+            "repeatable: all must hold; model_id also reads llm_model_id; non-strings by "
+            "their JSON: n=3, flag=true). Reads each candidate's metadata.json."
+        ),
+    ),
+]
+
+
+def selection_from(
+    ctx: Any, include: list[str] | None, exclude: list[str] | None, where: list[str] | None
+) -> Selection | None:
+    """The ``--include``/``--exclude``/``--where`` of this command line, the globs in the
+    order they were given (see :meth:`Command.parse_args`)."""
+    includes, excludes = iter(include or ()), iter(exclude or ())
+    order = ctx.meta.get(RULE_ORDER, [])
+    rules = [(kind, next(includes if kind == "include" else excludes)) for kind in order]
+    return Selection.ordered(rules, where)
+
+
 class UsageError(GensError):
     """A command-line mistake: printed as one line, exit code 2."""
 
@@ -251,12 +395,7 @@ def open_root(
 def warn_ignored(entries: Iterable[tuple[str, str]], *, where: str = "") -> None:
     """One line on stderr per ``(path, reason)`` a listing left out (a symbolic link...)."""
     for path, reason in entries:
-        err_console.print(
-            f"gens-fs: warning: ignored {where}{path} ({reason})",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
+        say(f"gens-fs: warning: ignored {where}{path} ({reason})", err=True, log=logging.WARNING)
 
 
 def emit(
@@ -317,9 +456,14 @@ def cell(value: object) -> Text:
     return Text(printable(str(value)))
 
 
-def say(message: str, *, err: bool = False) -> None:
+def say(message: str, *, err: bool = False, log: int | None = None) -> None:
     """Print one line for people (stdout, or stderr with ``err``): printable, never markup,
-    never hard-wrapped."""
+    never hard-wrapped. With ``log`` (a level) the line is a message, not output: it is
+    also logged (a log file gets it), and ``-q`` does not print it below ``ERROR``."""
+    if log is not None:
+        cli_log.log(log, "%s", message, extra=SHOWN)
+        if verbosity.quiet and log < logging.ERROR:
+            return
     (err_console if err else console).print(Text(printable(message)), soft_wrap=True)
 
 
@@ -343,7 +487,7 @@ def human_size(size: int) -> str:
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """One line on stderr, then exit: for mistakes a user can fix."""
-    say(f"gens-fs: error: {message}", err=True)
+    say(f"gens-fs: error: {message}", err=True, log=logging.ERROR)
     raise typer.Exit(code)
 
 
@@ -353,7 +497,7 @@ INTERRUPTED: Final = 130
 
 def interrupted(message: str = "interrupted") -> NoReturn:
     """Ctrl-C: one line on stderr (``gens-fs: <message>``), exit code 130."""
-    say(f"gens-fs: {message}", err=True)
+    say(f"gens-fs: {message}", err=True, log=logging.ERROR)
     raise typer.Exit(INTERRUPTED)
 
 

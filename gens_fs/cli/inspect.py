@@ -25,10 +25,13 @@ from gens_fs.check import CheckReport, Finding, check
 from gens_fs.cli._common import (
     EngineChoice,
     EngineOption,
+    ExcludeOption,
     FollowSymlinks,
+    IncludeOption,
     JsonFlag,
     OptionList,
     UsageError,
+    WhereOption,
     app,
     cell,
     console,
@@ -38,6 +41,7 @@ from gens_fs.cli._common import (
     plural,
     printable,
     say,
+    selection_from,
     warn_ignored,
 )
 from gens_fs.inventory import (
@@ -100,9 +104,13 @@ def _size(sizes: dict[str, int], name: str) -> str:
 
 @app.command("ls")
 def ls(
+    ctx: typer.Context,
     root: RootArg,
     stage: StageList = None,
     cohort: CohortOption = None,
+    include: IncludeOption = None,
+    exclude: ExcludeOption = None,
+    where: WhereOption = None,
     as_json: JsonFlag = False,
     option: OptionList = None,
     engine: EngineOption = EngineChoice.fsspec,
@@ -113,12 +121,18 @@ def ls(
     State: ok, incomplete (no metadata.json), invalid metadata, or (with --cohort) missing:
     a member of the cohort with no folder. One listing per stage and one GET per
     metadata.json, batched. Symbolic links and special files are left out, one warning
-    each on stderr.
+    each on stderr. --include/--exclude/--where narrow the list (a cohort member with no
+    folder has no metadata: --where leaves it out).
     """
     stages = _stages(stage)
+    selection = selection_from(ctx, include, exclude, where)
     data_root = open_root(root, option, engine)
     snapshot = read_snapshot(
-        data_root, stages=stages, cohort=cohort, follow_symlinks=follow_symlinks
+        data_root,
+        stages=stages,
+        cohort=cohort,
+        follow_symlinks=follow_symlinks,
+        selection=selection,
     )
     warn_ignored(snapshot.ignored, where=data_root.url.rstrip("/") + "/")
     rows = entries(snapshot)
@@ -341,9 +355,13 @@ WARNINGS_PER_KIND: Final = 50
 
 @app.command("check")
 def check_command(
+    ctx: typer.Context,
     root: RootArg,
     cohort: CohortOption = None,
     stage: StageList = None,
+    include: IncludeOption = None,
+    exclude: ExcludeOption = None,
+    where: WhereOption = None,
     show_all: AllFlag = False,
     as_json: JsonFlag = False,
     option: OptionList = None,
@@ -357,11 +375,20 @@ def check_command(
     Lists every error; at most 50 warnings of each kind and, instead of info remarks, their
     count per kind (--all lists everything; --json always has everything). Exit 0 when
     there are no errors, 1 when there are, 2 on a usage mistake. Requests: one listing per
-    stage, the membership files, one GET per metadata.json, batched.
+    stage, the membership files, one GET per metadata.json, batched. --include/--exclude/
+    --where check only the generations they pick (their parents are still looked for);
+    strays are then not reported.
     """
     stages = _stages(stage)
+    selection = selection_from(ctx, include, exclude, where)
     data_root = open_root(root, option, engine)
-    report = check(data_root, cohort=cohort, stages=stages, follow_symlinks=follow_symlinks)
+    report = check(
+        data_root,
+        cohort=cohort,
+        stages=stages,
+        follow_symlinks=follow_symlinks,
+        selection=selection,
+    )
     emit(report, as_json, lambda: _print_report(report, show_all=show_all))
     raise typer.Exit(0 if report.ok else 1)
 

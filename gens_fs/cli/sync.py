@@ -2,40 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import logging
 from typing import Annotated, Final
 
 import typer
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from gens_fs.cli._common import (
     EngineChoice,
     EngineOption,
+    ExcludeOption,
     FollowSymlinks,
+    IncludeOption,
     JsonFlag,
     OptionList,
+    WhereOption,
     app,
-    console,
     emit,
+    err_console,
     fail,
     human_size,
     interrupted,
     parse_options,
     plural,
     say,
+    selection_from,
     warn_ignored,
 )
-from gens_fs.sync import DEFAULT_JOBS, SyncProgress, SyncReport
-from gens_fs.sync import sync as run_sync
-from gens_fs.sync.execute import ProgressCallback
+from gens_fs.cli.logs import current as verbosity
+from gens_fs.cli.progress import DEFAULT_INTERVAL, LastProgress, progress_shown
+from gens_fs.sync import DEFAULT_JOBS, SyncReport, apply, plan_sync
 
 StageList = Annotated[
     list[str] | None,
@@ -52,6 +47,7 @@ NAMES_SHOWN: Final = 10
 
 @app.command()
 def sync(
+    ctx: typer.Context,
     src: Annotated[str, typer.Argument(help="Source data root (path or URL).")],
     dst: Annotated[str, typer.Argument(help="Destination data root (path or URL).")],
     cohort: Annotated[
@@ -64,6 +60,9 @@ def sync(
         ),
     ] = None,
     stage: StageList = None,
+    include: IncludeOption = None,
+    exclude: ExcludeOption = None,
+    where: WhereOption = None,
     delete: Annotated[
         bool, typer.Option("--delete", help="Delete destination files in scope not in SRC.")
     ] = False,
@@ -109,6 +108,18 @@ def sync(
     verify: Annotated[
         bool, typer.Option("--verify", help="List the destination again and compare.")
     ] = False,
+    progress_interval: Annotated[
+        float,
+        typer.Option(
+            "--progress-interval",
+            min=0,
+            metavar="SECONDS",
+            help=(
+                "When stderr is not a terminal (a log), print a progress line (files, "
+                "bytes, rate, ETA) every SECONDS; 0: after every file."
+            ),
+        ),
+    ] = DEFAULT_INTERVAL,
     as_json: JsonFlag = False,
     option: OptionList = None,
     engine: EngineOption = EngineChoice.fsspec,
@@ -127,6 +138,12 @@ def sync(
     is empty, absent or holds something else, apart from SRC. Symbolic links, FIFOs,
     sockets, devices and stray entries are left alone, one warning each on stderr.
 
+    --include/--exclude/--where sync the generations they pick and all their ancestors
+    (an evaluation brings its essay and draft), and leave cohorts/ out.
+
+    Progress: a bar when stderr is a terminal; otherwise a line every --progress-interval
+    seconds (none with -q or --dry-run).
+
     Exit 0 when everything in scope is synced; 1 when something was not (each on a line
     of its own with why: files that failed, run again to converge; generations held back
     for a missing parent, and the cohorts listing them, each saying what to do); 2 for
@@ -137,29 +154,34 @@ def sync(
     shared = parse_options(option)
     src_options = {**shared, **parse_options(src_option)}
     dst_options = {**shared, **parse_options(dst_option)}
-    seen = _LastProgress()
-    bar_enabled = console.is_terminal and not as_json and not dry_run
+    selection = selection_from(ctx, include, exclude, where)
+    seen = LastProgress()
+    shown = not dry_run and not verbosity.quiet
+    bar = shown and err_console.is_terminal and not as_json
+    lines = progress_interval if shown and not err_console.is_terminal else None
     try:
-        with _progress_bar(seen, enabled=bar_enabled) as progress:
-            report = run_sync(
+        with progress_shown(seen, bar=bar, lines_every=lines) as progress:
+            planned = plan_sync(
                 src,
                 dst,
                 cohort=cohort,
                 stages=stage,
                 delete=delete,
                 max_delete=max_delete,
-                dry_run=dry_run,
                 checksum=checksum,
-                jobs=jobs,
-                progress=progress,
                 src_options=src_options,
                 dst_options=dst_options,
-                verify=verify,
                 allow_empty_source=allow_empty_source,
                 follow_symlinks=follow_symlinks,
                 allow_orphans=allow_orphans,
                 engine=engine.engine,
+                selection=selection,
             )
+            seen.copying()
+            if dry_run:
+                report = planned.report()
+            else:
+                report = apply(planned, jobs=jobs, progress=progress, verify=verify)
     except KeyboardInterrupt:
         interrupted(seen.interrupted_message())
     for side in ("source", "destination"):
@@ -170,60 +192,6 @@ def sync(
         fail(report.refused)
     if not report.ok:
         raise typer.Exit(1)
-
-
-class _LastProgress:
-    """The sync's latest progress, kept for the line a Ctrl-C prints."""
-
-    def __init__(self) -> None:
-        self.latest: SyncProgress | None = None
-
-    def __call__(self, state: SyncProgress) -> None:
-        self.latest = state
-
-    def interrupted_message(self) -> str:
-        state = self.latest
-        done = (
-            "before any file was copied"
-            if state is None
-            else f"after {state.files_done:,} of {plural(state.files_total, 'file')}"
-        )
-        # True at every moment of a sync (see README, "Ordering guarantee"): files land
-        # whole, metadata.json last, parents before children.
-        return (
-            f"interrupted {done}; the destination is consistent; "
-            "run the same command again to finish"
-        )
-
-
-@contextmanager
-def _progress_bar(seen: _LastProgress, *, enabled: bool) -> Iterator[ProgressCallback]:
-    """The sync's progress callback: it feeds ``seen`` and, when ``enabled``, a rich
-    progress bar (files, bytes, rate)."""
-    if not enabled:
-        yield seen
-        return
-    columns = (
-        TextColumn("syncing"),
-        BarColumn(),
-        TextColumn("{task.fields[files]}"),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task("sync", total=None, files="")
-
-        def update(state: SyncProgress) -> None:
-            seen(state)
-            progress.update(
-                task,
-                completed=state.bytes_done,
-                total=state.bytes_total,
-                files=f"{state.files_done:,}/{plural(state.files_total, 'file')}",
-            )
-
-        yield update
 
 
 def _names(items: list[str]) -> str:
@@ -237,30 +205,36 @@ def _print_report(report: SyncReport) -> None:
     if report.dry_run:
         for action in report.actions or []:
             size = f" ({human_size(action.size)})" if action.size is not None else ""
-            say(f"would {action.action} {action.path}{size}")
+            say(f"would {action.action} {action.path}{size}")  # the plan: output
     verb, deleted = ("would copy", "would delete") if report.dry_run else ("copied", "deleted")
     say(
         f"{report.src} -> {report.dst}: {verb} {plural(report.copied, 'file')} "
         f"({human_size(report.bytes)}), skipped {report.skipped:,} unchanged, "
         f"{deleted} {plural(report.deleted, 'file')} in {report.seconds:.2f} s"
-        + (" (dry run: nothing changed)" if report.dry_run else "")
+        + (" (dry run: nothing changed)" if report.dry_run else ""),
+        log=logging.INFO,
     )
     if report.held:
         count = plural(len(report.held), "generation")
-        say(f"held back {count} (each error says why and what to do): {_names(report.held)}")
+        say(
+            f"held back {count} (each error says why and what to do): {_names(report.held)}",
+            log=logging.INFO,
+        )
     if report.held_memberships:
         count = plural(len(report.held_memberships), "cohort membership")
         why = "listing them" if report.held else "(each error says why)"
-        say(f"held back {count} {why}: {_names(report.held_memberships)}")
+        say(f"held back {count} {why}: {_names(report.held_memberships)}", log=logging.INFO)
     if report.deletes_skipped:
-        say(_deletes_skipped(report))
+        say(_deletes_skipped(report), log=logging.INFO)
     for error in report.errors:
-        say(f"gens-fs: error: {error.path}: {error.error}", err=True)
+        say(f"gens-fs: error: {error.path}: {error.error}", err=True, log=logging.ERROR)
     if report.uncommitted:
         count = plural(len(report.uncommitted), "generation")
-        say(f"left {count} uncommitted (run again to converge): {_names(report.uncommitted)}")
+        names = _names(report.uncommitted)
+        say(f"left {count} uncommitted (run again to converge): {names}", log=logging.INFO)
     if report.verified is not None:
-        say("verified" if report.verified else "verify found differences")
+        verdict = "verified" if report.verified else "verify found differences"
+        say(verdict, log=logging.INFO if report.verified else logging.WARNING)
 
 
 def _deletes_skipped(report: SyncReport) -> str:

@@ -5,7 +5,9 @@ the plan, and shows exactly what :func:`apply` would run).
 
 **Scope.** Everything by default; ``stages`` limits ``gens/`` to those stages (and leaves
 ``cohorts/`` out); ``cohort`` takes that cohort's ``membership.csv`` and exactly the
-generations it lists plus all their ancestors.
+generations it lists plus all their ancestors. ``include``/``exclude``/``where`` (see
+:mod:`gens_fs.selection`) take the generations they pick plus all their ancestors, and
+leave ``cohorts/`` out (a cohort's ``membership.csv`` too).
 
 **Guarantees.** Unchanged files are not copied again (see :mod:`gens_fs.sync.compare`). At
 every moment, even if killed, a committed generation at the destination (one with its
@@ -49,6 +51,7 @@ from gens_fs.backends import Engine, SyncBackend
 from gens_fs.backends.retry import RetryPolicy
 from gens_fs.data_root import DataRoot, require_data_root
 from gens_fs.listing import Files, Listing, list_data_root
+from gens_fs.selection import Selection, selection_of
 from gens_fs.sync.compare import unchanged
 from gens_fs.sync.execute import DEFAULT_JOBS, Executor, ProgressCallback
 from gens_fs.sync.plan import (
@@ -142,12 +145,18 @@ def sync(
     follow_symlinks: bool = False,
     allow_orphans: bool = False,
     engine: Engine = "fsspec",
+    include: Iterable[str] | None = None,
+    exclude: Iterable[str] | None = None,
+    where: Mapping[str, str] | Iterable[str] | None = None,
+    selection: Selection | None = None,
 ) -> SyncReport:
     """Make the data root ``dst`` hold what ``src`` holds, within the scope: :func:`plan_sync`
     then, unless ``dry_run``, :func:`apply` (see the module for scope, guarantees, roots).
 
     ``dry_run`` changes nothing, lists the plan in ``SyncReport.actions`` and says in
-    ``SyncReport.refused`` whether a real run would be refused.
+    ``SyncReport.refused`` whether a real run would be refused. ``include``/``exclude``
+    (gen_id globs; an exclude wins over an include) and ``where`` (metadata ``{key:
+    value}``), or ``selection`` (rules in an order of your own): see the module's *Scope*.
     """
     planned = plan_sync(
         src,
@@ -164,6 +173,7 @@ def sync(
         allow_orphans=allow_orphans,
         engine=engine,
         retry=retry,
+        selection=selection_of(include, exclude, where, selection),
     )
     if dry_run:
         return planned.report()
@@ -186,27 +196,25 @@ def plan_sync(
     allow_orphans: bool = False,
     engine: Engine = "fsspec",
     retry: RetryPolicy | None = None,
+    selection: Selection | None = None,
 ) -> PlannedSync:
     """Decide everything a sync of ``src`` onto ``dst`` does; write nothing.
 
     ``src``/``dst``: data roots: paths, fsspec URLs, or ``DataRoot``s (on a filesystem you
-    built: ``DataRoot(path, fs=my_fs)``, or with an engine of its own). ``engine`` serves
-    both sides' object stores otherwise. Raises ``StorageError`` for an unusable storage,
-    ``NotADataRoot`` / ``OverlappingRoots`` for roots refused (see the module),
-    ``CohortNotFound`` for an unknown cohort. ``checksum`` compares every file by content.
-    ``retry``: how every request of this sync, at either side, is retried after a transient
-    error (default: each root's own policy; see :class:`~gens_fs.backends.RetryPolicy`).
+    built: ``DataRoot(path, fs=my_fs)``, or with an engine of its own; ``engine`` serves the
+    others' object stores). Raises ``StorageError`` for an unusable storage, ``NotADataRoot``
+    / ``OverlappingRoots`` for roots refused (see the module), ``CohortNotFound`` for an
+    unknown cohort. ``checksum`` compares every file by content. ``retry``: how every request
+    of this sync, at either side, is retried after a transient error (default: each root's
+    own policy; see :class:`~gens_fs.backends.RetryPolicy`). ``selection``: see *Scope*.
     """
     started = time.monotonic()
     source = open_root(src, src_options, engine, retry)
     target = open_root(dst, dst_options, engine, retry)
-    check_roots(source, target)
-    require_data_root(
-        source, what="source data root", allow_empty=allow_empty_source, if_empty=_EMPTY_SOURCE_HINT
-    )
+    _check_roots(source, target, allow_empty_source=allow_empty_source)
     reads = SourceReads(source)
-    scope = reads.scope(stages, cohort)
-    src_listing = list_data_root(source, scope.roots(), follow_symlinks=follow_symlinks)
+    scope = reads.scope(stages, cohort, selection, follow_symlinks=follow_symlinks)
+    src_listing = reads.listing(scope.roots(), follow_symlinks=follow_symlinks)
     dst_folders = scope.roots() + scope.context_roots()
     dst_listing = list_data_root(target, dst_folders, follow_symlinks=follow_symlinks)
     src_in = scope.filter(src_listing.files)
@@ -230,6 +238,14 @@ def plan_sync(
         refused=delete_refusal(plan, max_delete),
         checksum=checksum,
         started=started,
+    )
+
+
+def _check_roots(source: SyncBackend, target: SyncBackend, *, allow_empty_source: bool) -> None:
+    """The roots apart and of the right kinds (see the module), before anything is listed."""
+    check_roots(source, target)
+    require_data_root(
+        source, what="source data root", allow_empty=allow_empty_source, if_empty=_EMPTY_SOURCE_HINT
     )
 
 

@@ -44,11 +44,15 @@ class SyncScope:
         generations: Iterable[GenKey] | None = None,
     ) -> SyncScope:
         """Everything by default; ``stages`` alone limits ``gens/`` to those stages and leaves
-        ``cohorts/`` out (their rows would name generations not synced)."""
+        ``cohorts/`` out (their rows would name generations not synced). ``generations``
+        alone (a selection and its ancestors) is exactly those, and no ``cohorts/`` either;
+        with ``cohort``, its ``membership.csv`` too."""
         chosen = tuple(s for s in STAGES if s in {validate_stage(s) for s in stages or ()})
         if cohort is not None:
             membership_path(cohort)  # validates the id
             return cls(STAGES, False, cohort, frozenset(generations or ()))
+        if generations is not None:
+            return cls(STAGES, False, None, frozenset(generations))
         return cls(chosen or STAGES, not chosen, None, None)
 
     def contains(self, relpath: str) -> bool:

@@ -1,8 +1,9 @@
 """What planning a sync reads, batched, and keeps: the bytes read from the source are kept
 (:attr:`SourceReads.prefetched`) and written as they are by the copy, never read twice.
 
-* a cohort's ``membership.csv`` and the ``metadata.json`` of its generations and their
-  ancestors (one batch per lineage level): the scope;
+* a cohort's ``membership.csv``, or a selection's ``metadata.json`` (for ``where``), and
+  the ``metadata.json`` of the generations and their ancestors (one batch per lineage
+  level): the scope;
 * the ``metadata.json`` of each essay and evaluation about to be committed: its parent;
 * the stage of the parents that are outside the scope and not at the destination (one
   listing, only when there are any: is the parent in the source at all?);
@@ -24,9 +25,17 @@ from gens_fs.backends import FileInfo, SyncBackend
 from gens_fs.backends.retry import is_transient
 from gens_fs.cohorts import parse_membership
 from gens_fs.errors import CohortNotFound, GensError
-from gens_fs.layout import GenKey, generation_of, join, membership_path, metadata_relpath
-from gens_fs.listing import Files, list_data_root
+from gens_fs.layout import (
+    GenKey,
+    generation_of,
+    join,
+    membership_path,
+    metadata_relpath,
+    stage_folder,
+)
+from gens_fs.listing import Files, Listing, list_data_root
 from gens_fs.models import GenerationMetadata, read_metadata
+from gens_fs.selection import Selection, judged_object
 from gens_fs.sync.compare import hash_by_reading, hashes_needed
 from gens_fs.sync.plan import MembershipKeys, ParentIds
 from gens_fs.sync.scope import SyncScope, close_over_parents
@@ -43,11 +52,38 @@ class SourceReads:
     def __init__(self, source: SyncBackend) -> None:
         self.source = source
         self.prefetched: dict[str, bytes] = {}
+        self._listed: dict[str, Listing] = {}  # by folder: what listed it
 
-    def scope(self, stages: Iterable[str] | None, cohort: str | None) -> SyncScope:
-        """The scope; for a cohort, its rows and their ancestors, read from the source."""
-        if cohort is None:
+    def scope(
+        self,
+        stages: Iterable[str] | None,
+        cohort: str | None,
+        selection: Selection | None = None,
+        *,
+        follow_symlinks: bool = False,
+    ) -> SyncScope:
+        """The scope. A cohort's rows, or with a ``selection`` the generations of
+        ``stages`` it picks (from the source's listing of those stages, and for a
+        ``where`` one GET per ``metadata.json``, batched), and all their ancestors (one
+        batch of ``metadata.json`` per lineage level). A selection leaves ``cohorts/`` out,
+        a cohort's ``membership.csv`` too: it would list generations left behind."""
+        if cohort is None and selection is None:
             return SyncScope.build(stages)
+        chosen = SyncScope.build(stages).stages
+        if cohort is None:
+            wide = [stage_folder(s) for s in chosen]
+            candidates = list(self.listing(wide, follow_symlinks=follow_symlinks).generations)
+        else:
+            candidates = [k for k in self._cohort_rows(cohort) if not stages or k[0] in chosen]
+        if selection is not None:
+            candidates = self._select(candidates, selection)
+            cohort = None
+        generations = close_over_parents(candidates, self._read_parents)
+        return SyncScope.build(stages, cohort=cohort, generations=generations)
+
+    def _cohort_rows(self, cohort: str) -> list[GenKey]:
+        """The generations ``cohort``'s ``membership.csv`` lists (read once, kept for the
+        copy). ``CohortNotFound`` when it has none."""
         relpath = membership_path(cohort)
         path = join(self.source.root, relpath)
         # The listing first: a missing bucket is a StorageError, not "no such cohort".
@@ -56,19 +92,47 @@ class SourceReads:
         if data is None:
             raise CohortNotFound(f"no cohort {cohort!r} in the source: {path} does not exist")
         self.prefetched[relpath] = data  # copied as read
-        chosen = set(stages or ())
-        rows = [
-            (row.stage, row.gen_id)
-            for row in parse_membership(data, where=path)
-            if not chosen or row.stage in chosen
+        return [(row.stage, row.gen_id) for row in parse_membership(data, where=path)]
+
+    def _select(self, candidates: list[GenKey], selection: Selection) -> list[GenKey]:
+        """The ``candidates`` ``selection`` picks: its globs on the gen_ids, then its
+        ``where`` on the ``metadata.json`` of the rest (one batch, kept for the copy). One
+        that cannot be read is left out, with a warning."""
+        picked = [k for k in candidates if selection.picks_id(k[1])]
+        if not selection.needs_metadata:
+            return picked
+        relpaths = {k: metadata_relpath(k) for k in picked}
+        for relpath, why in self.read(relpaths.values()).items():
+            log.warning("sync: %s left out: --where cannot be judged: %s", relpath, why)
+        return [
+            key
+            for key, relpath in relpaths.items()
+            if selection.holds(judged_object(self.prefetched.get(relpath), where=relpath))
         ]
 
-        def read_parents(keys: list[GenKey]) -> dict[GenKey, str | None]:
-            found = self.parents([metadata_relpath(k) for k in keys])
-            return {k: p if isinstance(p, str) else None for k in keys if (p := found.get(k))}
+    def _read_parents(self, keys: list[GenKey]) -> dict[GenKey, str | None]:
+        found = self.parents([metadata_relpath(k) for k in keys])
+        return {k: p if isinstance(p, str) else None for k in keys if (p := found.get(k))}
 
-        generations = close_over_parents(rows, read_parents)
-        return SyncScope.build(stages, cohort=cohort, generations=generations)
+    def listing(self, folders: Iterable[str], *, follow_symlinks: bool = False) -> Listing:
+        """The source's listing of ``folders`` (data-root relpaths): each folder is listed
+        once per sync, those not listed yet together (side by side)."""
+        wanted = tuple(folders)
+        fresh = [f for f in wanted if f not in self._listed]
+        if fresh:
+            found = list_data_root(self.source, fresh, follow_symlinks=follow_symlinks)
+            self._listed.update(dict.fromkeys(fresh, found))
+        parts = {id(part): part for part in (self._listed[f] for f in wanted)}.values()
+        under = tuple(f + "/" for f in wanted)
+        return Listing(
+            {r: info for part in parts for r, info in part.files.items() if r.startswith(under)},
+            tuple(
+                entry
+                for part in parts
+                for entry in part.ignored
+                if entry.path.startswith(under) or entry.path in wanted
+            ),
+        )
 
     def read(self, relpaths: Iterable[str]) -> dict[str, str]:
         """Read the files of ``relpaths`` not read yet (one batch). Returns those that could
