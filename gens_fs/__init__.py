@@ -19,6 +19,7 @@ from gens_fs.errors import (
     InvalidGenId,
     InvalidMembership,
     InvalidMetadata,
+    MissingExtra,
     ParentNotFound,
     StorageError,
     UndecodableText,
@@ -30,6 +31,7 @@ from gens_fs.layout import PARENT_STAGE, STAGES, new_gen_id
 from gens_fs.models import Generation, GenerationMetadata
 from gens_fs.store import GensStore, load_generation
 from gens_fs.sync import SyncReport, TooManyDeletes, sync
+from gens_fs.tables import to_arrow, to_pandas
 
 __all__ = [
     "PARENT_STAGE",
@@ -49,6 +51,7 @@ __all__ = [
     "InvalidMembership",
     "InvalidMetadata",
     "MembershipRow",
+    "MissingExtra",
     "ParentNotFound",
     "StorageError",
     "StoreStats",
@@ -65,6 +68,8 @@ __all__ = [
     "read_membership",
     "stats",
     "sync",
+    "to_arrow",
+    "to_pandas",
     "write_membership",
 ]
 __version__ = "0.1.0"

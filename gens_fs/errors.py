@@ -64,3 +64,8 @@ class NotADataRoot(StorageError):
 class SpecialFile(GensError, OSError):
     """A FIFO, socket, device or folder where a regular file was to be read: never opened
     (reading ``/dev/zero`` never ends, and a FIFO blocks until someone writes to it)."""
+
+
+class MissingExtra(GensError, ImportError):
+    """An optional part of gens_fs whose dependencies are not installed; the message says
+    which extra to install (``pip install 'gens_fs[tables]'``)."""
