@@ -23,7 +23,7 @@ META = b'{"task_id": "t", "template_id": "x", "model_id": "m"}'
 def test_a_stage_of_more_than_a_page_is_listed_completely_by_several_prefix_listings(
     moto_server: MotoServer, s3_middleware: S3Middleware, bucket: str
 ) -> None:
-    gen_ids = sorted(new_gen_id("essay", f"task{i}") for i in range(1_300))
+    gen_ids = sorted(new_gen_id("essay", f"task{i}") for i in range(2_000))
     stage = f"{bucket}/data/gens/essay"
     files = {f"{stage}/{g}/metadata.json": META for g in gen_ids}
     # Keys outside the gen_id alphabet (strays) sort between and after the generations.

@@ -10,18 +10,19 @@ when its own first page is full:
 
 * where the page's first and last keys differ, the next characters of the same run (the
   digits, the letters of one case) go in groups of about a page each (the page shows how
-  many characters a page spans);
+  many characters a page spans), the last group on to the end;
 * above that depth, one shard per next character of the run ("split a prefix further by
   its next character"): ``gens/essay/0...`` is done, so ``gens/essay/1``, ``gens/essay/2``...
-* the characters after a run (``A-Z`` after the digits, ``a-z``, anything else) in one
-  more shard, which its own first page splits in turn when it holds more than a page.
+  and the characters after the run (``A-Z`` after the digits, ``a-z``, anything else) in
+  one more shard, which its own first page splits in turn when it holds more than a page.
 
 Complete for any keys, not only gen_ids: the shards of a split cover the rest of the range
 with no gap and no overlap (a key with a character outside the gen_id alphabet is in the
 shard that covers the range it sorts into), so a stray key is listed like any other, once.
 
 Requests: the pages of the keys plus a few partly filled or empty ones per split: for
-random base36 gen_ids, about 1.5x the pages of one chain, in a handful of round trips.
+random base36 gen_ids, about 1.3x the pages of one chain (10^5 keys: 128 listings instead
+of 100 pages), in five or six round trips instead of 100.
 """
 
 from __future__ import annotations
@@ -143,16 +144,14 @@ def split(shard: Shard, first: str, last: str, alphabet: str = GEN_ID_CHARS) -> 
 def _dense_level(shard: Shard, first: str, last: str, depth: int, alphabet: str) -> list[Shard]:
     """After ``last``, under ``last[:depth]``. The page spanned ``spanned`` characters at
     ``depth``, so the next ones of the same run go in groups of about that many, about a
-    page each (3/4 of it, so that most fit in one page); the characters after the run in
-    one more shard."""
+    page each (3/4 of it, so that most fit in one page); the last group goes on to the end
+    of ``last[:depth]``'s keys (split in turn if what follows the run holds more)."""
     head, char = last[:depth], last[depth]
     low = bisect_left(alphabet, first[depth]) if len(first) > depth else 0
     spanned = max(1, bisect_right(alphabet, char) - low)
     stride = max(1, spanned * 3 // 4)
-    above, after_run = _run_above(alphabet, char)
-    starts = [head + c for c in above[stride - 1 :: stride]]
-    starts += [] if after_run is None else [head + after_run]
-    starts = _before_until(starts, shard.until)
+    above, _ = _run_above(alphabet, char)
+    starts = _before_until([head + c for c in above[stride - 1 :: stride]], shard.until)
     rest = Shard(head, until=starts[0] if starts else shard.until, after=last)
     return [rest, *_pieces(head, starts, shard.until)]
 
