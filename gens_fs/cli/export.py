@@ -47,6 +47,43 @@ FORMATS: Final = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl"}
 STDOUT: Final = "-"
 
 
+StageOption = Annotated[
+    str, typer.Option("--stage", "-s", metavar="STAGE", help="draft, essay or evaluation.")
+]
+OutputOption = Annotated[
+    str,
+    typer.Option(
+        "--output",
+        metavar="OUT",
+        help=(
+            "The file to write; its extension says the format: .parquet, .csv or .jsonl "
+            "(one JSON object a line). '-' writes JSON lines to stdout."
+        ),
+    ),
+]
+LineageFlag = Annotated[
+    bool,
+    typer.Option(
+        "--lineage",
+        help=(
+            "Add each ancestor's gen_id, template_id and model_id (essay_*, draft_* for "
+            "evaluations; draft_* for essays)."
+        ),
+    ),
+]
+TextOption = Annotated[
+    str,
+    typer.Option(
+        "--text",
+        metavar="TEXTS",
+        help=(
+            "The texts to include, comma-separated: parsed, raw, prompt (a column each, "
+            "empty when the file is absent); '' for none."
+        ),
+    ),
+]
+
+
 class ExportSummary(BaseModel):
     """What ``--json`` prints after an export."""
 
@@ -69,43 +106,11 @@ class _Writer(Protocol):
 @app.command()
 def export(
     root: RootArg,
-    stage: Annotated[
-        str,
-        typer.Option("--stage", "-s", metavar="STAGE", help="draft, essay or evaluation."),
-    ],
-    output: Annotated[
-        str,
-        typer.Option(
-            "--output",
-            metavar="OUT",
-            help=(
-                "The file to write; its extension says the format: .parquet, .csv or .jsonl "
-                "(one JSON object a line). '-' writes JSON lines to stdout."
-            ),
-        ),
-    ],
+    stage: StageOption,
+    output: OutputOption,
     cohort: CohortOption = None,
-    lineage: Annotated[
-        bool,
-        typer.Option(
-            "--lineage",
-            help=(
-                "Add each ancestor's gen_id, template_id and model_id (essay_*, draft_* "
-                "for evaluations; draft_* for essays)."
-            ),
-        ),
-    ] = False,
-    text: Annotated[
-        str,
-        typer.Option(
-            "--text",
-            metavar="TEXTS",
-            help=(
-                "The texts to include, comma-separated: parsed, raw, prompt (a column each, "
-                "empty when the file is absent); '' for none."
-            ),
-        ),
-    ] = "parsed",
+    lineage: LineageFlag = False,
+    text: TextOption = "parsed",
     as_json: JsonFlag = False,
     option: OptionList = None,
     engine: EngineOption = EngineChoice.fsspec,
