@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -48,11 +49,14 @@ LOOP_SAMPLE = {0: 400, 10: 200, 100: 40}
 def seed_store(service: S3Service, drafts: int) -> dict[str, Any]:
     """A synthetic store written into the bucket (straight into moto's state); returns the
     gen_ids by stage and each generation's parent, for the child processes."""
-    fs = fsspec.filesystem("memory")
-    base = f"/bench-tables-{time.time_ns()}/data"
-    synthetic = make_store(fs, base, drafts=drafts)
-    files = {path[len(base) - 4 :]: fs.cat_file(path) for path in fs.find(base)}
-    fs.rm(base.rsplit("/", 1)[0], recursive=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        # On local disk: the memory filesystem looks its folders up by scanning every file.
+        synthetic = make_store(fsspec.filesystem("file"), f"{tmp}/data", drafts=drafts)
+        files = {
+            str(path.relative_to(tmp)): path.read_bytes()
+            for path in Path(tmp).rglob("*")
+            if path.is_file()
+        }
     service.create_bucket(BUCKET)
     service.put_objects(BUCKET, files)
     return {"gen_ids": synthetic.gen_ids, "parents": synthetic.parents, "files": len(files)}
@@ -82,6 +86,9 @@ def run_case(case: str, endpoint: str, ids_file: str, extra: list[str]) -> dict[
 def one(case: str, endpoint: str, ids_file: str, extra: list[str]) -> None:
     """In the child: run ``case`` and print wall, CPU and peak RSS as JSON."""
     # Every case pays the same imports (the "imports" case only these).
+    import pandas  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
+
     import gens_fs.dask
     import gens_fs.tables  # noqa: F401
 
@@ -208,8 +215,9 @@ def bench_export(service: S3Service, ids_file: str, count: int, latencies: list[
     lines = [
         f"### (a) export with lineage of {count:,} evaluations, against the loops",
         "",
-        "| latency | method | wall s | client CPU s | peak RSS MB | requests | wall / export's |",
-        "|---|---|---|---|---|---|---|",
+        "| latency | method | wall s | client CPU s | peak RSS MB | requests | wall / export's "
+        "| load |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     endpoint = service.endpoint_url
     imports = run_case("imports", endpoint, ids_file, [])["rss_mb"]
@@ -224,8 +232,9 @@ def bench_export(service: S3Service, ids_file: str, count: int, latencies: list[
             ("the same files, one `read_many`", "same_files", []),
         ):
             service.reset_counts()
+            load = os.getloadavg()[0]
             result = run_case(case, endpoint, ids_file, extra)
-            result["requests"] = service.counts()
+            result["requests"], result["load"] = service.counts(), load
             scale = count / result["rows"]
             measured.append((name, result, scale))
             print(f"{latency} ms {case}: {result}", file=sys.stderr)
@@ -236,7 +245,8 @@ def bench_export(service: S3Service, ids_file: str, count: int, latencies: list[
             lines.append(
                 f"| {latency} ms | {name} | {mark}{result['wall'] * scale:.2f} | "
                 f"{mark}{result['cpu'] * scale:.2f} | {result['rss_mb']:.0f} | "
-                f"{mark}{format_requests(requests)} | {result['wall'] * scale / export_wall:.2f} |"
+                f"{mark}{format_requests(requests)} | {result['wall'] * scale / export_wall:.2f} "
+                f"| {result['load']:.1f} |"
             )
     lines += [
         "",
@@ -250,19 +260,20 @@ def bench_dask(service: S3Service, ids_file: str, count: int, latencies: list[in
     lines = [
         f"### (b) the Dask reader: `read_generations(lineage=True).compute()`, {count:,} rows",
         "",
-        "| latency | workers | wall s | client CPU s | requests |",
-        "|---|---|---|---|---|",
+        "| latency | workers | wall s | client CPU s | requests | load |",
+        "|---|---|---|---|---|---|",
     ]
     for latency in latencies:
         service.set_latency(latency / 1000)
         for workers in (1, 2):
             service.reset_counts()
+            load = os.getloadavg()[0]
             result = run_case("dask", service.endpoint_url, ids_file, [str(workers)])
             requests = format_requests(service.counts())
             print(f"{latency} ms dask {workers}: {result}", file=sys.stderr)
             lines.append(
                 f"| {latency} ms | {workers} | {result['wall']:.2f} | {result['cpu']:.2f} | "
-                f"{requests} |"
+                f"{requests} | {load:.1f} |"
             )
     return [*lines, ""]
 
@@ -297,12 +308,13 @@ def bench_listing(service: S3Service, keys: int, latencies: list[int]) -> list[s
     lines = [
         f"### (c) listing {len(files):,} keys of one stage",
         "",
-        "| latency | listing | wall s | requests | one chain's wall / this |",
-        "|---|---|---|---|---|",
+        "| latency | listing | wall s | requests | one chain's wall / this | load |",
+        "|---|---|---|---|---|---|",
     ]
     for latency in latencies:
         service.set_latency(latency / 1000)
         service.reset_counts()
+        load = os.getloadavg()[0]
         started = time.perf_counter()
         seen = run(_page_chain(s3.fs, LIST_BUCKET, f"{stage}/"))
         chain_wall, chain_requests = time.perf_counter() - started, service.counts()
@@ -317,7 +329,7 @@ def bench_listing(service: S3Service, keys: int, latencies: list[int]) -> list[s
         ):
             lines.append(
                 f"| {latency} ms | {name} | {wall:.2f} | {format_requests(requests)} | "
-                f"{chain_wall / wall:.1f}x |"
+                f"{chain_wall / wall:.1f}x | {load:.1f} |"
             )
         print(
             f"{latency} ms listing: chain {chain_wall:.2f} sharded {sharded_wall:.2f}",
