@@ -224,12 +224,18 @@ def bench_export(service: S3Service, ids_file: str, count: int, latencies: list[
         ):
             service.reset_counts()
             load = os.getloadavg()[0]
-            result = run_case(case, endpoint, ids_file, extra)
+            try:
+                result = run_case(case, endpoint, ids_file, extra)
+            except RuntimeError as exc:  # one line in the table, the rest still measured
+                lines.append(f"| {latency} ms | {name} | failed: {_last_line(exc)} |")
+                print(exc, file=sys.stderr)
+                continue
             result["requests"], result["load"] = service.counts(), load
             scale = count / result["rows"]
+            result["case"] = case
             measured.append((name, result, scale))
             print(f"{latency} ms {case}: {result}", file=sys.stderr)
-        export_wall = measured[0][1]["wall"]
+        export_wall = next((r["wall"] for _, r, _ in measured if r["case"] == "export"), 1.0)
         for name, result, scale in measured:
             mark = "~" if scale != 1 else ""
             requests = {k: round(v * scale) for k, v in result["requests"].items()}
@@ -259,7 +265,11 @@ def bench_dask(service: S3Service, ids_file: str, count: int, latencies: list[in
         for workers in (1, 2):
             service.reset_counts()
             load = os.getloadavg()[0]
-            result = run_case("dask", service.endpoint_url, ids_file, [str(workers)])
+            try:
+                result = run_case("dask", service.endpoint_url, ids_file, [str(workers)])
+            except RuntimeError as exc:
+                lines.append(f"| {latency} ms | {workers} | failed: {_last_line(exc)} |")
+                continue
             requests = format_requests(service.counts())
             print(f"{latency} ms dask {workers}: {result}", file=sys.stderr)
             lines.append(
@@ -267,6 +277,10 @@ def bench_dask(service: S3Service, ids_file: str, count: int, latencies: list[in
                 f"{requests} | {load:.1f} |"
             )
     return [*lines, ""]
+
+
+def _last_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[-1][:160]
 
 
 async def _page_chain(fs: Any, bucket: str, prefix: str) -> int:
