@@ -3,11 +3,12 @@
     python -m benchmarks.bench_scale                  # 1e4, 1e5, 1e6 files
     python -m benchmarks.bench_scale --sizes 10000    # a quick look
 
-The listings are fake but go through the real code: a stand-in for s3fs's ``_iterdir`` yields
-the same dicts s3fs builds from ListObjectsV2 pages (key, size, ETag, ...) and the real
-``S3Backend.scan`` -> ``list_data_root`` -> ``Diff.of`` -> ``make_plan`` run on
-them. The destination is the source minus 1% of generations, plus 1% of files with a new
-ETag (an incremental resync). Each size runs in a fresh process so its peak RSS
+The listings are fake but go through the real code: a stand-in for s3fs's ``_call_s3``
+answers ``list_objects_v2`` with the dicts botocore parses from ListObjectsV2 pages (key,
+size, ETag) for any ``Prefix`` and ``StartAfter``, and the real ``S3Backend.scan`` (its
+sharded listing) -> ``list_data_root`` -> ``Diff.of`` -> ``make_plan`` run on them. The
+destination is the source minus 1% of generations, plus 1% of files with a new ETag (an
+incremental resync). Each size runs in a fresh process so its peak RSS
 (``ru_maxrss``, interpreter and imports included) is its own. Target: under 1 GB at 10^6
 files, and time growing linearly.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import hashlib
 import json
 import resource
@@ -38,61 +40,87 @@ NAMES = ("metadata.json", "parsed.txt", "prompt.txt", "raw.txt")
 
 
 class FakeListingFS:
-    """The parts of s3fs that ``S3Backend.scan`` uses: loop, split_path, _iterdir (and the
-    client settings a backend names its service by)."""
+    """The parts of s3fs that ``S3Backend.scan`` uses: loop, split_path, ``_call_s3`` for
+    ``list_objects_v2`` (and the client settings a backend names its service by).
+
+    Its keys are a virtual sorted sequence (:class:`_Keys`), never held in memory, so any
+    ``Prefix`` and ``StartAfter`` is answered by a bisection, as the sharded listing asks.
+    """
 
     protocol = ("s3", "s3a")
     async_impl = True
     client_kwargs: dict[str, Any] = {}  # noqa: RUF012
+    req_kw: dict[str, Any] = {}  # noqa: RUF012
     key = None
     anon = False
 
-    def __init__(self, files: int, *, variant: int) -> None:
+    def __init__(self, files: int, *, variant: int, root: str) -> None:
         self.loop = get_loop()
-        self.files = files
         self.variant = variant  # 0: source; 1: destination (1% missing, 1% changed)
+        self.root = root  # the data root's key in the bucket
+        self.drafts = max(1, files // (FILES_PER_GENERATION * 9))
 
     def split_path(self, path: str) -> tuple[str, str, None]:
         bucket, _, key = path.partition("/")
         return bucket, key, None
 
-    async def _iterdir(self, bucket: str, delimiter: str = "", prefix: str = "") -> Any:
-        # Like s3fs: one page of 1,000 dicts at a time.
+    async def _call_s3(self, method: str, **params: Any) -> dict[str, Any]:
+        assert method == "list_objects_v2", method
+        await asyncio.sleep(0)
+        keys = _Keys(self.root, self.drafts, self.variant)
+        prefix, after = params["Prefix"], params.get("StartAfter")
+        index = bisect.bisect_right(keys, after) if after else bisect.bisect_left(keys, prefix)
         page: list[dict[str, Any]] = []
-        for entry in self._entries(f"{bucket}/{prefix.rstrip('/')}"):
-            page.append(entry)
-            if len(page) == 1000:
-                await asyncio.sleep(0)
-                for item in page:
-                    yield item
-                page = []
-        for item in page:
-            yield item
+        while index < len(keys) and len(page) <= 1000:
+            key = keys[index]
+            if not key.startswith(prefix):
+                break
+            page.append(self._entry(key))
+            index += 1
+        return {"Contents": page[:1000], "IsTruncated": len(page) > 1000}
 
-    def _entries(self, prefix: str) -> Any:
-        if not prefix.endswith("/gens"):
-            return  # cohorts/: none in this store
-        bucket_root = prefix.removesuffix("/gens")
-        drafts = max(1, self.files // (FILES_PER_GENERATION * 9))
-        for stage, count in zip(STAGES, (drafts, 2 * drafts, 6 * drafts), strict=True):
-            for i in range(count):
-                if self.variant and i % 100 == 7:
-                    continue  # 1% of generations missing at the destination
-                for n, name in enumerate(NAMES):
-                    key = f"{bucket_root}/gens/{stage}/{stage[0]}{i:08d}/{name}"
-                    changed = bool(self.variant) and i % 100 == 13 and n == 3
-                    relpath = key[len(bucket_root) + 1 :]
-                    etag = hashlib.md5(f"{relpath}{changed}".encode()).hexdigest()
-                    yield {
-                        "Key": key,
-                        "name": key,
-                        "type": "file",
-                        "size": 1000 + n,
-                        "Size": 1000 + n,
-                        "ETag": f'"{etag}"',
-                        "StorageClass": "STANDARD",
-                        "LastModified": "2026-11-29T00:00:00Z",
-                    }
+    def _entry(self, key: str) -> dict[str, Any]:
+        # The dict botocore parses from a ListObjectsV2 <Contents> element.
+        gen_id, name = key.split("/")[-2:]
+        changed = bool(self.variant) and int(gen_id[1:]) % 100 == 13 and name == NAMES[3]
+        etag = hashlib.md5(f"{key.partition('/')[2]}{changed}".encode()).hexdigest()
+        size = 1000 + NAMES.index(name)
+        return {"Key": key, "Size": size, "ETag": f'"{etag}"', "StorageClass": "STANDARD"}
+
+
+class _Keys:
+    """``<root>/gens/<stage>/<s><index:08d>/<name>`` in sorted order, as a sequence: drafts,
+    twice as many essays, six times as many evaluations; ``variant`` 1 lacks every
+    generation whose index ends in 07 (1% of them)."""
+
+    def __init__(self, root: str, drafts: int, variant: int) -> None:
+        self.root = root
+        self.counts = [drafts, 2 * drafts, 6 * drafts]
+        self.variant = variant
+        self.present = [self._present(count) for count in self.counts]
+
+    def _present(self, count: int) -> int:
+        if not self.variant:
+            return count
+        return count // 100 * 99 + min(count % 100, 7) + max(0, count % 100 - 8)
+
+    def __len__(self) -> int:
+        return sum(self.present) * len(NAMES)
+
+    def __getitem__(self, position: int) -> str:
+        generation, name = divmod(position, len(NAMES))
+        for stage, present in zip(STAGES, self.present, strict=True):
+            if generation < present:
+                gen_id = f"{stage[0]}{self._index(generation):08d}"
+                return f"{self.root}/gens/{stage}/{gen_id}/{NAMES[name]}"
+            generation -= present
+        raise IndexError(position)
+
+    def _index(self, rank: int) -> int:
+        if not self.variant:
+            return rank
+        block, offset = divmod(rank, 99)
+        return block * 100 + offset + (1 if offset >= 7 else 0)
 
 
 def parent_of(key: tuple[str, str]) -> str:
@@ -103,8 +131,8 @@ def parent_of(key: tuple[str, str]) -> str:
 
 def run_one(files: int) -> dict[str, Any]:
     scope = SyncScope.build()
-    src = SyncBackend(S3Backend(FakeListingFS(files, variant=0), "bench/src"))
-    dst = SyncBackend(S3Backend(FakeListingFS(files, variant=1), "bench/dst"))
+    src = SyncBackend(S3Backend(FakeListingFS(files, variant=0, root="src"), "bench/src"))
+    dst = SyncBackend(S3Backend(FakeListingFS(files, variant=1, root="dst"), "bench/dst"))
     t0 = time.perf_counter()
     src_files = scope.filter(list_data_root(src, scope.roots()).files)
     dst_files = list_data_root(dst, scope.roots()).files

@@ -4,7 +4,8 @@ The moto server and the counting/latency middleware around it (``gens_fs.testing
 ``gens_fs.testing.s3_middleware``) run in a child process, so the client CPU a benchmark
 reports (``time.process_time`` of this process, or ``RUSAGE_CHILDREN`` for peer tools run as
 subprocesses) is the client's alone. The child is driven over a pipe: set latency, read and
-reset request counts, create and delete buckets (through the plain endpoint, uncounted).
+reset request counts, create and delete buckets (through the plain endpoint, uncounted), and
+store objects straight into moto's state (seeding large stores).
 """
 
 from __future__ import annotations
@@ -45,6 +46,21 @@ def _serve(conn: Connection) -> None:
             elif command == "drop":
                 delete_bucket(moto.endpoint_url, str(arg))
                 conn.send(None)
+            elif command == "put":
+                _put_objects(*arg)
+                conn.send(None)
+
+
+def _put_objects(bucket: str, files: dict[str, bytes]) -> None:
+    """Store ``files`` (key -> bytes) in moto's state directly, not over HTTP: seeding 10^5
+    objects takes seconds instead of minutes. Only setup goes this way; what a benchmark
+    measures goes through the middleware."""
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    for key, data in files.items():
+        backend.put_object(bucket, key, data)
 
 
 class S3Service:
@@ -73,6 +89,11 @@ class S3Service:
 
     def create_bucket(self, name: str) -> None:
         self._call("bucket", name)
+
+    def put_objects(self, bucket: str, files: dict[str, bytes]) -> None:
+        """Store ``files`` (key -> bytes) in ``bucket`` directly in moto's state (setup only:
+        no request is counted or delayed)."""
+        self._call("put", (bucket, files))
 
     def delete_bucket(self, name: str) -> None:
         """Delete bucket ``name`` and everything in it (frees the server's memory)."""

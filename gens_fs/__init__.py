@@ -16,6 +16,7 @@ from gens_fs.errors import (
     InvalidMembership,
     InvalidMetadata,
     InvalidSelection,
+    MissingExtra,
     ParentNotFound,
     StorageError,
     UndecodableText,
@@ -29,6 +30,7 @@ from gens_fs.models import Generation, GenerationMetadata
 from gens_fs.selection import Selection
 from gens_fs.store import GensStore, load_generation
 from gens_fs.sync import SyncReport, TooManyDeletes, sync
+from gens_fs.tables import to_arrow, to_pandas
 
 __all__ = [
     "PARENT_STAGE",
@@ -50,6 +52,7 @@ __all__ = [
     "InvalidMetadata",
     "InvalidSelection",
     "MembershipRow",
+    "MissingExtra",
     "ParentNotFound",
     "RetryPolicy",
     "Selection",
@@ -69,6 +72,8 @@ __all__ = [
     "read_membership",
     "stats",
     "sync",
+    "to_arrow",
+    "to_pandas",
     "write_membership",
 ]
 __version__ = "0.1.0"

@@ -72,3 +72,8 @@ class InvalidSelection(GensError, ValueError):
 
 class InvalidDuration(GensError, ValueError):
     """A duration (``gc --older-than``) that is not a number and a unit."""
+
+
+class MissingExtra(GensError, ImportError):
+    """An optional part of gens_fs whose dependencies are not installed; the message says
+    which extra to install (``pip install 'gens_fs[tables]'``)."""

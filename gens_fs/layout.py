@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import re
+import string
 from collections.abc import Iterable
 from typing import Final, Literal, NamedTuple
 
@@ -47,6 +48,9 @@ MAX_GEN_ID_LENGTH: Final = 128
 # Letters, digits, "_", "-", "."; not starting with "." (hidden files, ".", ".."). Anything
 # else (slashes, backslashes, NUL, whitespace, glob characters) is refused.
 _GEN_ID_RE: Final = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
+# The characters of a gen_id in code point order (the order object stores list keys in): a
+# listing of a large stage splits its key range at these.
+GEN_ID_CHARS: Final = "".join(sorted("-._0123456789" + string.ascii_letters))
 
 
 def validate_stage(stage: object) -> str:

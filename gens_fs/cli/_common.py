@@ -418,7 +418,13 @@ def emit(
             ensure_ascii=False,
             default=lambda o: o.model_dump(mode="json") if isinstance(o, BaseModel) else str(o),
         )
-    sys.stdout.write(_UNESCAPED_IN_JSON.sub(_json_escape, text) + "\n")
+    sys.stdout.write(json_safe(text) + "\n")
+
+
+def json_safe(text: str) -> str:
+    """JSON text with DEL and C1 controls escaped too (the same string to a JSON reader),
+    so that no control sequence reaches a terminal."""
+    return _UNESCAPED_IN_JSON.sub(_json_escape, text)
 
 
 # Outside strings JSON has only ASCII punctuation, digits, letters and spaces, so these

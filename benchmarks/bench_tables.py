@@ -1,0 +1,388 @@
+"""Analysis at scale (issue 11): a stage as a table, the Dask reader, and listing a large
+stage in shards, on S3 through the counting middleware with added latency.
+
+    python -m benchmarks.bench_tables                    # the figures in benchmarks/README.md
+    python -m benchmarks.bench_tables --drafts 20 --latencies 10 --list-keys 5000   # a look
+
+(a) ``gens-fs export ROOT --stage evaluation --lineage --output x.parquet`` of every
+    evaluation (``--drafts 1667``: 10,002 of them), at each latency, against
+    - the original's loop: ``load_generation`` of each evaluation, then of its essay and of
+      its draft, one at a time (a sample, scaled to the count: marked ``~``);
+    - ``load_many`` of the evaluations, then of their essays, then of their drafts;
+    - the same files: one ``read_many`` of exactly the files the export reads (the floor).
+    Each runs in a fresh process: wall, client CPU, peak RSS (imports included; the
+    "imports" row is a process that only imports), requests by kind.
+(b) the Dask reader, ``read_generations(..., lineage=True).compute()`` on a
+    ``LocalCluster`` of 1 and of 2 worker processes (one thread each): wall, requests.
+(c) listing ``--list-keys`` keys of one stage: ``S3Backend.scan`` (sharded by key prefix)
+    against one ListObjectsV2 page chain, the same client, at each latency.
+Targets: requests at the minimum; export within 1.5x of ``load_many`` of the same
+generations; the sharded listing at least 5x faster than one page chain at 100 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import fsspec
+
+from benchmarks.harness import S3Service, format_requests
+from gens_fs.testing.s3 import s3_storage_options
+from gens_fs.testing.synthetic import make_store
+
+BUCKET = "bench-tables"
+LIST_BUCKET = "bench-listing"
+NAMES = ("metadata.json", "parsed.txt", "prompt.txt", "raw.txt")
+# The slow loop reads this many evaluations at each latency (ms), scaled to the count.
+LOOP_SAMPLE = {0: 400, 10: 200, 100: 40}
+
+
+def seed_store(service: S3Service, drafts: int) -> dict[str, Any]:
+    """A synthetic store written into the bucket (straight into moto's state); returns the
+    gen_ids by stage and each generation's parent, for the child processes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        # On local disk: the memory filesystem looks its folders up by scanning every file.
+        synthetic = make_store(fsspec.filesystem("file"), f"{tmp}/data", drafts=drafts)
+        files = {
+            str(path.relative_to(tmp)): path.read_bytes()
+            for path in Path(tmp).rglob("*")
+            if path.is_file()
+        }
+    service.create_bucket(BUCKET)
+    service.put_objects(BUCKET, files)
+    return {"gen_ids": synthetic.gen_ids, "parents": synthetic.parents, "files": len(files)}
+
+
+def run_case(case: str, endpoint: str, ids_file: str, extra: list[str]) -> dict[str, Any]:
+    """``case`` in a fresh process (its own peak RSS); what it reports."""
+    command = ["-m", "benchmarks.bench_tables", "--one", case, endpoint, ids_file, *extra]
+    done = subprocess.run([sys.executable, *command], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{case} failed ({done.returncode}):\n{done.stderr}{done.stdout}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def one(case: str, endpoint: str, ids_file: str, extra: list[str]) -> None:
+    """In the child: run ``case`` and print wall, CPU and peak RSS as JSON."""
+    # Every case pays the same imports (the "imports" case only these).
+    import pandas  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
+
+    import gens_fs.dask
+    import gens_fs.tables  # noqa: F401
+
+    ids = json.loads(Path(ids_file).read_text())
+    # More attempts than the tests' 5: on a loaded 2-core machine the server's accept queue
+    # can leave a connection waiting past botocore's connect timeout.
+    options = s3_storage_options(endpoint, max_attempts=10)
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    found = CASES[case](ids, options, extra)
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    print(json.dumps({"wall": wall, "cpu": cpu, "rss_mb": _rss_mb(), **found}))
+
+
+def _rss_mb() -> float:
+    """This process's peak RSS since its exec (``VmHWM``; ``ru_maxrss`` would start from
+    the parent's size at the fork)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+Found = dict[str, Any]
+
+
+def _imports(ids: dict[str, Any], options: dict[str, Any], extra: list[str]) -> Found:
+    return {"rows": 0}
+
+
+def _export(ids: dict[str, Any], options: dict[str, Any], extra: list[str]) -> Found:
+    from gens_fs.cli import main
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = f"{tmp}/evaluations.parquet"
+        args = ["export", f"s3://{BUCKET}/data", "--stage", "evaluation", "--lineage"]
+        try:
+            main([*args, "--output", out, "--json", *_option_flags(options)])
+        except SystemExit as exit:
+            assert exit.code == 0, exit.code
+        import pyarrow.parquet
+
+        return {"rows": pyarrow.parquet.read_metadata(out).num_rows}
+
+
+def _option_flags(options: dict[str, Any], prefix: str = "") -> list[str]:
+    """Storage options as ``-o key=value`` flags (dotted keys for nested ones)."""
+    flags: list[str] = []
+    for key, value in options.items():
+        if isinstance(value, dict):
+            flags += _option_flags(value, f"{prefix}{key}.")
+        else:
+            flags += ["-o", f"{prefix}{key}={json.dumps(value)}"]
+    return flags
+
+
+def _loop(ids: dict[str, Any], options: dict[str, Any], extra: list[str]) -> Found:
+    from gens_fs import load_generation
+
+    gens_root = f"s3://{BUCKET}/data/gens"
+    for gen_id in ids["gen_ids"]["evaluation"][: int(extra[0])]:
+        evaluation = load_generation(gens_root, "evaluation", gen_id, storage_options=options)
+        essay = load_generation(
+            gens_root, "essay", evaluation["parent_gen_id"], storage_options=options
+        )
+        load_generation(gens_root, "draft", essay["parent_gen_id"], storage_options=options)
+    return {"rows": int(extra[0])}
+
+
+def _load_many(ids: dict[str, Any], options: dict[str, Any], extra: list[str]) -> Found:
+    from gens_fs import GensStore
+
+    store = GensStore(f"s3://{BUCKET}/data/gens", storage_options=options)
+    evaluations = store.load_many("evaluation", ids["gen_ids"]["evaluation"])
+    essays = store.load_many("essay", {g.parent_gen_id or "" for g in evaluations.values()})
+    store.load_many("draft", {g.parent_gen_id or "" for g in essays.values()})
+    return {"rows": len(evaluations)}
+
+
+def _same_files(ids: dict[str, Any], options: dict[str, Any], extra: list[str]) -> Found:
+    """One ``read_many`` of what the export reads: each evaluation's metadata.json and
+    parsed.txt, and each of their essays' and drafts' metadata.json."""
+    from gens_fs import DataRoot
+
+    root = DataRoot(f"s3://{BUCKET}/data", storage_options=options)
+    store = root.store()
+    evaluations = ids["gen_ids"]["evaluation"]
+    essays = {ids["parents"][g] for g in evaluations}
+    drafts = {ids["parents"][g] for g in essays}
+    paths = [store.path("evaluation", g, n) for g in evaluations for n in NAMES[:2]]
+    paths += [store.path("essay", g, NAMES[0]) for g in essays]
+    paths += [store.path("draft", g, NAMES[0]) for g in drafts]
+    root.backend.read_many(paths)
+    return {"rows": len(evaluations)}
+
+
+def _dask(ids: dict[str, Any], options: dict[str, Any], extra: list[str]) -> Found:
+    """The wall time is the listing and the compute, not the cluster's start."""
+    from distributed import Client, LocalCluster
+
+    from gens_fs.dask import read_generations
+
+    workers = int(extra[0])
+    with (
+        LocalCluster(
+            n_workers=workers, processes=True, threads_per_worker=1, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster),
+    ):
+        started, cpu = time.perf_counter(), time.process_time()
+        frame = read_generations(
+            f"s3://{BUCKET}/data", stage="evaluation", lineage=True, storage_options=options
+        ).compute()
+        wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return {"rows": len(frame), "wall": wall, "cpu": cpu}
+
+
+CASES = {
+    "imports": _imports,
+    "export": _export,
+    "loop": _loop,
+    "load_many": _load_many,
+    "same_files": _same_files,
+    "dask": _dask,
+}
+
+
+# -- the parent: seed, run each case, count its requests, print the tables ------------------
+
+
+def bench_export(service: S3Service, ids_file: str, count: int, latencies: list[int]) -> list[str]:
+    lines = [
+        f"### (a) export with lineage of {count:,} evaluations, against the loops",
+        "",
+        "| latency | method | wall s | client CPU s | peak RSS MB | requests | wall / export's "
+        "| load |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    endpoint = service.endpoint_url
+    imports = run_case("imports", endpoint, ids_file, [])["rss_mb"]
+    for latency in latencies:
+        service.set_latency(latency / 1000)
+        measured: list[tuple[str, dict[str, Any], float]] = []
+        sample = min(count, LOOP_SAMPLE.get(latency, 40))
+        for name, case, extra in (
+            ("`gens-fs export --lineage` (Parquet)", "export", []),
+            (f"original's `load_generation` loop (ran {sample})", "loop", [str(sample)]),
+            ("`load_many`: evaluations, essays, drafts", "load_many", []),
+            ("the same files, one `read_many`", "same_files", []),
+        ):
+            service.reset_counts()
+            load = os.getloadavg()[0]
+            try:
+                result = run_case(case, endpoint, ids_file, extra)
+            except RuntimeError as exc:  # one line in the table, the rest still measured
+                lines.append(f"| {latency} ms | {name} | failed: {_last_line(exc)} |")
+                print(exc, file=sys.stderr)
+                continue
+            result["requests"], result["load"] = service.counts(), load
+            scale = count / result["rows"]
+            result["case"] = case
+            measured.append((name, result, scale))
+            print(f"{latency} ms {case}: {result}", file=sys.stderr)
+        export_wall = next((r["wall"] for _, r, _ in measured if r["case"] == "export"), 1.0)
+        for name, result, scale in measured:
+            mark = "~" if scale != 1 else ""
+            requests = {k: round(v * scale) for k, v in result["requests"].items()}
+            lines.append(
+                f"| {latency} ms | {name} | {mark}{result['wall'] * scale:.2f} | "
+                f"{mark}{result['cpu'] * scale:.2f} | {result['rss_mb']:.0f} | "
+                f"{mark}{format_requests(requests)} | {result['wall'] * scale / export_wall:.2f} "
+                f"| {result['load']:.1f} |"
+            )
+    lines += [
+        "",
+        f"Peak RSS of a process that only imports the same modules: {imports:.0f} MB.",
+        "",
+    ]
+    return lines
+
+
+def bench_dask(service: S3Service, ids_file: str, count: int, latencies: list[int]) -> list[str]:
+    lines = [
+        f"### (b) the Dask reader: `read_generations(lineage=True).compute()`, {count:,} rows",
+        "",
+        "| latency | workers | wall s | client CPU s | requests | load |",
+        "|---|---|---|---|---|---|",
+    ]
+    for latency in latencies:
+        service.set_latency(latency / 1000)
+        for workers in (1, 2):
+            service.reset_counts()
+            load = os.getloadavg()[0]
+            try:
+                result = run_case("dask", service.endpoint_url, ids_file, [str(workers)])
+            except RuntimeError as exc:
+                lines.append(f"| {latency} ms | {workers} | failed: {_last_line(exc)} |")
+                continue
+            requests = format_requests(service.counts())
+            print(f"{latency} ms dask {workers}: {result}", file=sys.stderr)
+            lines.append(
+                f"| {latency} ms | {workers} | {result['wall']:.2f} | {result['cpu']:.2f} | "
+                f"{requests} | {load:.1f} |"
+            )
+    return [*lines, ""]
+
+
+def _last_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[-1][:160]
+
+
+async def _page_chain(fs: Any, bucket: str, prefix: str) -> int:
+    """One ListObjectsV2 page after the other (continuation tokens): the keys it saw."""
+    params: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+    seen = 0
+    while True:
+        page = await fs._call_s3("list_objects_v2", **params)
+        seen += len(page.get("Contents", []))
+        if not page.get("IsTruncated"):
+            return seen
+        params["ContinuationToken"] = page["NextContinuationToken"]
+
+
+def bench_listing(service: S3Service, keys: int, latencies: list[int]) -> list[str]:
+    from gens_fs import DataRoot, new_gen_id
+    from gens_fs.backends import run
+    from gens_fs.backends.s3 import S3Backend
+
+    gen_ids = [new_gen_id("evaluation", f"t{i}") for i in range((keys + 3) // 4)]
+    stage = "list/gens/evaluation"
+    files = {f"{stage}/{g}/{name}": b"x" for g in gen_ids for name in NAMES}
+    service.create_bucket(LIST_BUCKET)
+    service.put_objects(LIST_BUCKET, files)
+    root = DataRoot(
+        f"s3://{LIST_BUCKET}/list", storage_options=s3_storage_options(service.endpoint_url)
+    )
+    s3 = root.backend.backend
+    assert isinstance(s3, S3Backend)
+    lines = [
+        f"### (c) listing {len(files):,} keys of one stage",
+        "",
+        "| latency | listing | wall s | requests | one chain's wall / this | load |",
+        "|---|---|---|---|---|---|",
+    ]
+    for latency in latencies:
+        service.set_latency(latency / 1000)
+        service.reset_counts()
+        load = os.getloadavg()[0]
+        started = time.perf_counter()
+        seen = run(_page_chain(s3.fs, LIST_BUCKET, f"{stage}/"))
+        chain_wall, chain_requests = time.perf_counter() - started, service.counts()
+        service.reset_counts()
+        started = time.perf_counter()
+        listed = root.backend.scan([f"{LIST_BUCKET}/{stage}"]).files
+        sharded_wall, sharded_requests = time.perf_counter() - started, service.counts()
+        assert seen == len(listed) == len(files), (seen, len(listed), len(files))
+        for name, wall, requests in (
+            ("one page chain", chain_wall, chain_requests),
+            ("sharded (`S3Backend.scan`)", sharded_wall, sharded_requests),
+        ):
+            lines.append(
+                f"| {latency} ms | {name} | {wall:.2f} | {format_requests(requests)} | "
+                f"{chain_wall / wall:.1f}x | {load:.1f} |"
+            )
+        print(
+            f"{latency} ms listing: chain {chain_wall:.2f} sharded {sharded_wall:.2f}",
+            file=sys.stderr,
+        )
+    return [*lines, ""]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--drafts", type=int, default=1667, help="x6 evaluations (1667: 10,002)")
+    parser.add_argument("--latencies", type=int, nargs="+", default=[10, 100], help="added ms")
+    parser.add_argument("--dask-latencies", type=int, nargs="+", default=[10, 100])
+    parser.add_argument("--list-keys", type=int, default=100_000, help="keys to list in (c)")
+    parser.add_argument("--list-latencies", type=int, nargs="+", default=[0, 10, 100])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["export", "dask", "listing"])
+    parser.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        one(args.one[0], args.one[1], args.one[2], args.one[3:])
+        return
+    command = " ".join(["python -m benchmarks.bench_tables", *sys.argv[1:]])
+    out = [f"## bench_tables ({time.strftime('%Y-%m-%d %H:%M')}, `{command}`)", ""]
+    with S3Service() as service, tempfile.TemporaryDirectory() as tmp:
+        if {"export", "dask"} - set(args.skip):
+            ids = seed_store(service, args.drafts)
+            count = len(ids["gen_ids"]["evaluation"])
+            out += [
+                f"Store: {args.drafts:,} drafts, {count:,} evaluations, {ids['files']:,} files.",
+                "",
+            ]
+            ids_file = f"{tmp}/ids.json"
+            Path(ids_file).write_text(json.dumps(ids))
+            if "export" not in args.skip:
+                out += bench_export(service, ids_file, count, args.latencies)
+            if "dask" not in args.skip:
+                out += bench_dask(service, ids_file, count, args.dask_latencies)
+        if "listing" not in args.skip:
+            out += bench_listing(service, args.list_keys, args.list_latencies)
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
