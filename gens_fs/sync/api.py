@@ -41,16 +41,22 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from gens_fs.backends import Engine, SyncBackend
 from gens_fs.backends.retry import RetryPolicy
 from gens_fs.data_root import DataRoot, require_data_root
 from gens_fs.listing import Files, Listing, list_data_root
 from gens_fs.sync.compare import unchanged
-from gens_fs.sync.execute import DEFAULT_JOBS, Executor, ProgressCallback
+from gens_fs.sync.execute import (
+    DEFAULT_JOBS,
+    Executor,
+    PlanRunner,
+    ProgressCallback,
+    RunLedger,
+)
 from gens_fs.sync.plan import (
     Diff,
     SyncPlan,
@@ -74,12 +80,22 @@ _EMPTY_SOURCE_HINT = (
 )
 
 
+class Lister(Protocol):
+    """How a sync lists a side: :func:`~gens_fs.listing.list_data_root` (the default), or
+    the same listing from tasks on a cluster (``gens_fs.dask_sync``)."""
+
+    def __call__(
+        self, backend: SyncBackend, folders: Sequence[str], *, follow_symlinks: bool = False
+    ) -> Listing: ...
+
+
 @dataclass(frozen=True)
 class PlannedSync:
     """Everything a sync will do, decided before anything is written, and what
     :func:`apply` needs to do it: both roots, the source bytes read while planning (written
     as they are), the source's files in scope (what ``verify`` expects), and ``refused``:
-    why :func:`apply` would refuse the plan (too many deletes), or ``None``."""
+    why :func:`apply` would refuse the plan (too many deletes), or ``None``; ``lister``:
+    how the sides were listed (``verify`` lists the destination the same way)."""
 
     source: SyncBackend
     target: SyncBackend
@@ -91,6 +107,7 @@ class PlannedSync:
     refused: str | None
     checksum: bool
     started: float = field(default_factory=time.monotonic)
+    lister: Lister = list_data_root
 
     def report(self, *, dry_run: bool = True) -> SyncReport:
         """The report of the plan: what a run would copy, skip, hold back and delete (with
@@ -186,6 +203,7 @@ def plan_sync(
     allow_orphans: bool = False,
     engine: Engine = "fsspec",
     retry: RetryPolicy | None = None,
+    lister: Lister = list_data_root,
 ) -> PlannedSync:
     """Decide everything a sync of ``src`` onto ``dst`` does; write nothing.
 
@@ -196,6 +214,7 @@ def plan_sync(
     ``CohortNotFound`` for an unknown cohort. ``checksum`` compares every file by content.
     ``retry``: how every request of this sync, at either side, is retried after a transient
     error (default: each root's own policy; see :class:`~gens_fs.backends.RetryPolicy`).
+    ``lister`` lists each side's folders (see :class:`Lister`).
     """
     started = time.monotonic()
     source = open_root(src, src_options, engine, retry)
@@ -206,9 +225,9 @@ def plan_sync(
     )
     reads = SourceReads(source)
     scope = reads.scope(stages, cohort)
-    src_listing = list_data_root(source, scope.roots(), follow_symlinks=follow_symlinks)
+    src_listing = lister(source, scope.roots(), follow_symlinks=follow_symlinks)
     dst_folders = scope.roots() + scope.context_roots()
-    dst_listing = list_data_root(target, dst_folders, follow_symlinks=follow_symlinks)
+    dst_listing = lister(target, dst_folders, follow_symlinks=follow_symlinks)
     src_in = scope.filter(src_listing.files)
     src_files, dst_files = fill_hashes(source, target, src_in, dst_listing.files, checksum=checksum)
     diff = Diff.within(src_files, dst_files, scope)
@@ -230,6 +249,7 @@ def plan_sync(
         refused=delete_refusal(plan, max_delete),
         checksum=checksum,
         started=started,
+        lister=lister,
     )
 
 
@@ -245,18 +265,28 @@ def apply(
     fail are reported in ``SyncReport.errors`` (see :mod:`gens_fs.sync.execute`); a rerun
     converges. ``verify`` lists the destination again and compares. ``TooManyDeletes``
     when the plan was refused, before anything is written."""
-    if planned.refused is not None:
-        raise TooManyDeletes(planned.refused)
-    report = planned.report(dry_run=False)
     executor = Executor(
         planned.source.backend,
         planned.target.backend,
-        report,
         jobs=jobs or DEFAULT_JOBS,
         prefetched=planned.prefetched,
-        progress=progress,
     )
-    executor.run(planned.plan)
+    return run_plan(planned, executor, progress=progress, verify=verify)
+
+
+def run_plan(
+    planned: PlannedSync,
+    executor: PlanRunner,
+    *,
+    progress: ProgressCallback | None = None,
+    verify: bool = False,
+) -> SyncReport:
+    """:func:`apply` with any executor (this machine's, or a cluster's: ``gens_fs.dask``):
+    the refusal, the report and its ledger (the runtime rules), ``verify``, the time."""
+    if planned.refused is not None:
+        raise TooManyDeletes(planned.refused)
+    report = planned.report(dry_run=False)
+    executor.run(RunLedger(report, planned.plan, progress))
     report.uncommitted = sorted(set(report.uncommitted))
     if verify:
         problems = verify_copy(planned)
@@ -270,7 +300,7 @@ def apply(
 def verify_copy(planned: PlannedSync) -> list[SyncError]:
     """List the destination again; every source file in scope the plan did not hold back
     must be there with the same size and (where comparable) hash. LIST pages (and local
-    hashing)."""
+    hashing), as the plan's sides were listed."""
     plan = planned.plan
     held = {h.relpath + "/" for h in plan.held}
     held_files = {f.relpath for f in plan.held_files}
@@ -279,7 +309,7 @@ def verify_copy(planned: PlannedSync) -> list[SyncError]:
         for r, info in planned.src_files.items()
         if r not in held_files and not any(r.startswith(h) for h in held)
     }
-    dst = planned.scope.filter(list_data_root(planned.target, planned.scope.roots()).files)
+    dst = planned.scope.filter(planned.lister(planned.target, planned.scope.roots()).files)
     src_checked, dst_checked = fill_hashes(
         planned.source, planned.target, expected, dst, checksum=planned.checksum
     )
