@@ -148,12 +148,12 @@ def connect(address: str) -> Client:
     as Dask's ``distributed.comm.timeouts.connect`` (30 s unless configured)."""
     _require_distributed()
     from distributed import Client
-    from distributed.comm.addressing import normalize_address
+    from distributed.comm.addressing import get_address_host_port, normalize_address
 
     try:
         # Checked first: a client built on a malformed address fails, then blocks on its
-        # way out while it closes a connection it never had.
-        normalize_address(address)
+        # way out (a minute) while it closes a connection it never had.
+        get_address_host_port(normalize_address(address))
     except ValueError as exc:
         raise ClusterUnavailable(f"bad Dask scheduler address {address!r}: {exc}") from None
     try:
@@ -231,6 +231,8 @@ class ClusterLister:
         }
         found: dict[str, Listing] = {}
         for folder, listing, error in outcomes(self.client, futures):
+            if isinstance(error, GensError):  # a mistake to fix: say where it was met
+                raise type(error)(f"{error} (met by a Dask worker listing {folder})") from None
             if error is not None:
                 raise error
             found[folder] = listing
@@ -347,7 +349,7 @@ def outcomes(
     from distributed import as_completed
 
     try:
-        for future in as_completed(list(futures)):
+        for future in as_completed(list(futures), loop=client.loop):
             try:
                 result = future.result()
             except Exception as exc:

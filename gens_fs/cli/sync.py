@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Final
 
@@ -34,7 +35,7 @@ from gens_fs.cli._common import (
     warn_ignored,
 )
 from gens_fs.sync import DEFAULT_JOBS, SyncProgress, SyncReport
-from gens_fs.sync import sync as run_sync
+from gens_fs.sync import sync as sync_here
 from gens_fs.sync.execute import ProgressCallback
 
 StageList = Annotated[
@@ -120,6 +121,19 @@ def sync(
         list[str] | None,
         typer.Option("--dst-option", metavar="KEY=VALUE", help="A storage option for DST only."),
     ] = None,
+    dask_scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--dask-scheduler",
+            metavar="ADDRESS",
+            help=(
+                "Run the listing and the copies as tasks on this Dask cluster "
+                "(tcp://HOST:8786; pip install 'gens_fs[dask]'). Its workers open SRC and "
+                "DST themselves: same URLs, options, and credentials in their environment; "
+                "--jobs is then per task."
+            ),
+        ),
+    ] = None,
 ) -> None:
     """Mirror SRC onto DST: incremental, parents before children, metadata.json last.
 
@@ -140,7 +154,10 @@ def sync(
     seen = _LastProgress()
     bar_enabled = console.is_terminal and not as_json and not dry_run
     try:
-        with _progress_bar(seen, enabled=bar_enabled) as progress:
+        with (
+            _sync_function(dask_scheduler) as run_sync,
+            _progress_bar(seen, enabled=bar_enabled) as progress,
+        ):
             report = run_sync(
                 src,
                 dst,
@@ -170,6 +187,25 @@ def sync(
         fail(report.refused)
     if not report.ok:
         raise typer.Exit(1)
+
+
+@contextmanager
+def _sync_function(scheduler: str | None) -> Iterator[Callable[..., SyncReport]]:
+    """This machine's sync, or with ``scheduler`` the distributed one on that cluster (its
+    client closed at the end)."""
+    if scheduler is None:
+        yield sync_here
+        return
+    from gens_fs import dask_sync
+
+    try:
+        client = dask_sync.connect(scheduler)
+    except ImportError as exc:  # the dask extra is not installed: say which one
+        fail(str(exc))
+    try:
+        yield functools.partial(dask_sync.sync, client=client)
+    finally:
+        client.close()
 
 
 class _LastProgress:
