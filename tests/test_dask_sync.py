@@ -12,6 +12,7 @@ files fail like any failed file and a rerun converges.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -234,8 +235,12 @@ def test_a_worker_killed_mid_sync_keeps_invariants_and_a_rerun_converges(
     direct = s3_storage_options(moto_server.endpoint_url)  # inspection: never held
     through = s3_storage_options(s3_middleware.endpoint_url)
     files = make_source(src, {})
-    own = None if task_rerun else new_cluster(**{"distributed.scheduler.allowed-failures": 0})
-    with Client(own or cluster, set_as_default=False) as client:
+    with contextlib.ExitStack() as stack:
+        if not task_rerun:
+            cluster = stack.enter_context(
+                new_cluster(**{"distributed.scheduler.allowed-failures": 0})
+            )
+        client = stack.enter_context(Client(cluster, set_as_default=False))
         client.wait_for_workers(2, timeout=60)
         with s3_middleware.hold(["PUT"], after=kill_point(src, phase)) as hold:
             thread, outcome = in_background(
@@ -261,8 +266,6 @@ def test_a_worker_killed_mid_sync_keeps_invariants_and_a_rerun_converges(
             client.wait_for_workers(2, timeout=60)
             rerun = sync_on_cluster(src, dst, dst_options=through, client=client)
             assert rerun.ok and rerun.copied > 0, rerun.errors
-    if own is not None:
-        own.close()
     assert snapshot(dst, direct) == files
     assert check(dst, storage_options=direct).ok
 
