@@ -39,7 +39,7 @@ from gens_fs.testing.invariants import mirror_problems, snapshot
 from gens_fs.testing.s3 import MotoServer, s3_storage_options
 from gens_fs.testing.s3_middleware import S3Middleware
 from gens_fs.testing.synthetic import make_store
-from tests.process import gens_fs, one_error_line
+from tests.process import gens_fs, one_error_line, start, wait_until_held
 
 # The scheduler's HTTP endpoint on a free port of the loopback interface.
 LOOPBACK = "127.0.0.1:0"
@@ -318,6 +318,39 @@ def test_cli_sync_on_a_dask_scheduler(
     line = one_error_line(gens_fs(*args[:2], f"s3://{bucket}/other", *args[3:], env=env))
     assert line.startswith(f"gens-fs: error: no credentials for s3://{bucket}/other"), line
     assert re.search(r"\(met by a Dask worker listing [a-z/]+\)$", line), line
+
+
+def test_cli_interrupted_mid_sync_says_so_in_one_line_and_a_rerun_converges(
+    cluster: LocalCluster,
+    tmp_path: Path,
+    moto_server: MotoServer,
+    bucket: str,
+    s3_middleware: S3Middleware,
+) -> None:
+    """Ctrl-C while the essays' commits are held: exit 130, one line, the destination keeps
+    its invariants (the tasks running finish their batch, of that phase only)."""
+    src, dst = str(tmp_path / "src"), f"s3://{bucket}/dst"
+    direct = s3_storage_options(moto_server.endpoint_url)
+    through = s3_storage_options(s3_middleware.endpoint_url)
+    files = make_source(src, {})
+    args = ["sync", src, dst, "--dask-scheduler", cluster.scheduler_address]
+    args += cli_options(through)
+    with s3_middleware.hold(["PUT"], after=kill_point(src, "commits")) as hold:
+        proc = start(*args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            assert wait_until_held(hold, proc)
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            proc.kill()  # nothing if it has exited
+        assert proc.returncode == 130, err.decode()
+        (line,) = err.decode().splitlines()
+        assert line.startswith("gens-fs: interrupted after "), line
+        assert line.endswith("the destination is consistent; run the same command again to finish")
+        assert destination_problems(files, dst, direct) == []
+    final = gens_fs(*args, "--verify")
+    assert final.returncode == 0, final.stderr
+    assert snapshot(dst, direct) == files
 
 
 def test_cli_refuses_an_unreachable_scheduler_in_one_line(tmp_path: Path) -> None:
