@@ -265,7 +265,8 @@ class ClusterExecutor:
 
     def run(self, ledger: RunLedger) -> None:
         for n, copies in enumerate(ledger.copy_phases()):
-            self._copy(f"copy{n}", copies, ledger)
+            if copies:
+                self._copy(f"copy{n}", copies, ledger)
         for n, phase in enumerate(ledger.delete_phases()):
             self._delete(f"delete{n}", phase, ledger)
 
@@ -298,7 +299,9 @@ class ClusterExecutor:
             for n, batch in enumerate(self._batches(relpaths))
         }
         for batch, why, error in outcomes(self.client, futures):
-            ledger.record_delete(batch, why if error is None else f"its Dask task failed: {error}")
+            if error is not None:
+                why = f"its Dask task failed: {describe(error)}"
+            ledger.record_delete(batch, why)
 
     def _batches(self, items: Sequence[T]) -> list[Sequence[T]]:
         """``items`` in batches of at most ``batch_size``, at least one per worker thread
