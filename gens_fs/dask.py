@@ -1,5 +1,7 @@
-"""Generations as a Dask DataFrame, for stores one machine reads too slowly
-(``pip install 'gens_fs[dask]'``).
+"""Dask for stores one machine handles too slowly (``pip install 'gens_fs[dask]'``):
+generations as a Dask DataFrame (:func:`read_generations`), and :func:`sync`, which is
+:func:`gens_fs.sync` with its listing and copies run as tasks on a ``distributed`` cluster
+(see :mod:`gens_fs.dask_sync`).
 
 :func:`read_generations` lists the stage once, in this process, then builds the DataFrame
 with ``dask.dataframe.from_map`` over batches of ``partition_size`` gen_ids: each partition
@@ -21,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from gens_fs.dask_sync import ClusterUnavailable, sync
 from gens_fs.data_root import DataRoot
 from gens_fs.errors import MissingExtra
 from gens_fs.tables import Listed, StageTable, TableSpec, TextsArg, read_batch
@@ -28,6 +31,8 @@ from gens_fs.tables import Listed, StageTable, TableSpec, TextsArg, read_batch
 if TYPE_CHECKING:
     import dask.dataframe as dd
     import pandas as pd
+
+__all__ = ["ClusterUnavailable", "read_generations", "sync"]
 
 PARTITION_SIZE = 1000
 

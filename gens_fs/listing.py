@@ -16,9 +16,10 @@ exports: :attr:`Listing.generations` (each generation folder and its files),
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Protocol
 
 from gens_fs.backends import FileInfo, Ignored, SyncBackend
 from gens_fs.layout import (
@@ -117,3 +118,12 @@ def list_data_root(
         and not is_hidden(relpath)
     )
     return Listing(files, ignored)
+
+
+class Lister(Protocol):
+    """How a sync lists a side: :func:`~gens_fs.listing.list_data_root` (the default), or
+    the same listing from tasks on a cluster (``gens_fs.dask_sync``)."""
+
+    def __call__(
+        self, backend: SyncBackend, folders: Sequence[str], *, follow_symlinks: bool = False
+    ) -> Listing: ...

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 import typer
 
@@ -131,6 +131,19 @@ def sync(
         list[str] | None,
         typer.Option("--dst-option", metavar="KEY=VALUE", help="A storage option for DST only."),
     ] = None,
+    dask_scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--dask-scheduler",
+            metavar="ADDRESS",
+            help=(
+                "Run the listing and the copies as tasks on this Dask cluster "
+                "(tcp://HOST:8786; pip install 'gens_fs[dask]'). Its workers open SRC and "
+                "DST themselves: same URLs, options, and credentials in their environment; "
+                "--jobs is then per task."
+            ),
+        ),
+    ] = None,
 ) -> None:
     """Mirror SRC onto DST: incremental, parents before children, metadata.json last.
 
@@ -161,27 +174,30 @@ def sync(
     lines = progress_interval if shown and not err_console.is_terminal else None
     try:
         with progress_shown(seen, bar=bar, lines_every=lines) as progress:
-            planned = plan_sync(
-                src,
-                dst,
-                cohort=cohort,
-                stages=stage,
-                delete=delete,
-                max_delete=max_delete,
-                checksum=checksum,
-                src_options=src_options,
-                dst_options=dst_options,
-                allow_empty_source=allow_empty_source,
-                follow_symlinks=follow_symlinks,
-                allow_orphans=allow_orphans,
-                engine=engine.engine,
-                selection=selection,
-            )
-            seen.copying()
-            if dry_run:
-                report = planned.report()
+            options: dict[str, Any] = {
+                "cohort": cohort,
+                "stages": stage,
+                "delete": delete,
+                "max_delete": max_delete,
+                "checksum": checksum,
+                "src_options": src_options,
+                "dst_options": dst_options,
+                "allow_empty_source": allow_empty_source,
+                "follow_symlinks": follow_symlinks,
+                "allow_orphans": allow_orphans,
+                "engine": engine.engine,
+                "selection": selection,
+            }
+            run = {"dry_run": dry_run, "jobs": jobs, "progress": progress, "verify": verify}
+            if dask_scheduler is not None:
+                report = _sync_on_cluster(dask_scheduler, src, dst, **options, **run)
             else:
-                report = apply(planned, jobs=jobs, progress=progress, verify=verify)
+                planned = plan_sync(src, dst, **options)
+                seen.copying()
+                if dry_run:
+                    report = planned.report()
+                else:
+                    report = apply(planned, jobs=jobs, progress=progress, verify=verify)
     except KeyboardInterrupt:
         interrupted(seen.interrupted_message())
     for side in ("source", "destination"):
@@ -192,6 +208,21 @@ def sync(
         fail(report.refused)
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _sync_on_cluster(scheduler: str, src: str, dst: str, **keywords: Any) -> SyncReport:
+    """The distributed sync on the Dask cluster at ``scheduler`` (its client closed at the
+    end)."""
+    from gens_fs import dask_sync
+
+    try:
+        client = dask_sync.connect(scheduler)
+    except ImportError as exc:  # the dask extra is not installed: say which one
+        fail(str(exc))
+    try:
+        return dask_sync.sync(src, dst, client=client, **keywords)
+    finally:
+        client.close()
 
 
 def _names(items: list[str]) -> str:

@@ -50,10 +50,16 @@ from typing import Any
 from gens_fs.backends import Engine, SyncBackend
 from gens_fs.backends.retry import RetryPolicy
 from gens_fs.data_root import DataRoot, require_data_root
-from gens_fs.listing import Files, Listing, list_data_root
+from gens_fs.listing import Files, Lister, Listing, list_data_root
 from gens_fs.selection import Selection, selection_of
 from gens_fs.sync.compare import unchanged
-from gens_fs.sync.execute import DEFAULT_JOBS, Executor, ProgressCallback
+from gens_fs.sync.execute import (
+    DEFAULT_JOBS,
+    Executor,
+    PlanRunner,
+    ProgressCallback,
+    RunLedger,
+)
 from gens_fs.sync.plan import (
     Diff,
     SyncPlan,
@@ -82,7 +88,8 @@ class PlannedSync:
     """Everything a sync will do, decided before anything is written, and what
     :func:`apply` needs to do it: both roots, the source bytes read while planning (written
     as they are), the source's files in scope (what ``verify`` expects), and ``refused``:
-    why :func:`apply` would refuse the plan (too many deletes), or ``None``."""
+    why :func:`apply` would refuse the plan (too many deletes), or ``None``; ``lister``:
+    how the sides were listed (``verify`` lists the destination the same way)."""
 
     source: SyncBackend
     target: SyncBackend
@@ -94,6 +101,7 @@ class PlannedSync:
     refused: str | None
     checksum: bool
     started: float = field(default_factory=time.monotonic)
+    lister: Lister = list_data_root
 
     def report(self, *, dry_run: bool = True) -> SyncReport:
         """The report of the plan: what a run would copy, skip, hold back and delete (with
@@ -197,26 +205,23 @@ def plan_sync(
     engine: Engine = "fsspec",
     retry: RetryPolicy | None = None,
     selection: Selection | None = None,
+    lister: Lister = list_data_root,
 ) -> PlannedSync:
-    """Decide everything a sync of ``src`` onto ``dst`` does; write nothing.
-
-    ``src``/``dst``: data roots: paths, fsspec URLs, or ``DataRoot``s (on a filesystem you
-    built: ``DataRoot(path, fs=my_fs)``, or with an engine of its own; ``engine`` serves the
-    others' object stores). Raises ``StorageError`` for an unusable storage, ``NotADataRoot``
-    / ``OverlappingRoots`` for roots refused (see the module), ``CohortNotFound`` for an
-    unknown cohort. ``checksum`` compares every file by content. ``retry``: how every request
-    of this sync, at either side, is retried after a transient error (default: each root's
-    own policy; see :class:`~gens_fs.backends.RetryPolicy`). ``selection``: see *Scope*.
-    """
+    """Decide everything a sync of ``src`` onto ``dst`` does; write nothing. ``src``/``dst``:
+    paths, URLs, or ``DataRoot``s (your own ``fs=``, or an engine of their own; ``engine``
+    serves the others). ``StorageError``, ``NotADataRoot``, ``OverlappingRoots``,
+    ``CohortNotFound``: see the module. ``checksum``: compare every file by content.
+    ``retry``: every request's policy, both sides (default: each root's own).
+    ``selection``: see *Scope*. ``lister``: how each side is listed (:class:`Lister`)."""
     started = time.monotonic()
     source = open_root(src, src_options, engine, retry)
     target = open_root(dst, dst_options, engine, retry)
     _check_roots(source, target, allow_empty_source=allow_empty_source)
-    reads = SourceReads(source)
+    reads = SourceReads(source, lister)
     scope = reads.scope(stages, cohort, selection, follow_symlinks=follow_symlinks)
     src_listing = reads.listing(scope.roots(), follow_symlinks=follow_symlinks)
     dst_folders = scope.roots() + scope.context_roots()
-    dst_listing = list_data_root(target, dst_folders, follow_symlinks=follow_symlinks)
+    dst_listing = lister(target, dst_folders, follow_symlinks=follow_symlinks)
     src_in = scope.filter(src_listing.files)
     src_files, dst_files = fill_hashes(source, target, src_in, dst_listing.files, checksum=checksum)
     diff = Diff.within(src_files, dst_files, scope)
@@ -238,6 +243,7 @@ def plan_sync(
         refused=delete_refusal(plan, max_delete),
         checksum=checksum,
         started=started,
+        lister=lister,
     )
 
 
@@ -261,18 +267,28 @@ def apply(
     fail are reported in ``SyncReport.errors`` (see :mod:`gens_fs.sync.execute`); a rerun
     converges. ``verify`` lists the destination again and compares. ``TooManyDeletes``
     when the plan was refused, before anything is written."""
-    if planned.refused is not None:
-        raise TooManyDeletes(planned.refused)
-    report = planned.report(dry_run=False)
     executor = Executor(
         planned.source.backend,
         planned.target.backend,
-        report,
         jobs=jobs or DEFAULT_JOBS,
         prefetched=planned.prefetched,
-        progress=progress,
     )
-    executor.run(planned.plan)
+    return run_plan(planned, executor, progress=progress, verify=verify)
+
+
+def run_plan(
+    planned: PlannedSync,
+    executor: PlanRunner,
+    *,
+    progress: ProgressCallback | None = None,
+    verify: bool = False,
+) -> SyncReport:
+    """:func:`apply` with any executor (this machine's, or a cluster's: ``gens_fs.dask``):
+    the refusal, the report and its ledger (the runtime rules), ``verify``, the time."""
+    if planned.refused is not None:
+        raise TooManyDeletes(planned.refused)
+    report = planned.report(dry_run=False)
+    executor.run(RunLedger(report, planned.plan, progress))
     report.uncommitted = sorted(set(report.uncommitted))
     if verify:
         problems = verify_copy(planned)
@@ -286,7 +302,7 @@ def apply(
 def verify_copy(planned: PlannedSync) -> list[SyncError]:
     """List the destination again; every source file in scope the plan did not hold back
     must be there with the same size and (where comparable) hash. LIST pages (and local
-    hashing)."""
+    hashing), as the plan's sides were listed."""
     plan = planned.plan
     held = {h.relpath + "/" for h in plan.held}
     held_files = {f.relpath for f in plan.held_files}
@@ -295,7 +311,7 @@ def verify_copy(planned: PlannedSync) -> list[SyncError]:
         for r, info in planned.src_files.items()
         if r not in held_files and not any(r.startswith(h) for h in held)
     }
-    dst = planned.scope.filter(list_data_root(planned.target, planned.scope.roots()).files)
+    dst = planned.scope.filter(planned.lister(planned.target, planned.scope.roots()).files)
     src_checked, dst_checked = fill_hashes(
         planned.source, planned.target, expected, dst, checksum=planned.checksum
     )

@@ -5,6 +5,11 @@ transfers are in flight on the one event loop (``gens_fs.backends.run``); a phas
 barrier) before the next one starts, which is what makes parents-first and
 ``metadata.json``-last hold on the wire.
 
+Three pieces: :class:`RunLedger` (the report of the run and the runtime half of the parent
+rule, which decides each phase from the outcomes of the ones before), :class:`Transfers`
+(the bytes: copies and deletes on the event loop) and :class:`Executor` (the two, on this
+machine). ``gens_fs.dask_sync`` runs the same ledger with :class:`Transfers` in Dask tasks.
+
 Requests per copied file: one PUT (local/memory -> S3), one GET (S3 -> local/memory), one
 server-side COPY (S3 -> S3 on one endpoint; a GET and a PUT across endpoints), none for the
 local side. Deletes on S3: one DeleteObjects per 1000 keys per delete phase.
@@ -20,8 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping
-from typing import NamedTuple, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import NamedTuple, Protocol, TypeVar
 
 from gens_fs.backends import Backend, run
 from gens_fs.layout import GenKey, join
@@ -49,51 +54,78 @@ class SyncProgress(NamedTuple):
 ProgressCallback = Callable[[SyncProgress], None]
 
 
-class Executor:
-    """Runs one plan from ``src`` to ``dst``, recording what it does in ``report``.
-    ``prefetched`` holds source bytes already read (metadata read for planning), written as
-    they are instead of being read again."""
+class RunLedger:
+    """What one run of a plan has done, kept in its ``SyncReport``, and the runtime half of
+    the parent rule that follows from it: a generation with a failed file is not committed,
+    nor are its descendants, nor a membership CSV that needs one; no delete runs after a
+    failure, and a failed delete phase stops the later ones.
+
+    Every executor (this module's, on one event loop; ``gens_fs.dask_sync``'s, on a Dask
+    cluster) takes the phases from :meth:`copy_phases` and :meth:`delete_phases` and feeds
+    back each outcome (:meth:`record`, :meth:`record_delete`), so the rules and the report
+    are the same wherever the bytes move.
+    """
 
     def __init__(
-        self,
-        src: Backend,
-        dst: Backend,
-        report: SyncReport,
-        *,
-        jobs: int = DEFAULT_JOBS,
-        prefetched: Mapping[str, bytes] | None = None,
-        progress: ProgressCallback | None = None,
+        self, report: SyncReport, plan: SyncPlan, progress: ProgressCallback | None = None
     ) -> None:
-        self.src, self.dst = src, dst
-        self.jobs = max(1, jobs)
-        self.prefetched = dict(prefetched or {})
+        self.report = report
+        self.plan = plan
         self.progress = progress
-        self.server_side = dst.capabilities.server_copy_with(src.capabilities)
-        self.result = report
         self._failed: set[GenKey] = set()
         self.failed = False  # a file failed in this run (the plan's held ones do not count)
-        self._files_total = 0
-        self._bytes_total = 0
-
-    def run(self, plan: SyncPlan) -> None:
-        """Run ``plan`` to the end on the event loop (blocking). Interrupted (Ctrl-C), it
-        stops cleanly before raising ``KeyboardInterrupt`` (see ``backends.loop.run``)."""
-        run(self._run(plan))
-
-    async def _run(self, plan: SyncPlan) -> None:
+        self._delete_failed = False
         self._files_total = len(plan.copies)
         self._bytes_total = plan.copy_bytes
-        await self._copy_phase(plan.files)
-        for phase in plan.commits:
-            await self._copy_phase(self._committable(phase))
-        await self._copy_phase(self._listable(plan.cohort_files))
-        if plan.deletes:
-            if self.failed:
-                self.result.deletes_skipped = True
-                self.result.deletes_not_run += len(plan.delete_paths)
-                log.warning("deletes skipped: some files failed")
-            else:
-                await self._delete_phases(plan.deletes)
+
+    def copy_phases(self) -> Iterator[list[FileCopy]]:
+        """The copy phases in order: files, each stage's commits (parents' first), the
+        membership CSVs. Each is decided when it is asked for, from the outcomes recorded so
+        far: record every outcome of a phase before asking for the next (the barrier)."""
+        yield list(self.plan.files)
+        for phase in self.plan.commits:
+            yield self._committable(phase)
+        yield self._listable(self.plan.cohort_files)
+
+    def delete_phases(self) -> Iterator[tuple[str, ...]]:
+        """The delete phases to run (children's commits first), once every copy is recorded:
+        none when a file failed (said in the report); none after a phase that failed."""
+        if not self.plan.deletes:
+            return
+        if self.failed:
+            self.report.deletes_skipped = True
+            self.report.deletes_not_run += len(self.plan.delete_paths)
+            log.warning("deletes skipped: some files failed")
+            return
+        for phase in self.plan.deletes:
+            if phase:
+                yield phase
+            if self._delete_failed:
+                return
+
+    def record(self, copy: FileCopy, error: str | None) -> None:
+        """One file's outcome: copied (``error`` is ``None``), or failed and why."""
+        if error is None:
+            self.report.copied += 1
+            self.report.bytes += copy.size
+            self._report_progress()
+            return
+        log.warning("sync: %s failed: %s", copy.relpath, error)
+        self._error(copy.relpath, error)
+        if copy.generation is not None:
+            self._failed.add(copy.generation)
+            if copy.relpath.endswith("/metadata.json"):
+                self.report.uncommitted.append(f"{copy.generation[0]}/{copy.generation[1]}")
+
+    def record_delete(self, relpaths: Iterable[str], error: str | None) -> None:
+        """The outcome of deleting ``relpaths`` (one batch of a delete phase)."""
+        paths = list(relpaths)
+        if error is None:
+            self.report.deleted += len(paths)
+            return
+        self._delete_failed = True
+        for relpath in paths:
+            self._error(relpath, error)
 
     def _committable(self, phase: Iterable[FileCopy]) -> list[FileCopy]:
         """The commits whose generation is whole and whose parent got committed; the others
@@ -103,7 +135,7 @@ class Executor:
             assert commit.generation is not None
             if commit.generation in self._failed or commit.after in self._failed:
                 self._failed.add(commit.generation)
-                self.result.uncommitted.append(f"{commit.generation[0]}/{commit.generation[1]}")
+                self.report.uncommitted.append(f"{commit.generation[0]}/{commit.generation[1]}")
             else:
                 out.append(commit)
         return out
@@ -127,9 +159,48 @@ class Executor:
                 ready.append(copy)
         return ready
 
-    async def _copy_phase(self, copies: list[FileCopy] | tuple[FileCopy, ...]) -> None:
-        if not copies:
-            return
+    def _error(self, relpath: str, error: str) -> None:
+        self.failed = True
+        self.report.errors.append(SyncError(path=relpath, error=error))
+
+    def _report_progress(self) -> None:
+        if self.progress is not None:
+            self.progress(
+                SyncProgress(
+                    self.report.copied, self._files_total, self.report.bytes, self._bytes_total
+                )
+            )
+
+
+class PlanRunner(Protocol):
+    """Runs a plan's phases as its ledger gives them, recording every outcome there."""
+
+    def run(self, ledger: RunLedger) -> None: ...
+
+
+class Transfers:
+    """Moves bytes from ``src`` to ``dst`` (both data roots' backends), up to ``jobs``
+    transfers in flight on the one event loop. ``prefetched`` holds source bytes already
+    read (metadata read for planning), written as they are instead of being read again."""
+
+    def __init__(
+        self,
+        src: Backend,
+        dst: Backend,
+        *,
+        jobs: int = DEFAULT_JOBS,
+        prefetched: Mapping[str, bytes] | None = None,
+    ) -> None:
+        self.src, self.dst = src, dst
+        self.jobs = max(1, jobs)
+        self.prefetched = dict(prefetched or {})
+        self.server_side = dst.capabilities.server_copy_with(src.capabilities)
+
+    async def copy(
+        self, copies: Iterable[FileCopy], done: Callable[[FileCopy, str | None], None]
+    ) -> None:
+        """Copy every file; ``done(copy, None)`` for each that landed, ``done(copy, why)``
+        for each that failed (after the retries)."""
         limit = asyncio.Semaphore(self.jobs)
 
         async def one(copy: FileCopy) -> None:
@@ -137,22 +208,19 @@ class Executor:
                 try:
                     await self._transfer(copy)
                 except Exception as exc:
-                    self._fail(copy, exc)
+                    done(copy, describe(exc))
                 else:
-                    self.result.copied += 1
-                    self.result.bytes += copy.size
-                    self._report_progress()
+                    done(copy, None)
 
         await asyncio.gather(*(one(c) for c in copies))
 
-    def _fail(self, copy: FileCopy, exc: Exception) -> None:
-        log.warning("sync: %s failed: %s", copy.relpath, exc)
-        self._error(copy.relpath, _describe(exc))
-        if copy.generation is not None:
-            self._failed.add(copy.generation)
-            if copy.relpath.endswith("/metadata.json"):
-                where = f"{copy.generation[0]}/{copy.generation[1]}"
-                self.result.uncommitted.append(where)
+    async def delete(self, relpaths: Iterable[str]) -> str | None:
+        """Delete the files in one batch; ``None``, or why it failed."""
+        try:
+            await self.dst.delete([join(self.dst.root, r) for r in relpaths])
+        except Exception as exc:
+            return describe(exc)
+        return None
 
     async def _transfer(self, copy: FileCopy) -> None:
         src_path = join(self.src.root, copy.relpath)
@@ -174,34 +242,36 @@ class Executor:
             raise FileNotFoundError(path)
         return data
 
-    async def _delete_phases(self, phases: tuple[tuple[str, ...], ...]) -> None:
-        """Each phase in one batch; a failing phase stops the later ones (a parent is never
-        uncommitted while a child's uncommit failed)."""
-        for phase in phases:
-            if not phase:
-                continue
-            paths = [join(self.dst.root, r) for r in phase]
-            try:
-                await self.dst.delete(paths)
-            except Exception as exc:
-                for relpath in phase:
-                    self._error(relpath, _describe(exc))
-                return
-            self.result.deleted += len(phase)
 
-    def _error(self, relpath: str, error: str) -> None:
-        self.failed = True
-        self.result.errors.append(SyncError(path=relpath, error=error))
+class Executor:
+    """Runs a plan on this machine: each phase's transfers on the one event loop, a phase
+    ending (a barrier) before the next starts."""
 
-    def _report_progress(self) -> None:
-        if self.progress is not None:
-            self.progress(
-                SyncProgress(
-                    self.result.copied, self._files_total, self.result.bytes, self._bytes_total
-                )
-            )
+    def __init__(
+        self,
+        src: Backend,
+        dst: Backend,
+        *,
+        jobs: int = DEFAULT_JOBS,
+        prefetched: Mapping[str, bytes] | None = None,
+    ) -> None:
+        self.transfers = Transfers(src, dst, jobs=jobs, prefetched=prefetched)
+
+    def run(self, ledger: RunLedger) -> None:
+        """Run the ledger's plan to the end on the event loop (blocking). Interrupted
+        (Ctrl-C), it stops cleanly before raising ``KeyboardInterrupt`` (see
+        ``backends.loop.run``)."""
+        run(self._run(ledger))
+
+    async def _run(self, ledger: RunLedger) -> None:
+        for copies in ledger.copy_phases():
+            if copies:
+                await self.transfers.copy(copies, ledger.record)
+        for phase in ledger.delete_phases():
+            ledger.record_delete(phase, await self.transfers.delete(phase))
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
+    """An exception as one line of a report: its type and message."""
     text = str(exc) or repr(exc)
     return f"{type(exc).__name__}: {text}"

@@ -33,7 +33,7 @@ from gens_fs.layout import (
     metadata_relpath,
     stage_folder,
 )
-from gens_fs.listing import Files, Listing, list_data_root
+from gens_fs.listing import Files, Lister, Listing, list_data_root
 from gens_fs.models import GenerationMetadata, read_metadata
 from gens_fs.selection import Selection, judged_object
 from gens_fs.sync.compare import hash_by_reading, hashes_needed
@@ -49,8 +49,9 @@ _HASH_BATCH = 256
 class SourceReads:
     """The source of one sync, and the bytes read from it while planning, by relpath."""
 
-    def __init__(self, source: SyncBackend) -> None:
+    def __init__(self, source: SyncBackend, lister: Lister = list_data_root) -> None:
         self.source = source
+        self.lister = lister
         self.prefetched: dict[str, bytes] = {}
         self._listed: dict[str, Listing] = {}  # by folder: what listed it
 
@@ -120,7 +121,7 @@ class SourceReads:
         wanted = tuple(folders)
         fresh = [f for f in wanted if f not in self._listed]
         if fresh:
-            found = list_data_root(self.source, fresh, follow_symlinks=follow_symlinks)
+            found = self.lister(self.source, fresh, follow_symlinks=follow_symlinks)
             self._listed.update(dict.fromkeys(fresh, found))
         parts = {id(part): part for part in (self._listed[f] for f in wanted)}.values()
         under = tuple(f + "/" for f in wanted)
