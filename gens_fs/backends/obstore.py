@@ -232,7 +232,7 @@ class ObstoreBackend(Backend):
             ) from None
         except BaseError as exc:  # the first request most commands send: one line
             mapped = self._mapped(exc, path)  # (a transient one after gens_fs's retries)
-            if mapped is exc:
+            if mapped is exc and not isinstance(exc, (PermissionDeniedError, UnauthenticatedError)):
                 mapped = StorageError(f"cannot list {self.url(path)}: {_first(exc)}")
             raise mapped from _cause(mapped, exc)
         start = len(prefix) + 1 if prefix else 0
@@ -297,6 +297,8 @@ class ObstoreBackend(Backend):
         request (retried) until ``only_storage`` (after the retries) says what it means."""
         where, text = self.url(path), str(exc)
         if isinstance(exc, (PermissionDeniedError, UnauthenticatedError)):
+            if not only_storage:  # raised as it is: the caller names the operation
+                return exc
             return StorageError(f"access denied to {where}: check your credentials ({_first(exc)})")
         if any(marker in text for marker in _NO_CREDENTIALS):
             return StorageError(
