@@ -45,14 +45,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gens_fs.backends import Engine, SyncBackend
+from gens_fs.backends import Engine, RateLimit, SyncBackend
 from gens_fs.backends.retry import RetryPolicy
 from gens_fs.data_root import DataRoot, require_data_root
+from gens_fs.layout import membership_path
 from gens_fs.listing import Files, Listing, list_data_root
 from gens_fs.sync.compare import unchanged
 from gens_fs.sync.execute import DEFAULT_JOBS, Executor, ProgressCallback
 from gens_fs.sync.plan import (
     Diff,
+    HeldFile,
     SyncPlan,
     TooManyDeletes,
     delete_refusal,
@@ -91,6 +93,7 @@ class PlannedSync:
     refused: str | None
     checksum: bool
     started: float = field(default_factory=time.monotonic)
+    unhashed: Mapping[str, str] = field(default_factory=dict)
 
     def report(self, *, dry_run: bool = True) -> SyncReport:
         """The report of the plan: what a run would copy, skip, hold back and delete (with
@@ -109,6 +112,7 @@ class PlannedSync:
             deletes_skipped=bool(plan.withheld_deletes),
             deletes_not_run=len(plan.withheld_deletes),
             ignored=list(self.ignored),
+            unhashed=[SyncError(path=p, error=why) for p, why in sorted(self.unhashed.items())],
         )
         if dry_run:
             report.copied, report.bytes = len(plan.copies), plan.copy_bytes
@@ -142,12 +146,15 @@ def sync(
     follow_symlinks: bool = False,
     allow_orphans: bool = False,
     engine: Engine = "fsspec",
+    limit: RateLimit | None = None,
+    fsync: bool = False,
 ) -> SyncReport:
     """Make the data root ``dst`` hold what ``src`` holds, within the scope: :func:`plan_sync`
     then, unless ``dry_run``, :func:`apply` (see the module for scope, guarantees, roots).
 
     ``dry_run`` changes nothing, lists the plan in ``SyncReport.actions`` and says in
-    ``SyncReport.refused`` whether a real run would be refused.
+    ``SyncReport.refused`` whether a real run would be refused. ``limit`` and ``fsync``:
+    see :func:`plan_sync` and :func:`apply`.
     """
     planned = plan_sync(
         src,
@@ -164,10 +171,11 @@ def sync(
         allow_orphans=allow_orphans,
         engine=engine,
         retry=retry,
+        limit=limit,
     )
     if dry_run:
         return planned.report()
-    return apply(planned, jobs=jobs, progress=progress, verify=verify)
+    return apply(planned, jobs=jobs, progress=progress, verify=verify, fsync=fsync)
 
 
 def plan_sync(
@@ -186,6 +194,7 @@ def plan_sync(
     allow_orphans: bool = False,
     engine: Engine = "fsspec",
     retry: RetryPolicy | None = None,
+    limit: RateLimit | None = None,
 ) -> PlannedSync:
     """Decide everything a sync of ``src`` onto ``dst`` does; write nothing.
 
@@ -196,21 +205,29 @@ def plan_sync(
     ``CohortNotFound`` for an unknown cohort. ``checksum`` compares every file by content.
     ``retry``: how every request of this sync, at either side, is retried after a transient
     error (default: each root's own policy; see :class:`~gens_fs.backends.RetryPolicy`).
+    ``limit``: one :class:`~gens_fs.backends.RateLimit` for every request of the sync, both
+    sides together (requests and bytes a second). ``AccessDenied`` when the storage
+    refuses a listing or a read.
     """
     started = time.monotonic()
-    source = open_root(src, src_options, engine, retry)
-    target = open_root(dst, dst_options, engine, retry)
+    source = open_root(src, src_options, engine, retry, limit)
+    target = open_root(dst, dst_options, engine, retry, limit)
     check_roots(source, target)
     require_data_root(
         source, what="source data root", allow_empty=allow_empty_source, if_empty=_EMPTY_SOURCE_HINT
     )
     reads = SourceReads(source)
     scope = reads.scope(stages, cohort)
+    if scope.cohort is not None and membership_path(scope.cohort) in reads.unreadable:
+        return _cohort_unreadable(source, target, scope, reads.unreadable, checksum, started)
     src_listing = list_data_root(source, scope.roots(), follow_symlinks=follow_symlinks)
     dst_folders = scope.roots() + scope.context_roots()
     dst_listing = list_data_root(target, dst_folders, follow_symlinks=follow_symlinks)
     src_in = scope.filter(src_listing.files)
-    src_files, dst_files = fill_hashes(source, target, src_in, dst_listing.files, checksum=checksum)
+    unhashed: dict[str, str] = {}
+    src_files, dst_files = fill_hashes(
+        source, target, src_in, dst_listing.files, checksum=checksum, failed=unhashed
+    )
     diff = Diff.of(src_files, dst_files, scope)
     parents = reads.parents(diff.parents_to_read())
     probed = reads.committed(parents_to_probe(parents, dst_files, scope))
@@ -230,7 +247,25 @@ def plan_sync(
         refused=delete_refusal(plan, max_delete),
         checksum=checksum,
         started=started,
+        unhashed=unhashed,
     )
+
+
+def _cohort_unreadable(
+    source: SyncBackend,
+    target: SyncBackend,
+    scope: SyncScope,
+    unreadable: Mapping[str, str],
+    checksum: bool,
+    started: float,
+) -> PlannedSync:
+    """The plan of a cohort sync whose ``membership.csv`` could not be read (after the
+    retries): nothing to copy, the CSV held back and reported (run again)."""
+    assert scope.cohort is not None
+    relpath = membership_path(scope.cohort)
+    why = f"it could not be read to see which generations it lists ({unreadable[relpath]}); "
+    plan = SyncPlan(held_files=(HeldFile(relpath, why + "run again"),))
+    return PlannedSync(source, target, scope, plan, {}, {}, (), None, checksum, started)
 
 
 def apply(
@@ -239,18 +274,23 @@ def apply(
     jobs: int | None = None,
     progress: ProgressCallback | None = None,
     verify: bool = False,
+    fsync: bool = False,
 ) -> SyncReport:
     """Run a plan: copies in phases (files, then each stage's commits, parents' first, then
     membership CSVs), then deletes; ``jobs`` transfers in flight (default 128). Files that
     fail are reported in ``SyncReport.errors`` (see :mod:`gens_fs.sync.execute`); a rerun
     converges. ``verify`` lists the destination again and compares. ``TooManyDeletes``
-    when the plan was refused, before anything is written."""
+    when the plan was refused, before anything is written; ``AccessDenied`` at the first
+    refused request (the transfers in flight cancelled: nothing is half-written).
+    ``fsync``: at a local destination every file and its folder are on disk before the
+    commits that need them (see :meth:`~gens_fs.backends.base.Backend.durable`)."""
     if planned.refused is not None:
         raise TooManyDeletes(planned.refused)
     report = planned.report(dry_run=False)
+    target = planned.target.durable() if fsync else planned.target
     executor = Executor(
         planned.source.backend,
-        planned.target.backend,
+        target.backend,
         report,
         jobs=jobs or DEFAULT_JOBS,
         prefetched=planned.prefetched,
@@ -280,13 +320,16 @@ def verify_copy(planned: PlannedSync) -> list[SyncError]:
         if r not in held_files and not any(r.startswith(h) for h in held)
     }
     dst = planned.scope.filter(list_data_root(planned.target, planned.scope.roots()).files)
+    unread: dict[str, str] = {}
     src_checked, dst_checked = fill_hashes(
-        planned.source, planned.target, expected, dst, checksum=planned.checksum
+        planned.source, planned.target, expected, dst, checksum=planned.checksum, failed=unread
     )
     problems = []
     for relpath, info in sorted(src_checked.items()):
         found = dst_checked.get(relpath)
-        if found is None:
+        if relpath in unread:
+            problems.append(SyncError(path=relpath, error=f"verify: unreadable: {unread[relpath]}"))
+        elif found is None:
             problems.append(SyncError(path=relpath, error="verify: missing at the destination"))
         elif not unchanged(info, found):
             problems.append(SyncError(path=relpath, error="verify: differs at the destination"))

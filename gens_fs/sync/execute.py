@@ -13,17 +13,22 @@ Failures: transient errors (dropped connections, 5xx, timeouts) are retried by t
 (the one retry layer: ``gens_fs.backends.retry``, so a file costs at most ``attempts``
 requests at each side); a file that still fails is reported, its generation (and every
 descendant) is left uncommitted, the rest goes on, and deletes are skipped. Rerunning
-converges.
+converges. Access denied is not a file's failure but the credentials': the first one
+stops the run (``AccessDenied``, naming the operation and the file), the transfers in
+flight cancelled, so nothing is half-written (a local write is never interrupted, and an
+object PUT lands whole or not at all).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping
-from typing import NamedTuple, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from typing import Any, NamedTuple, TypeVar
 
 from gens_fs.backends import Backend, run
+from gens_fs.backends.retry import denial
+from gens_fs.errors import AccessDenied
 from gens_fs.layout import GenKey, join
 from gens_fs.sync.plan import FileCopy, SyncPlan, generation_names
 from gens_fs.sync.report import SyncError, SyncReport
@@ -136,6 +141,8 @@ class Executor:
             async with limit:
                 try:
                     await self._transfer(copy)
+                except AccessDenied:
+                    raise
                 except Exception as exc:
                     self._fail(copy, exc)
                 else:
@@ -143,7 +150,7 @@ class Executor:
                     self.result.bytes += copy.size
                     self._report_progress()
 
-        await asyncio.gather(*(one(c) for c in copies))
+        await _all_or_stop([one(c) for c in copies])
 
     def _fail(self, copy: FileCopy, exc: Exception) -> None:
         log.warning("sync: %s failed: %s", copy.relpath, exc)
@@ -159,11 +166,12 @@ class Executor:
         dst_path = join(self.dst.root, copy.relpath)
         data = self.prefetched.get(copy.relpath)
         if data is None and self.server_side:
-            await self.dst.copy(src_path, dst_path, copy.size)
+            copied = self.dst.copy(src_path, dst_path, copy.size)
+            await _named(self.dst, "copying", dst_path, copied)
             return
         if data is None:
-            data = await self._read(src_path)
-        await self.dst.write({dst_path: data})
+            data = await _named(self.src, "reading", src_path, self._read(src_path))
+        await _named(self.dst, "writing", dst_path, self.dst.write({dst_path: data}))
 
     async def _read(self, path: str) -> bytes:
         """One whole source file (``FileNotFoundError`` if missing): one request."""
@@ -182,7 +190,9 @@ class Executor:
                 continue
             paths = [join(self.dst.root, r) for r in phase]
             try:
-                await self.dst.delete(paths)
+                await _named(self.dst, "deleting", paths[0], self.dst.delete(paths))
+            except AccessDenied:
+                raise
             except Exception as exc:
                 for relpath in phase:
                     self._error(relpath, _describe(exc))
@@ -200,6 +210,31 @@ class Executor:
                     self.result.copied, self._files_total, self.result.bytes, self._bytes_total
                 )
             )
+
+
+async def _named(backend: Backend, operation: str, path: str, step: Awaitable[T]) -> T:
+    """``await step``; a refusal of the credentials raised as ``AccessDenied`` naming
+    ``operation`` and ``path``."""
+    try:
+        return await step
+    except Exception as exc:
+        denied = denial(exc, operation, backend.url(path))
+        if denied is None:
+            raise
+        raise denied from None
+
+
+async def _all_or_stop(coros: list[Coroutine[Any, Any, None]]) -> None:
+    """Run every one side by side; when one raises, cancel the others, wait for them to
+    unwind, and raise it."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _describe(exc: BaseException) -> str:
