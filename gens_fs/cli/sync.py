@@ -16,6 +16,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from gens_fs.backends import RateLimit
 from gens_fs.cli._common import (
     EngineChoice,
     EngineOption,
@@ -109,6 +110,39 @@ def sync(
     verify: Annotated[
         bool, typer.Option("--verify", help="List the destination again and compare.")
     ] = False,
+    tpslimit: Annotated[
+        float | None,
+        typer.Option(
+            "--tpslimit",
+            min=0.001,
+            metavar="N",
+            help=(
+                "At most N requests a second, all kinds, both sides and every transfer "
+                "together (listing pages, reads, writes, deletes, each retry)."
+            ),
+        ),
+    ] = None,
+    bwlimit: Annotated[
+        str | None,
+        typer.Option(
+            "--bwlimit",
+            metavar="RATE",
+            help=(
+                "At most RATE bytes a second through this process, all transfers together: "
+                "10M (MiB/s), 512K (KiB/s), 1G, 100B; a bare number is KiB/s."
+            ),
+        ),
+    ] = None,
+    fsync: Annotated[
+        bool,
+        typer.Option(
+            "--fsync",
+            help=(
+                "At a local destination, fsync each file and its folder before the "
+                "metadata.json that commits them (survives a power loss; slower)."
+            ),
+        ),
+    ] = False,
     as_json: JsonFlag = False,
     option: OptionList = None,
     engine: EngineOption = EngineChoice.fsspec,
@@ -130,13 +164,18 @@ def sync(
     Exit 0 when everything in scope is synced; 1 when something was not (each on a line
     of its own with why: files that failed, run again to converge; generations held back
     for a missing parent, and the cohorts listing them, each saying what to do); 2 for
-    usage and configuration errors, and for a plan that is refused (too many deletes: a
-    dry run shows it, then exits 2); 130 when interrupted (Ctrl-C; the destination stays
-    consistent: run it again to finish).
+    usage and configuration errors, for a plan that is refused (too many deletes: a dry
+    run shows it, then exits 2) and for access denied (one line naming the operation and
+    the URL; the transfers in flight cancelled, nothing half-written); 130 when
+    interrupted (Ctrl-C; the destination stays consistent: run it again to finish).
+
+    --tpslimit and --bwlimit bound the whole process (both sides, every transfer); a
+    503 SlowDown answer slows every later request of that storage, whatever the limits.
     """
     shared = parse_options(option)
     src_options = {**shared, **parse_options(src_option)}
     dst_options = {**shared, **parse_options(dst_option)}
+    limit = None if tpslimit is None and bwlimit is None else RateLimit(tpslimit, bwlimit)
     seen = _LastProgress()
     bar_enabled = console.is_terminal and not as_json and not dry_run
     try:
@@ -159,12 +198,20 @@ def sync(
                 follow_symlinks=follow_symlinks,
                 allow_orphans=allow_orphans,
                 engine=engine.engine,
+                limit=limit,
+                fsync=fsync,
             )
     except KeyboardInterrupt:
         interrupted(seen.interrupted_message())
     for side in ("source", "destination"):
         found = [(e.path, e.reason) for e in report.ignored if e.side == side]
         warn_ignored(found, where=f"{side} ")
+    for unread in report.unhashed:
+        say(
+            f"gens-fs: warning: {unread.path}: could not be read to compare it ({unread.error});"
+            " copied again instead",
+            err=True,
+        )
     emit(report, as_json, lambda: _print_report(report))
     if report.refused is not None:
         fail(report.refused)
