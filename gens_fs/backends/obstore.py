@@ -67,6 +67,7 @@ from gens_fs.backends.base import (
     Scan,
 )
 from gens_fs.backends.obstore_config import StoreSettings
+from gens_fs.backends.retry import is_access_denied
 from gens_fs.errors import StorageError
 
 T = TypeVar("T")
@@ -232,7 +233,7 @@ class ObstoreBackend(Backend):
             ) from None
         except BaseError as exc:  # the first request most commands send: one line
             mapped = self._mapped(exc, path)  # (a transient one after gens_fs's retries)
-            if mapped is exc and not isinstance(exc, (PermissionDeniedError, UnauthenticatedError)):
+            if mapped is exc and not is_access_denied(exc):
                 mapped = StorageError(f"cannot list {self.url(path)}: {_first(exc)}")
             raise mapped from _cause(mapped, exc)
         start = len(prefix) + 1 if prefix else 0
@@ -296,9 +297,9 @@ class ObstoreBackend(Backend):
         transient: see :data:`_TRANSIENT`). An endpoint that cannot be reached is one such
         request (retried) until ``only_storage`` (after the retries) says what it means."""
         where, text = self.url(path), str(exc)
+        if is_access_denied(exc) and not only_storage:
+            return exc  # raised as it is: the caller names the operation
         if isinstance(exc, (PermissionDeniedError, UnauthenticatedError)):
-            if not only_storage:  # raised as it is: the caller names the operation
-                return exc
             return StorageError(f"access denied to {where}: check your credentials ({_first(exc)})")
         if any(marker in text for marker in _NO_CREDENTIALS):
             return StorageError(

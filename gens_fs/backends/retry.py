@@ -77,6 +77,8 @@ DENIED_CODES = frozenset(
      "AuthorizationPermissionMismatch", "InsufficientAccountPermissions"}
 )  # fmt: skip
 DENIED_NAMES = frozenset({"PermissionDeniedError", "ClientAuthenticationError"})
+# What a refusal says in an error that carries only text (obstore's GenericError).
+_DENIED_TEXT = "status code: 403"
 # Connection-level failures, by class name (or a base class's): the clients' own (aiohttp,
 # botocore, the Azure SDK, http.client), matched by name so that none has to be imported.
 TRANSIENT_NAMES = frozenset(
@@ -186,6 +188,8 @@ def is_access_denied(exc: BaseException) -> bool:
             return True
         if isinstance(link, OSError) and link.errno in (errno.EACCES, errno.EPERM):
             return True
+        if type(link).__module__.startswith("obstore") and _DENIED_TEXT in str(link):
+            return True
     return False
 
 
@@ -197,7 +201,8 @@ def denial(exc: BaseException, operation: str, url: str) -> AccessDenied | None:
     if not is_access_denied(exc):
         return None
     lines = str(exc).strip().splitlines()
-    return AccessDenied(operation, url, lines[0] if lines else type(exc).__name__)
+    said = lines[0].split(": <?xml", 1)[0] if lines else type(exc).__name__  # no body dump
+    return AccessDenied(operation, url, said)
 
 
 def _chain(exc: BaseException) -> Iterator[BaseException]:

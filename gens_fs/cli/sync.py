@@ -166,7 +166,7 @@ def sync(
     for a missing parent, and the cohorts listing them, each saying what to do); 2 for
     usage and configuration errors, for a plan that is refused (too many deletes: a dry
     run shows it, then exits 2) and for access denied (one line naming the operation and
-    the URL; the transfers in flight cancelled, nothing half-written); 130 when
+    the URL; nothing starts after it, nothing is half-written); 130 when
     interrupted (Ctrl-C; the destination stays consistent: run it again to finish).
 
     --tpslimit and --bwlimit bound the whole process (both sides, every transfer); a

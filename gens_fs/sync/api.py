@@ -281,7 +281,7 @@ def apply(
     fail are reported in ``SyncReport.errors`` (see :mod:`gens_fs.sync.execute`); a rerun
     converges. ``verify`` lists the destination again and compares. ``TooManyDeletes``
     when the plan was refused, before anything is written; ``AccessDenied`` at the first
-    refused request (the transfers in flight cancelled: nothing is half-written).
+    refused request (nothing starts after it; nothing is half-written).
     ``fsync``: at a local destination every file and its folder are on disk before the
     commits that need them (see :meth:`~gens_fs.backends.base.Backend.durable`)."""
     if planned.refused is not None:

@@ -14,17 +14,17 @@ Failures: transient errors (dropped connections, 5xx, timeouts) are retried by t
 requests at each side); a file that still fails is reported, its generation (and every
 descendant) is left uncommitted, the rest goes on, and deletes are skipped. Rerunning
 converges. Access denied is not a file's failure but the credentials': the first one
-stops the run (``AccessDenied``, naming the operation and the file), the transfers in
-flight cancelled, so nothing is half-written (a local write is never interrupted, and an
-object PUT lands whole or not at all).
+stops the run (``AccessDenied``, naming the operation and the file): no transfer starts
+after it, the ones in flight end as they would (each file lands whole or not at all: none
+is cut short, and no generation is committed without its files), then it is raised.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
-from typing import Any, NamedTuple, TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import NamedTuple, TypeVar
 
 from gens_fs.backends import Backend, run
 from gens_fs.backends.retry import denial
@@ -79,6 +79,7 @@ class Executor:
         self.failed = False  # a file failed in this run (the plan's held ones do not count)
         self._files_total = 0
         self._bytes_total = 0
+        self._denied: AccessDenied | None = None  # the first refusal: the run stops
 
     def run(self, plan: SyncPlan) -> None:
         """Run ``plan`` to the end on the event loop (blocking). Interrupted (Ctrl-C), it
@@ -139,10 +140,12 @@ class Executor:
 
         async def one(copy: FileCopy) -> None:
             async with limit:
+                if self._denied is not None:
+                    return  # the run stops: nothing more starts
                 try:
                     await self._transfer(copy)
-                except AccessDenied:
-                    raise
+                except AccessDenied as denied:
+                    self._denied = self._denied or denied
                 except Exception as exc:
                     self._fail(copy, exc)
                 else:
@@ -150,7 +153,9 @@ class Executor:
                     self.result.bytes += copy.size
                     self._report_progress()
 
-        await _all_or_stop([one(c) for c in copies])
+        await asyncio.gather(*(one(c) for c in copies))
+        if self._denied is not None:
+            raise self._denied
 
     def _fail(self, copy: FileCopy, exc: Exception) -> None:
         log.warning("sync: %s failed: %s", copy.relpath, exc)
@@ -222,19 +227,6 @@ async def _named(backend: Backend, operation: str, path: str, step: Awaitable[T]
         if denied is None:
             raise
         raise denied from None
-
-
-async def _all_or_stop(coros: list[Coroutine[Any, Any, None]]) -> None:
-    """Run every one side by side; when one raises, cancel the others, wait for them to
-    unwind, and raise it."""
-    tasks = [asyncio.ensure_future(c) for c in coros]
-    try:
-        await asyncio.gather(*tasks)
-    except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        raise
 
 
 def _describe(exc: BaseException) -> str:
