@@ -72,8 +72,8 @@ class TokenBucket:
     def reserve(self, amount: float, now: float | None = None) -> float:
         """Take ``amount`` tokens; the seconds to wait before using them."""
         now = time.monotonic() if now is None else now
-        self._level = min(self.burst, self._level + (now - self._stamp) * self.rate)
-        self._stamp = now
+        self._level = min(self.burst, self._level + max(0.0, now - self._stamp) * self.rate)
+        self._stamp = max(now, self._stamp)
         self._level -= amount
         return max(0.0, -self._level / self.rate)
 
