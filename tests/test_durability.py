@@ -63,9 +63,8 @@ def test_a_durable_write_syncs_files_and_folder_before_the_commit(
     # each file's bytes (under its temporary name, before the rename): both texts, then
     # the commit's
     assert [f.name.split(".")[1] for f in files] == ["raw", "parsed", "metadata"]
-    # the folder after each rename (each file is its own write), then after the commit
+    # the folder once both texts are renamed into it, then after the commit
     assert folder_syncs(fsyncs, gen) == [
-        {"raw.txt"},
         {"raw.txt", "parsed.txt"},
         {"raw.txt", "parsed.txt", "metadata.json"},
     ]

