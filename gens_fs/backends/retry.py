@@ -77,8 +77,6 @@ DENIED_CODES = frozenset(
      "AuthorizationPermissionMismatch", "InsufficientAccountPermissions"}
 )  # fmt: skip
 DENIED_NAMES = frozenset({"PermissionDeniedError", "ClientAuthenticationError"})
-# What a refusal says in an error that carries only text (obstore's GenericError).
-_DENIED_TEXT = "status code: 403"
 # Connection-level failures, by class name (or a base class's): the clients' own (aiohttp,
 # botocore, the Azure SDK, http.client), matched by name so that none has to be imported.
 TRANSIENT_NAMES = frozenset(
@@ -187,8 +185,6 @@ def is_access_denied(exc: BaseException) -> bool:
         if isinstance(link, PermissionError) or names & DENIED_NAMES:
             return True
         if isinstance(link, OSError) and link.errno in (errno.EACCES, errno.EPERM):
-            return True
-        if type(link).__module__.startswith("obstore") and _DENIED_TEXT in str(link):
             return True
     return False
 
