@@ -369,10 +369,8 @@ class GensStore:
         With ``overwrite=True`` the old ``metadata.json`` is removed first (readers see an
         uncommitted generation, never a mix) and text files not given are removed.
 
-        ``durable``: on local disk, each file and its folder are ``fsync``ed before the
-        commit, and the commit before ``write`` returns, so that a power loss cannot take
-        back a generation it reported written (object stores: a write is durable once
-        acknowledged, so nothing changes there).
+        ``durable``: on local disk, the files and their folder are ``fsync``ed before the
+        commit, and the commit before ``write`` returns (object stores: nothing changes).
         """
         meta_path = self.path(stage, gen_id, METADATA_FILE)
         where = self._backend.url(meta_path)

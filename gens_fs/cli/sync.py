@@ -47,6 +47,39 @@ StageList = Annotated[
         help="Sync only this stage (repeatable); leaves cohorts/ out.",
     ),
 ]
+TpsLimit = Annotated[
+    float | None,
+    typer.Option(
+        "--tpslimit",
+        min=0.001,
+        metavar="N",
+        help=(
+            "At most N requests a second, all kinds, both sides and every transfer "
+            "together (listing pages, reads, writes, deletes, each retry)."
+        ),
+    ),
+]
+BwLimit = Annotated[
+    str | None,
+    typer.Option(
+        "--bwlimit",
+        metavar="RATE",
+        help=(
+            "At most RATE bytes a second through this process, all transfers together: "
+            "10M (MiB/s), 512K (KiB/s), 1G, 100B; a bare number is KiB/s."
+        ),
+    ),
+]
+Fsync = Annotated[
+    bool,
+    typer.Option(
+        "--fsync",
+        help=(
+            "At a local destination, fsync each file and its folder before the "
+            "metadata.json that commits them (survives a power loss; slower)."
+        ),
+    ),
+]
 # How many held-back or uncommitted generations the summary names before "...".
 NAMES_SHOWN: Final = 10
 
@@ -110,39 +143,9 @@ def sync(
     verify: Annotated[
         bool, typer.Option("--verify", help="List the destination again and compare.")
     ] = False,
-    tpslimit: Annotated[
-        float | None,
-        typer.Option(
-            "--tpslimit",
-            min=0.001,
-            metavar="N",
-            help=(
-                "At most N requests a second, all kinds, both sides and every transfer "
-                "together (listing pages, reads, writes, deletes, each retry)."
-            ),
-        ),
-    ] = None,
-    bwlimit: Annotated[
-        str | None,
-        typer.Option(
-            "--bwlimit",
-            metavar="RATE",
-            help=(
-                "At most RATE bytes a second through this process, all transfers together: "
-                "10M (MiB/s), 512K (KiB/s), 1G, 100B; a bare number is KiB/s."
-            ),
-        ),
-    ] = None,
-    fsync: Annotated[
-        bool,
-        typer.Option(
-            "--fsync",
-            help=(
-                "At a local destination, fsync each file and its folder before the "
-                "metadata.json that commits them (survives a power loss; slower)."
-            ),
-        ),
-    ] = False,
+    tpslimit: TpsLimit = None,
+    bwlimit: BwLimit = None,
+    fsync: Fsync = False,
     as_json: JsonFlag = False,
     option: OptionList = None,
     engine: EngineOption = EngineChoice.fsspec,
@@ -203,6 +206,16 @@ def sync(
             )
     except KeyboardInterrupt:
         interrupted(seen.interrupted_message())
+    _warn(report)
+    emit(report, as_json, lambda: _print_report(report))
+    if report.refused is not None:
+        fail(report.refused)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _warn(report: SyncReport) -> None:
+    """One line on stderr per warning: entries left alone, files not compared."""
     for side in ("source", "destination"):
         found = [(e.path, e.reason) for e in report.ignored if e.side == side]
         warn_ignored(found, where=f"{side} ")
@@ -212,11 +225,6 @@ def sync(
             " copied again instead",
             err=True,
         )
-    emit(report, as_json, lambda: _print_report(report))
-    if report.refused is not None:
-        fail(report.refused)
-    if not report.ok:
-        raise typer.Exit(1)
 
 
 class _LastProgress:

@@ -43,7 +43,7 @@ import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from gens_fs.backends import Engine, RateLimit, SyncBackend
 from gens_fs.backends.retry import RetryPolicy
@@ -202,17 +202,13 @@ def plan_sync(
     built: ``DataRoot(path, fs=my_fs)``, or with an engine of its own). ``engine`` serves
     both sides' object stores otherwise. Raises ``StorageError`` for an unusable storage,
     ``NotADataRoot`` / ``OverlappingRoots`` for roots refused (see the module),
-    ``CohortNotFound`` for an unknown cohort. ``checksum`` compares every file by content.
-    ``retry``: how every request of this sync, at either side, is retried after a transient
-    error (default: each root's own policy; see :class:`~gens_fs.backends.RetryPolicy`).
-    ``limit``: one :class:`~gens_fs.backends.RateLimit` for every request of the sync, both
-    sides together (requests and bytes a second). ``AccessDenied`` when the storage
-    refuses a listing or a read.
+    ``CohortNotFound`` for an unknown cohort, ``AccessDenied`` for a refused listing or
+    read. ``checksum`` compares every file by content. ``retry``: how every request, at
+    either side, is retried (default: each root's own policy; see ``RetryPolicy``).
+    ``limit``: one ``RateLimit`` for every request of the sync, both sides together.
     """
     started = time.monotonic()
-    source = open_root(src, src_options, engine, retry, limit)
-    target = open_root(dst, dst_options, engine, retry, limit)
-    check_roots(source, target)
+    source, target = _open_roots(src, dst, src_options, dst_options, engine, retry, limit)
     require_data_root(
         source, what="source data root", allow_empty=allow_empty_source, if_empty=_EMPTY_SOURCE_HINT
     )
@@ -220,17 +216,10 @@ def plan_sync(
     scope = reads.scope(stages, cohort)
     if scope.cohort is not None and membership_path(scope.cohort) in reads.unreadable:
         return _cohort_unreadable(source, target, scope, reads.unreadable, checksum, started)
-    src_listing = list_data_root(source, scope.roots(), follow_symlinks=follow_symlinks)
-    dst_folders = scope.roots() + scope.context_roots()
-    dst_listing = list_data_root(target, dst_folders, follow_symlinks=follow_symlinks)
-    src_in = scope.filter(src_listing.files)
-    unhashed: dict[str, str] = {}
-    src_files, dst_files = fill_hashes(
-        source, target, src_in, dst_listing.files, checksum=checksum, failed=unhashed
-    )
-    diff = Diff.of(src_files, dst_files, scope)
+    listed = _list_and_hash(source, target, scope, follow_symlinks, checksum)
+    diff = Diff.of(listed.src_files, listed.dst_files, scope)
     parents = reads.parents(diff.parents_to_read())
-    probed = reads.committed(parents_to_probe(parents, dst_files, scope))
+    probed = reads.committed(parents_to_probe(parents, listed.dst_files, scope))
     plan = make_plan(
         diff, parents=parents, delete=delete, allow_orphans=allow_orphans, probed=probed
     )
@@ -241,14 +230,63 @@ def plan_sync(
         target=target,
         scope=scope,
         plan=plan,
-        src_files=src_files,
+        src_files=listed.src_files,
         prefetched=reads.prefetched,
-        ignored=_ignored(scope, src_listing, src_in, dst_listing),
+        ignored=_ignored(scope, listed.src, listed.src_in, listed.dst),
         refused=delete_refusal(plan, max_delete),
         checksum=checksum,
         started=started,
-        unhashed=unhashed,
+        unhashed=listed.unhashed,
     )
+
+
+def _open_roots(
+    src: Root,
+    dst: Root,
+    src_options: Mapping[str, Any] | None,
+    dst_options: Mapping[str, Any] | None,
+    engine: Engine,
+    retry: RetryPolicy | None,
+    limit: RateLimit | None,
+) -> tuple[SyncBackend, SyncBackend]:
+    """Both roots opened (one ``limit`` for both) and checked against each other."""
+    source = open_root(src, src_options, engine, retry, limit)
+    target = open_root(dst, dst_options, engine, retry, limit)
+    check_roots(source, target)
+    return source, target
+
+
+class _Listed(NamedTuple):
+    """Both sides listed in scope, hashed where the comparison needs it: the listings,
+    the source's files in scope, both sides' files to compare, and the files that could
+    not be read to hash (relpath -> why)."""
+
+    src: Listing
+    dst: Listing
+    src_in: Files
+    src_files: Files
+    dst_files: Files
+    unhashed: dict[str, str]
+
+
+def _list_and_hash(
+    source: SyncBackend,
+    target: SyncBackend,
+    scope: SyncScope,
+    follow_symlinks: bool,
+    checksum: bool,
+) -> _Listed:
+    """One recursive listing per scope root and side (the destination's ancestor stages
+    too, for context), then the hashes the comparison needs."""
+    src_listing = list_data_root(source, scope.roots(), follow_symlinks=follow_symlinks)
+    dst_folders = scope.roots() + scope.context_roots()
+    dst_listing = list_data_root(target, dst_folders, follow_symlinks=follow_symlinks)
+    src_in = scope.filter(src_listing.files)
+    unhashed: dict[str, str] = {}
+    src_files, dst_files = fill_hashes(
+        source, target, src_in, dst_listing.files, checksum=checksum, failed=unhashed
+    )
+    return _Listed(src_listing, dst_listing, src_in, src_files, dst_files, unhashed)
 
 
 def _cohort_unreadable(
