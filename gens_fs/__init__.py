@@ -3,11 +3,13 @@
 Layout: ``<data_root>/gens/<stage>/<gen_id>/{raw.txt,parsed.txt,prompt.txt,metadata.json}``.
 """
 
+from gens_fs.backends.limits import RateLimit
 from gens_fs.backends.retry import RetryPolicy
 from gens_fs.check import CheckReport, Finding, check
 from gens_fs.cohorts import MembershipRow
 from gens_fs.data_root import DataRoot, cohort_ids, read_membership, write_membership
 from gens_fs.errors import (
+    AccessDenied,
     CohortNotFound,
     GenerationExists,
     GenerationNotFound,
@@ -35,6 +37,7 @@ from gens_fs.tables import to_arrow, to_pandas
 __all__ = [
     "PARENT_STAGE",
     "STAGES",
+    "AccessDenied",
     "CheckReport",
     "CohortNotFound",
     "DataRoot",
@@ -54,6 +57,7 @@ __all__ = [
     "MembershipRow",
     "MissingExtra",
     "ParentNotFound",
+    "RateLimit",
     "RetryPolicy",
     "Selection",
     "StorageError",

@@ -16,6 +16,7 @@ from gens_fs.backends import (
     Capabilities,
     Children,
     Engine,
+    RateLimit,
     RetryPolicy,
     SyncBackend,
     open_backend,
@@ -43,7 +44,7 @@ from gens_fs.store import GensStore
 
 class DataRoot:
     """A data root: ``gens/`` and ``cohorts/`` side by side on one filesystem.
-    ``engine`` and ``retry``: as for :class:`~gens_fs.store.GensStore`."""
+    ``engine``, ``retry`` and ``limit``: as for :class:`~gens_fs.store.GensStore`."""
 
     def __init__(
         self,
@@ -53,9 +54,10 @@ class DataRoot:
         fs: Any = None,
         engine: Engine = "fsspec",
         retry: RetryPolicy | None = None,
+        limit: RateLimit | None = None,
     ) -> None:
         backend = open_backend(
-            root, storage_options=storage_options, fs=fs, engine=engine, retry=retry
+            root, storage_options=storage_options, fs=fs, engine=engine, retry=retry, limit=limit
         )
         self.backend = SyncBackend(backend)
 
@@ -120,9 +122,15 @@ class DataRoot:
                 out[cohort_id] = exc
         return out
 
-    def write_membership(self, cohort_id: str, rows: Iterable[MembershipRow]) -> None:
+    def write_membership(
+        self, cohort_id: str, rows: Iterable[MembershipRow], *, durable: bool = False
+    ) -> None:
+        """Write the cohort's ``membership.csv`` (atomically on local disk; one PUT on S3);
+        ``durable``: on local disk, on disk (file and folder ``fsync``ed) before it
+        returns."""
         path = self.membership_file(cohort_id)
-        self.backend.write_many({path: format_membership(rows)})
+        backend = self.backend.durable() if durable else self.backend
+        backend.write_many({path: format_membership(rows)})
 
     def cohort_ids(self) -> list[str]:
         """The cohorts that have a ``membership.csv``, sorted: one listing of ``cohorts/``."""
@@ -172,9 +180,12 @@ def write_membership(
     rows: Iterable[MembershipRow | Mapping[str, str] | tuple[str, str]],
     *,
     storage_options: Mapping[str, Any] | None = None,
+    durable: bool = False,
 ) -> None:
-    """Write a cohort's ``membership.csv`` (atomically on local disk; one PUT on S3)."""
-    DataRoot(data_root, storage_options=storage_options).write_membership(cohort_id, _rows(rows))
+    """Write a cohort's ``membership.csv`` (atomically on local disk; one PUT on S3;
+    ``durable``: see :meth:`DataRoot.write_membership`)."""
+    root = DataRoot(data_root, storage_options=storage_options)
+    root.write_membership(cohort_id, _rows(rows), durable=durable)
 
 
 def cohort_ids(

@@ -77,3 +77,22 @@ class InvalidDuration(GensError, ValueError):
 class MissingExtra(GensError, ImportError):
     """An optional part of gens_fs whose dependencies are not installed; the message says
     which extra to install (``pip install 'gens_fs[tables]'``)."""
+
+
+class AccessDenied(StorageError, PermissionError):
+    """The storage refused the credentials in use an ``operation`` (``listing``,
+    ``reading``, ``writing``, ``deleting``, ``copying``) on ``url``. Never retried: every
+    request of its kind would meet the same answer, so a command stops at the first."""
+
+    def __init__(self, operation: str, url: str, detail: str = "") -> None:
+        self.operation = operation
+        self.url = url
+        self.detail = detail
+        said = f" ({detail})" if detail else ""
+        super().__init__(
+            f"access denied {operation} {url}{said}: check the credentials in use and what "
+            "they may do there"
+        )
+
+    def __reduce__(self) -> tuple[type[AccessDenied], tuple[str, str, str]]:
+        return (type(self), (self.operation, self.url, self.detail))

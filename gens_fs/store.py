@@ -20,7 +20,14 @@ import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Literal
 
-from gens_fs.backends import Capabilities, Engine, RetryPolicy, SyncBackend, open_backend
+from gens_fs.backends import (
+    Capabilities,
+    Engine,
+    RateLimit,
+    RetryPolicy,
+    SyncBackend,
+    open_backend,
+)
 from gens_fs.errors import (
     GenerationExists,
     GenerationNotFound,
@@ -77,7 +84,9 @@ class GensStore:
     ``retry``: how a request that fails with a transient error (a dropped connection, a
     5xx, a timeout) is retried, on every storage but local disk and memory; by default
     :class:`~gens_fs.backends.retry.RetryPolicy`'s 5 attempts (on S3, the attempts the
-    options' ``config_kwargs.retries`` ask for).
+    options' ``config_kwargs.retries`` ask for). ``limit``: a
+    :class:`~gens_fs.backends.limits.RateLimit` every request is charged to (requests and
+    bytes a second; shared with every store, data root or sync given the same object).
 
     ``side_write_root``, a data root on the same filesystem (path or URL), turns on the
     spec's raw side-writes: each ``write`` with a raw text also writes it to
@@ -94,9 +103,10 @@ class GensStore:
         side_write_root: str | os.PathLike[str] | None = None,
         engine: Engine = "fsspec",
         retry: RetryPolicy | None = None,
+        limit: RateLimit | None = None,
     ) -> None:
         backend = open_backend(
-            root, storage_options=storage_options, fs=fs, engine=engine, retry=retry
+            root, storage_options=storage_options, fs=fs, engine=engine, retry=retry, limit=limit
         )
         self._attach(SyncBackend(backend), side_write_root)
 
@@ -343,6 +353,7 @@ class GensStore:
         parsed: str | None = None,
         prompt: str | None = None,
         overwrite: bool = False,
+        durable: bool = False,
     ) -> Generation:
         """Write a generation: the text files first, ``metadata.json`` last (the commit).
 
@@ -357,6 +368,9 @@ class GensStore:
         ``metadata.json`` is the metadata's JSON object as given (``to_dict``), indented.
         With ``overwrite=True`` the old ``metadata.json`` is removed first (readers see an
         uncommitted generation, never a mix) and text files not given are removed.
+
+        ``durable``: on local disk, the files and their folder are ``fsync``ed before the
+        commit, and the commit before ``write`` returns (object stores: nothing changes).
         """
         meta_path = self.path(stage, gen_id, METADATA_FILE)
         where = self._backend.url(meta_path)
@@ -383,26 +397,34 @@ class GensStore:
             for f, v in texts.items()
             if v is not None
         }
-        self._put(stage, gen_id, given, meta.to_json().encode("utf-8"), overwrite=overwrite)
+        backend = self._backend.durable() if durable else self._backend
+        self._put(backend, (stage, gen_id), given, meta.to_json().encode("utf-8"), overwrite)
         log.debug("wrote %s", self.path(stage, gen_id))
         if raw is not None and self.side_write_root is not None:
             self._side_write_raw(stage, gen_id, raw)
         return Generation(stage=stage, gen_id=gen_id, metadata=meta, **texts)
 
     def _put(
-        self, stage: str, gen_id: str, texts: Mapping[str, bytes], meta: bytes, *, overwrite: bool
+        self,
+        backend: SyncBackend,
+        key: GenKey,
+        texts: Mapping[str, bytes],
+        meta: bytes,
+        overwrite: bool,
     ) -> None:
-        """The writes of :meth:`write`, once everything is checked: the texts, then the
-        commit (over an old one: uncommitted first, and its texts not given removed)."""
+        """The writes of :meth:`write` through ``backend``, once everything is checked:
+        the texts, then the commit (over an old one: uncommitted first, and its texts not
+        given removed)."""
+        stage, gen_id = key
         meta_path = self.path(stage, gen_id, METADATA_FILE)
         if overwrite:
-            self._backend.remove([meta_path])
-        self._backend.write_many(texts)
+            backend.remove([meta_path])
+        backend.write_many(texts)
         if overwrite:
             stale = [self.path(stage, gen_id, name) for name in TEXT_FILES.values()]
-            self._backend.remove(p for p in stale if p not in texts)
-            self._backend.write_many({meta_path: meta})
-        elif not self._backend.create(meta_path, meta):
+            backend.remove(p for p in stale if p not in texts)
+            backend.write_many({meta_path: meta})
+        elif not backend.create(meta_path, meta):
             raise self._exists_error(stage, gen_id)
 
     def _side_write_raw(self, stage: str, gen_id: str, raw: str) -> None:

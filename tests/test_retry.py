@@ -20,7 +20,15 @@ from azure.core.exceptions import HttpResponseError, ServiceRequestError
 from botocore.exceptions import ClientError, EndpointConnectionError
 from s3fs.errors import translate_boto_error
 
-from gens_fs import DataRoot, GenerationNotFound, GensStore, MembershipRow, StorageError, sync
+from gens_fs import (
+    AccessDenied,
+    DataRoot,
+    GenerationNotFound,
+    GensStore,
+    MembershipRow,
+    StorageError,
+    sync,
+)
 from gens_fs.backends import RetryPolicy, SyncBackend, is_transient
 from gens_fs.backends.retry import policy_from_options
 from gens_fs.testing.azure import ACCOUNT_NAME, azure_storage_options, connection_string
@@ -319,16 +327,18 @@ def test_permanent_answers_are_not_retried(
     assert set(per_path(s3_middleware, "GET").values()) == {1}
 
 
-def test_a_denied_sync_write_is_reported_after_one_request(
+def test_a_denied_sync_write_stops_the_sync_after_one_request(
     tmp_path: Path, moto_server: MotoServer, bucket: str, s3_middleware: S3Middleware
 ) -> None:
+    """Access denied is the credentials' failure, not a file's: the first one stops the
+    sync (the transfers in flight cancelled), each denied PUT sent once."""
     src, dst, so, do = sides("local-s3", tmp_path, moto_server, bucket, s3_middleware)
     s3_middleware.faults = FaultPlan(rate=1.0, kinds=("403",), only_ops=("PUT",))
-    report = sync(src, dst, src_options=so, dst_options=do, retry=FAST)
+    with pytest.raises(AccessDenied, match=r"^access denied writing s3://") as denied:
+        sync(src, dst, src_options=so, dst_options=do, retry=FAST)
+    assert denied.value.operation == "writing" and "/dst/gens/" in denied.value.url
     puts = per_path(s3_middleware, "PUT")
-    assert puts and set(puts.values()) == {1} and not report.ok
-    denied = {e.path for e in report.errors if "PermissionError" in e.error}
-    assert {path.split("/dst/", 1)[1] for path in puts} == denied
+    assert puts and set(puts.values()) == {1}
 
 
 # -- the probe keeps its bound ---------------------------------------------------------------

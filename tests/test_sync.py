@@ -5,6 +5,7 @@ s3fs sends; botocore's own retries are below it)."""
 from __future__ import annotations
 
 import collections
+import errno
 import os
 import subprocess
 import uuid
@@ -233,7 +234,7 @@ def test_failed_file_leaves_its_lineage_uncommitted_and_rerun_converges(
         for path in files:
             calls[path] += 1
             if path.endswith("essay/e1/raw.txt"):
-                raise PermissionError("denied")  # the one failure; local disk is not retried
+                raise OSError(errno.EIO, "I/O error")  # the one failure; local disk: no retry
         await original(self, files)
 
     monkeypatch.setattr(LocalBackend, "write", flaky)

@@ -5,7 +5,8 @@ Blob, or any other fsspec filesystem through the generic path; S3, GCS and Azure
 through obstore with ``engine="obstore"``); :class:`SyncBackend` is its
 blocking view for synchronous code, and :func:`run` the one way onto the event loop. Every
 backend that costs requests is behind the one retry layer (:class:`RetryPolicy`,
-:func:`is_transient`: :mod:`gens_fs.backends.retry`). Nothing outside this package imports a
+:func:`is_transient`: :mod:`gens_fs.backends.retry`), and, when given one, a
+:class:`RateLimit` (:mod:`gens_fs.backends.limits`). Nothing outside this package imports a
 storage library or asks which backend it holds.
 """
 
@@ -23,9 +24,10 @@ from gens_fs.backends.base import (
     Scan,
     Stat,
 )
+from gens_fs.backends.limits import RateLimit, parse_bandwidth
 from gens_fs.backends.loop import SyncBackend, run
 from gens_fs.backends.open import ENGINES, Engine, open_backend
-from gens_fs.backends.retry import RetryPolicy, is_transient
+from gens_fs.backends.retry import RetryPolicy, is_access_denied, is_throttle, is_transient
 
 __all__ = [
     "ENGINES",
@@ -38,13 +40,17 @@ __all__ = [
     "Ignored",
     "Leftovers",
     "ListingHash",
+    "RateLimit",
     "ReadResult",
     "Removed",
     "RetryPolicy",
     "Scan",
     "Stat",
     "SyncBackend",
+    "is_access_denied",
+    "is_throttle",
     "is_transient",
     "open_backend",
+    "parse_bandwidth",
     "run",
 ]

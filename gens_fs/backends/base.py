@@ -147,6 +147,12 @@ class Backend(ABC):
     runs_inline: ClassVar[bool] = False
     """True when no coroutine of this backend ever waits on the event loop (plain OS calls),
     so synchronous callers may run them in their own thread (local disk's fast path)."""
+    delete_batch: ClassVar[int] = 1
+    """How many files one delete request removes (S3's DeleteObjects: 1,000): what a rate
+    limit charges a ``delete`` (:mod:`gens_fs.backends.limits`)."""
+    list_page: ClassVar[int] = 1000
+    """The most files one listing page holds (S3 and GCS: 1,000; Azure: 5,000, so counted
+    high): how a rate limit counts a listing's pages after it."""
 
     def __init__(self, root: str) -> None:
         self.root = root.rstrip("/") or root
@@ -175,6 +181,13 @@ class Backend(ABC):
         other = copy.copy(self)
         other.root = root.rstrip("/") or root
         return other
+
+    def durable(self) -> Backend:
+        """This storage with every change on disk before the call returns, for callers
+        that must survive a power loss: local disk overrides it (``fsync`` of each file
+        and of the folders whose entries changed). An object store has acknowledged a
+        write only once it is stored, and memory has no disk: itself, as it is."""
+        return self
 
     @abstractmethod
     async def read(self, paths: Sequence[str]) -> dict[str, ReadResult]:

@@ -4,11 +4,17 @@ Reads skip fsspec's file objects: a plain ``open().read()`` is what a pathlib re
 and a local ``load`` should cost no more than that. Every primitive is plain OS calls that
 never wait on the event loop (``runs_inline``), so synchronous callers run them in their
 own thread; the sync executor awaits them on its loop like any other backend's.
+
+A rename is atomic, not durable: after a power loss the file system may come back without
+it. :meth:`LocalBackend.durable` gives the view that ``fsync``s each file before its rename
+and each folder whose entries changed (new folders in their parents too) before the call
+returns, for writers that need a commit to survive a power loss.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import stat
 import uuid
@@ -29,7 +35,7 @@ from gens_fs.backends.base import (
 )
 from gens_fs.backends.local_leftovers import find_leftovers, remove_leftovers
 from gens_fs.backends.local_walk import LocalWalk, open_regular
-from gens_fs.errors import StorageError
+from gens_fs.errors import AccessDenied, StorageError
 from gens_fs.layout import temp_file_name
 
 LOCAL = Capabilities(exclusive_create=True, listing_hash=None, costs_requests=False)
@@ -40,6 +46,13 @@ class LocalBackend(Backend):
 
     capabilities = LOCAL
     runs_inline: ClassVar[bool] = True
+    fsync: bool = False
+    """Every change on disk before a call returns (see :meth:`durable`)."""
+
+    def durable(self) -> LocalBackend:
+        other = copy.copy(self)
+        other.fsync = True
+        return other
 
     @property
     def service(self) -> str:
@@ -70,16 +83,19 @@ class LocalBackend(Backend):
 
     async def write(self, files: Mapping[str, bytes]) -> None:
         for path, data in files.items():
-            temp = _write_temp(path, data)
+            temp = _write_temp(path, data, self.fsync)
             try:
                 os.replace(temp, path)
             except BaseException:
                 with contextlib.suppress(OSError):
                     os.unlink(temp)
                 raise
+        if self.fsync:  # the renames themselves
+            for folder in {os.path.dirname(p) for p in files}:
+                _fsync_folder(folder)
 
     async def create(self, path: str, data: bytes) -> bool:
-        temp = _write_temp(path, data)
+        temp = _write_temp(path, data, self.fsync)
         try:
             os.link(temp, path)  # fails with EEXIST if the target exists: exclusive
         except FileExistsError:
@@ -87,6 +103,8 @@ class LocalBackend(Backend):
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
+            if self.fsync:  # the link (and the temporary name gone)
+                _fsync_folder(os.path.dirname(path))
         return True
 
     async def scan(self, prefixes: Sequence[str], *, follow_symlinks: bool = False) -> Scan:
@@ -114,7 +132,7 @@ class LocalBackend(Backend):
         except NotADirectoryError:
             raise StorageError(f"{path} is a file, not a folder") from None
         except PermissionError as exc:
-            raise StorageError(f"access denied to {path}: {exc}") from None
+            raise AccessDenied("listing", path, str(exc)) from None
         return Children(frozenset(folders), frozenset(files), True)
 
     async def delete(self, paths: Sequence[str]) -> None:
@@ -123,9 +141,14 @@ class LocalBackend(Backend):
         for path in paths:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-        for folder in sorted({os.path.dirname(p) for p in paths}, key=len, reverse=True):
+        folders = sorted({os.path.dirname(p) for p in paths}, key=len, reverse=True)
+        for folder in folders:
             with contextlib.suppress(OSError):  # not empty, or gone: leave it
                 os.rmdir(folder)
+        if self.fsync:  # each folder that lost an entry: itself, or its parent once removed
+            for folder in {f if os.path.isdir(f) else os.path.dirname(f) for f in folders}:
+                with contextlib.suppress(FileNotFoundError):
+                    _fsync_folder(folder)
 
     async def stream(
         self, path: str, chunk_size: int = STREAM_CHUNK
@@ -174,12 +197,39 @@ async def _chunks(handle: IO[bytes], chunk_size: int) -> AsyncIterator[bytes]:
             yield chunk
 
 
-def _write_temp(path: str, data: bytes) -> str:
+def _write_temp(path: str, data: bytes, fsync: bool) -> str:
+    """``data`` in a new hidden file beside ``path`` (its folders made); with ``fsync``
+    on disk, and so are the folders made, before it returns."""
     directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
+    _make_folders(directory, fsync)
     # Hidden temporary name in the same directory: listings skip it, and the rename that
     # follows stays on one filesystem, so it is atomic.
     temp = os.path.join(directory, temp_file_name(os.path.basename(path), uuid.uuid4().hex))
     with open(temp, "wb") as handle:
         handle.write(data)
+        if fsync:
+            handle.flush()
+            os.fsync(handle.fileno())
     return temp
+
+
+def _make_folders(directory: str, fsync: bool) -> None:
+    """``os.makedirs``; with ``fsync``, each folder made is on disk in its parent."""
+    made: list[str] = []
+    if fsync:
+        folder = directory
+        while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+            made.append(folder)
+            folder = os.path.dirname(folder)
+    os.makedirs(directory, exist_ok=True)
+    for folder in reversed(made):  # outermost first: each entry after its parent's
+        _fsync_folder(os.path.dirname(folder))
+
+
+def _fsync_folder(folder: str) -> None:
+    """Flush ``folder``'s entries (names added, renamed, removed) to disk."""
+    handle = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)

@@ -21,7 +21,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
-from collections.abc import AsyncIterator, Collection, Coroutine, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Collection,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from typing import Any, NoReturn, TypeVar
 
 from fsspec.asyn import get_loop
@@ -37,7 +45,7 @@ from gens_fs.backends.base import (
     Scan,
 )
 from gens_fs.backends.retried import with_retries
-from gens_fs.backends.retry import RetryPolicy, is_transient
+from gens_fs.backends.retry import RetryPolicy, denial, is_transient
 from gens_fs.errors import SpecialFile
 
 T = TypeVar("T")
@@ -137,16 +145,30 @@ class SyncBackend:
         mine, theirs = self.backend, other.backend
         return mine.service == theirs.service and mine.root == theirs.root
 
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+    def durable(self) -> SyncBackend:
+        """The same storage and root, every change on disk before a call returns (see
+        :meth:`~gens_fs.backends.base.Backend.durable`)."""
+        return SyncBackend(self.backend.durable())
+
+    def _run(self, coro: Coroutine[Any, Any, T], operation: str, where: str | None = None) -> T:
+        """``coro``'s result; its failure raised as :meth:`raise_for` says, for
+        ``operation`` on ``where`` (a path; the root when not given)."""
         try:
             return run_inline(coro) if self.backend.runs_inline else run(coro)
         except Exception as exc:
-            self.raise_for(exc)
+            self.raise_for(exc, operation, where)
 
-    def raise_for(self, exc: BaseException) -> NoReturn:
-        """Raise ``exc``, as a ``StorageError`` when it means the storage cannot be used,
-        and a transient failure that outlasted the retries as a ``ConnectionError``
-        whichever client raised it (aiohttp's and botocore's are not ``OSError``s)."""
+    def raise_for(
+        self, exc: BaseException, operation: str = "using", where: str | None = None
+    ) -> NoReturn:
+        """Raise ``exc``: as ``AccessDenied`` naming ``operation`` and ``where`` (a path;
+        the root when not given) when the storage refused these credentials; as a
+        ``StorageError`` when it means the storage cannot be used; and a transient failure
+        that outlasted the retries as a ``ConnectionError`` whichever client raised it
+        (aiohttp's and botocore's are not ``OSError``s)."""
+        denied = denial(exc, operation, self.url(self.root if where is None else where))
+        if denied is not None:
+            raise denied from None
         mapped = self.backend.storage_error(exc)
         if mapped is not None:
             raise mapped from None
@@ -160,28 +182,33 @@ class SyncBackend:
         out: dict[str, bytes | None] = {}
         for path, value in self.read_each(paths).items():
             if isinstance(value, Exception):
-                self.raise_for(value)
+                self.raise_for(value, "reading", path)
             out[path] = value
         return out
 
     def read_each(self, paths: list[str]) -> dict[str, bytes | Exception | None]:
         """Like :meth:`read_many`, but a file that cannot be read (after the retries of a
         transient failure) gives its exception instead of failing the whole batch."""
-        return self._run(self.backend.read(paths)) if paths else {}
+        return self._run(self.backend.read(paths), "reading", _one(paths)) if paths else {}
 
     def write_many(self, files: Mapping[str, bytes]) -> None:
-        """Write every file (overwriting); each file lands whole or not at all."""
-        if files:
-            self._run(self.backend.write(files))
+        """Write every file (overwriting); each file lands whole or not at all. The first
+        file that failed is raised, named."""
+        if not files:
+            return
+        failed = self._run(_write_each(self.backend, files), "writing")
+        if failed is not None:
+            self.raise_for(failed[1], "writing", failed[0])
 
     def create(self, path: str, data: bytes) -> bool:
         """Create ``path`` only if it does not exist; False if it did."""
-        return self._run(self.backend.create(path, data))
+        return self._run(self.backend.create(path, data), "writing", path)
 
     def scan(self, prefixes: list[str], *, follow_symlinks: bool = False) -> Scan:
         """Every file under the ``prefixes`` with its size and listing hash, and the entries
         the listing left out."""
-        return self._run(self.backend.scan(prefixes, follow_symlinks=follow_symlinks))
+        scan = self.backend.scan(prefixes, follow_symlinks=follow_symlinks)
+        return self._run(scan, "listing", _one(prefixes))
 
     def listing_info_many(self, prefixes: list[str]) -> dict[str, FileInfo]:
         """:meth:`scan`'s files."""
@@ -193,57 +220,100 @@ class SyncBackend:
 
     def children(self, path: str, *, stop_at: Collection[str] = ()) -> Children:
         """What ``path`` holds at its first level: one listing."""
-        return self._run(self.backend.children(path, stop_at=stop_at))
+        return self._run(self.backend.children(path, stop_at=stop_at), "listing", path)
 
     def remove(self, paths: Iterable[str]) -> None:
         """Remove files; already-missing ones are fine."""
         paths = list(paths)
         if paths:
-            self._run(self.backend.delete(paths))
+            self._run(self.backend.delete(paths), "deleting", _one(paths))
 
     def leftovers(self, prefixes: list[str]) -> Leftovers:
         """What killed writers left under ``prefixes`` (see ``Backend.leftovers``)."""
-        return self._run(self.backend.leftovers(prefixes))
+        return self._run(self.backend.leftovers(prefixes), "listing", _one(prefixes))
 
     def remove_leftovers(self, files: list[str], folders: list[str]) -> list[Removed]:
         """Remove temporary ``files``, then ``folders`` while empty; one result each."""
         if not files and not folders:
             return []
-        return self._run(self.backend.remove_leftovers(files, folders))
+        return self._run(
+            self.backend.remove_leftovers(files, folders), "deleting", _one([*files, *folders])
+        )
 
     def blocked_folder(self, folders: Iterable[str]) -> str | None:
         """The first of ``folders`` (or of the folders above them) that exists as something
         other than a folder, so nothing can be written below it."""
-        return self._run(self.backend.blocked_folder(set(folders)))
+        return self._run(self.backend.blocked_folder(set(folders)), "listing")
 
     def iter_file(self, path: str, chunk_size: int = STREAM_CHUNK) -> Iterator[bytes] | None:
         """One file's bytes, as they are, in chunks of at most ``chunk_size``; ``None`` when
         the file is missing. Opened here, read as the caller iterates, closed at the end."""
-        chunks = self._run(self.backend.stream(path, chunk_size))
-        return None if chunks is None else self._blocking(chunks)
+        chunks = self._run(self.backend.stream(path, chunk_size), "reading", path)
+        return None if chunks is None else self._blocking(chunks, path)
 
-    def _blocking(self, chunks: AsyncIterator[bytes]) -> Iterator[bytes]:
+    def _blocking(self, chunks: AsyncIterator[bytes], path: str) -> Iterator[bytes]:
         try:
             while True:
                 try:
-                    yield self._run(_next(chunks))
+                    yield self._run(_next(chunks), "reading", path)
                 except StopAsyncIteration:
                     return
         finally:
             close = getattr(chunks, "aclose", None)
             if close is not None:
-                self._run(close())
+                self._run(close(), "reading", path)
 
     def md5_many(self, paths: list[str]) -> dict[str, str]:
         """The MD5 (hex) of each file, streamed (memory stays flat), several at once. A file
-        gone, or replaced by a special file, since it was listed is left out."""
+        gone, or replaced by a special file, since it was listed is left out; the first
+        failure is raised."""
         out: dict[str, str] = {}
-        for path, digest in (run(_md5_many(self.backend, paths)) if paths else {}).items():
-            if isinstance(digest, str):
-                out[path] = digest
-            elif not isinstance(digest, (FileNotFoundError, NotADirectoryError, SpecialFile)):
-                self.raise_for(digest)
+        for path, digest in self.md5_each(paths).items():
+            if not isinstance(digest, str):
+                self.raise_for(digest, "reading", path)
+            out[path] = digest
         return out
+
+    def md5_each(self, paths: list[str]) -> dict[str, str | Exception]:
+        """Like :meth:`md5_many`, but a file that cannot be read (after the retries of a
+        transient failure) gives its exception instead of failing the whole batch."""
+        out: dict[str, str | Exception] = {}
+        for path, digest in (run(_md5_many(self.backend, paths)) if paths else {}).items():
+            if isinstance(digest, (FileNotFoundError, NotADirectoryError, SpecialFile)):
+                continue
+            if isinstance(digest, BaseException) and not isinstance(digest, Exception):
+                raise digest
+            out[path] = digest
+        return out
+
+
+def _one(paths: Sequence[str]) -> str | None:
+    """The path an error names for a call on ``paths``: the one, or (``None``) the root."""
+    return paths[0] if len(paths) == 1 else None
+
+
+async def _write_each(backend: Backend, files: Mapping[str, bytes]) -> tuple[str, Exception] | None:
+    """Write the files; the first failure and the file it concerns, ``(path, error)``, or
+    ``None``. Each file with a call of its own, side by side, so that a failure names its
+    file; on a backend that runs inline (local disk) one call, which, when durable,
+    syncs each folder once for all its files rather than once per file (about half the
+    fsyncs of a generation), the failure naming the path the OS refused."""
+    if backend.runs_inline:
+        try:
+            await backend.write(files)
+        except Exception as exc:
+            refused = getattr(exc, "filename", None)
+            return (refused if isinstance(refused, str) else next(iter(files))), exc
+        return None
+    outcomes = await asyncio.gather(
+        *(backend.write({path: data}) for path, data in files.items()), return_exceptions=True
+    )
+    for path, outcome in zip(files, outcomes, strict=True):
+        if isinstance(outcome, BaseException):
+            if not isinstance(outcome, Exception):
+                raise outcome
+            return path, outcome
+    return None
 
 
 async def _next(chunks: AsyncIterator[bytes]) -> bytes:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 from collections.abc import (
     AsyncIterator,
@@ -67,6 +68,7 @@ from gens_fs.backends.base import (
     Scan,
 )
 from gens_fs.backends.obstore_config import StoreSettings
+from gens_fs.backends.retry import is_access_denied
 from gens_fs.errors import StorageError
 
 T = TypeVar("T")
@@ -101,6 +103,8 @@ _TRANSIENT = (
     "timed out",
     "status code: 5",
 )
+# What a refused request says (obstore's S3 store raises a 403 as its generic error).
+_REFUSED = "status code: 403"
 # Errors that mean no credentials were found: obstore then asks the cloud's instance
 # metadata service, which answers only on a cloud VM.
 _NO_CREDENTIALS = ("169.254.169.254", "credential", "Credential")
@@ -177,7 +181,7 @@ class ObstoreBackend(Backend):
         except (FileNotFoundError, NotFoundError):
             return None
         except Exception as exc:  # a value: the caller reports each file
-            return _transient_as_connection_error(exc)
+            return _translated(exc)
 
     async def write(self, files: Mapping[str, bytes]) -> None:
         await _bounded([self._put(path, data, "overwrite") for path, data in files.items()])
@@ -232,7 +236,7 @@ class ObstoreBackend(Backend):
             ) from None
         except BaseError as exc:  # the first request most commands send: one line
             mapped = self._mapped(exc, path)  # (a transient one after gens_fs's retries)
-            if mapped is exc:
+            if mapped is exc and not is_access_denied(exc):
                 mapped = StorageError(f"cannot list {self.url(path)}: {_first(exc)}")
             raise mapped from _cause(mapped, exc)
         start = len(prefix) + 1 if prefix else 0
@@ -292,18 +296,21 @@ class ObstoreBackend(Backend):
         self, exc: Exception, path: str, *, only_storage: bool = False
     ) -> StorageError | Any:
         """What an obstore error means for the storage, or, when it concerns one request
-        (``None`` with ``only_storage``), ``exc`` itself (a ``ConnectionError`` when it is
-        transient: see :data:`_TRANSIENT`). An endpoint that cannot be reached is one such
-        request (retried) until ``only_storage`` (after the retries) says what it means."""
+        (``None`` with ``only_storage``), ``exc`` as Python names it (see
+        :func:`_translated`: a refusal is raised as it is, for the caller to name the
+        operation). An endpoint that cannot be reached is one such request (retried) until
+        ``only_storage`` (after the retries) says what it means."""
         where, text = self.url(path), str(exc)
-        if isinstance(exc, (PermissionDeniedError, UnauthenticatedError)):
-            return StorageError(f"access denied to {where}: check your credentials ({_first(exc)})")
-        if any(marker in text for marker in _NO_CREDENTIALS):
+        if any(marker in text for marker in _NO_CREDENTIALS):  # before a 403 of the IMDS
             return StorageError(
                 f"no credentials for {where}: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or "
                 "AWS_PROFILE (Azure: AZURE_STORAGE_CONNECTION_STRING...), or pass storage "
                 f"options ({_first(exc)})"
             )
+        if not only_storage and is_access_denied(_translated(exc)):
+            return _translated(exc)
+        if isinstance(exc, (PermissionDeniedError, UnauthenticatedError)):
+            return StorageError(f"access denied to {where}: check your credentials ({_first(exc)})")
         if any(marker in text for marker in _NO_BUCKET):
             bucket = path.lstrip("/").partition("/")[0]
             return StorageError(
@@ -311,7 +318,7 @@ class ObstoreBackend(Backend):
                 f"credentials): create it or fix the URL {where}"
             )
         if not only_storage:
-            return _transient_as_connection_error(exc)
+            return _translated(exc)
         if "error sending request" in text or "Connection refused" in text:
             return StorageError(f"cannot reach the storage endpoint for {where}: {_first(exc)}")
         return None
@@ -337,13 +344,24 @@ def _build_store(settings: StoreSettings, bucket: str, url: str) -> Any:
         raise StorageError(f"cannot open {url!r} with the obstore engine: {_first(exc)}") from None
 
 
-def _transient_as_connection_error(exc: Exception) -> Exception:
-    """``exc``, or a ``ConnectionError`` saying the same when it is a transient failure."""
-    if isinstance(exc, BaseError) and any(marker in str(exc) for marker in _TRANSIENT):
+def _translated(exc: Exception) -> Exception:
+    """``exc`` as the retry layer and the callers classify errors: a ``ConnectionError``
+    saying the same when it is a transient failure (:data:`_TRANSIENT`), a
+    ``PermissionError`` when the service refused the request (a 403, which obstore's S3
+    store raises as its generic error; not one from the credential provider), else
+    ``exc`` itself."""
+    if not isinstance(exc, BaseError):
+        return exc
+    text = str(exc)
+    error: Exception
+    if _REFUSED in text and not any(marker in text for marker in _NO_CREDENTIALS):
+        error = PermissionError(errno.EACCES, _first(exc))
+    elif any(marker in text for marker in _TRANSIENT):
         error = ConnectionError(_first(exc))
-        error.__cause__ = exc
-        return error
-    return exc
+    else:
+        return exc
+    error.__cause__ = exc
+    return error
 
 
 def _cause(mapped: BaseException, exc: BaseException) -> BaseException | None:
@@ -355,11 +373,11 @@ def _cause(mapped: BaseException, exc: BaseException) -> BaseException | None:
 
 @contextlib.contextmanager
 def _connection_errors() -> Iterator[None]:
-    """Transient obstore errors raised as ``ConnectionError`` (see :data:`_TRANSIENT`)."""
+    """obstore errors raised as Python names them (see :func:`_translated`)."""
     try:
         yield
     except BaseError as exc:
-        mapped = _transient_as_connection_error(exc)
+        mapped = _translated(exc)
         if mapped is exc:
             raise
         raise mapped from exc

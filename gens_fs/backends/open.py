@@ -24,6 +24,7 @@ from fsspec.implementations.memory import MemoryFileSystem
 
 from gens_fs.backends.base import Backend
 from gens_fs.backends.generic import FsspecBackend
+from gens_fs.backends.limits import RateLimit, with_limit
 from gens_fs.backends.local import LocalBackend
 from gens_fs.backends.memory import MemoryBackend
 from gens_fs.backends.retried import with_retries
@@ -51,6 +52,7 @@ def open_backend(
     fs: Any = None,
     engine: Engine = "fsspec",
     retry: RetryPolicy | None = None,
+    limit: RateLimit | None = None,
 ) -> Backend:
     """The backend for ``root``: a local path, any fsspec URL (chained ones too), or a path
     inside the filesystem ``fs``. S3 gets :data:`S3_DEFAULT_OPTIONS` under yours.
@@ -60,11 +62,14 @@ def open_backend(
     Every backend but local disk and memory is behind the one retry layer
     (:mod:`gens_fs.backends.retried`) with ``retry``; without it, the attempts an S3 root's
     storage options ask for (``config_kwargs.retries``, see
-    :func:`~gens_fs.backends.retry.policy_from_options`), else :data:`DEFAULT_POLICY`."""
+    :func:`~gens_fs.backends.retry.policy_from_options`), else :data:`DEFAULT_POLICY`.
+    ``limit``: a :class:`~gens_fs.backends.limits.RateLimit` its requests are charged to,
+    under the retry layer (so each attempt counts), shared with every backend given it."""
     text = os.fspath(root)
     options = dict(storage_options or {})
     backend = _open(text, options, fs, engine)  # checks the options' shapes first
-    return with_retries(backend, retry or _policy_in(text, options, fs) or DEFAULT_POLICY)
+    policy = retry or _policy_in(text, options, fs) or DEFAULT_POLICY
+    return with_retries(with_limit(backend, limit), policy)
 
 
 def _open(text: str, options: dict[str, Any], fs: Any, engine: Engine) -> Backend:

@@ -24,6 +24,11 @@ serves the storage. What each primitive retries:
 * ``stream``: the opening request; a body cut while the caller reads it is the caller's
   error (chunks already given cannot be taken back).
 
+Every attempt of every primitive first waits its turn at the backend's
+:class:`~gens_fs.backends.retry.AdaptiveRate`, which a throttling answer (``503 SlowDown``)
+engages: after one, the whole backend sends slower, not only the request retried. A read
+round then sends its files one by one, each at its turn.
+
 Local disk and memory are not put behind it: nothing between them and the process fails
 and then works a moment later, and local disk's coroutines run inline in the caller's
 thread, where a wait would block it.
@@ -46,7 +51,7 @@ from gens_fs.backends.base import (
     Removed,
     Scan,
 )
-from gens_fs.backends.retry import RetryPolicy, is_transient, retrying
+from gens_fs.backends.retry import AdaptiveRate, RetryPolicy, is_transient, retrying
 from gens_fs.errors import StorageError
 
 # Writes in flight at once (what fsspec's batched gather gives a batch of writes).
@@ -56,12 +61,16 @@ _IN_FLIGHT = 128
 class RetriedBackend(Backend):
     """``inner`` with each primitive retried as ``policy`` says (see the module
     docstring). Everything else (paths, URLs, capabilities, error mapping) is
-    ``inner``'s."""
+    ``inner``'s. ``pacer``: the backend's throttling state, shared by the same storage
+    under other roots (:meth:`at`)."""
 
-    def __init__(self, inner: Backend, policy: RetryPolicy) -> None:
+    def __init__(
+        self, inner: Backend, policy: RetryPolicy, pacer: AdaptiveRate | None = None
+    ) -> None:
         super().__init__(inner.root)
         self.inner = inner
         self.policy = policy
+        self.pacer = pacer if pacer is not None else AdaptiveRate()
         self.capabilities = inner.capabilities
 
     @property
@@ -78,7 +87,10 @@ class RetriedBackend(Backend):
         return self.inner.resolved(path)
 
     def at(self, root: str) -> RetriedBackend:
-        return RetriedBackend(self.inner.at(root), self.policy)
+        return RetriedBackend(self.inner.at(root), self.policy, self.pacer)
+
+    def durable(self) -> Backend:
+        return RetriedBackend(self.inner.durable(), self.policy, self.pacer)
 
     def storage_error(self, exc: BaseException) -> StorageError | None:
         return self.inner.storage_error(exc)
@@ -104,20 +116,45 @@ class RetriedBackend(Backend):
         return out
 
     async def _read_round(self, paths: Sequence[str]) -> dict[str, ReadResult]:
-        """One read of ``paths``; a transient failure of the whole call is each path's."""
+        """One read of ``paths``, as one call, or file by file while the pacer paces; a
+        transient failure of a whole call is each of its paths'."""
+        if self.pacer.rate() is None:
+            return await self._read_call(paths, len(paths))
+        gate = asyncio.Semaphore(_IN_FLIGHT)
+
+        async def one(path: str) -> dict[str, ReadResult]:
+            async with gate:
+                return await self._read_call([path], 1)
+
+        out: dict[str, ReadResult] = {}
+        for part in await asyncio.gather(*(one(p) for p in paths)):
+            out.update(part)
+        return out
+
+    async def _read_call(self, paths: Sequence[str], requests: int) -> dict[str, ReadResult]:
+        sent = await self.pacer.turn(requests)
         try:
-            return dict(await self.inner.read(paths))
+            found = dict(await self.inner.read(paths))
         except Exception as exc:
             if not is_transient(exc):
                 raise
-            return dict.fromkeys(paths, exc)
+            found = dict.fromkeys(paths, exc)
+        for value in found.values():
+            if isinstance(value, Exception):
+                self.pacer.observe(value, sent)
+        return found
 
     async def write(self, files: Mapping[str, bytes]) -> None:
         limit = asyncio.Semaphore(_IN_FLIGHT)
 
         async def one(path: str, data: bytes) -> None:
             async with limit:
-                await retrying(self.policy, lambda: self.inner.write({path: data}), what=path)
+                await retrying(
+                    self.policy,
+                    lambda: self.inner.write({path: data}),
+                    what=path,
+                    pacer=self.pacer,
+                )
 
         await _all(one(path, data) for path, data in files.items())
 
@@ -125,7 +162,7 @@ class RetriedBackend(Backend):
         async def attempt() -> bool:
             return await self.inner.create(path, data) or await self._holds(path, data)
 
-        return await retrying(self.policy, attempt, what=f"create {path}")
+        return await retrying(self.policy, attempt, what=f"create {path}", pacer=self.pacer)
 
     async def _holds(self, path: str, data: bytes) -> bool:
         """Whether ``path`` holds exactly ``data`` (one read, retried as any read)."""
@@ -140,6 +177,7 @@ class RetriedBackend(Backend):
                 self.policy,
                 lambda: self.inner.scan([prefix], follow_symlinks=follow_symlinks),
                 what=f"listing {prefix}",
+                pacer=self.pacer,
             )
 
         files: dict[str, FileInfo] = {}
@@ -155,28 +193,39 @@ class RetriedBackend(Backend):
             lambda: self.inner.children(path, stop_at=stop_at),
             what=f"listing {path}",
             within_s=PROBE_TIMEOUT_S,
+            pacer=self.pacer,
         )
 
     async def delete(self, paths: Sequence[str]) -> None:
-        await retrying(self.policy, lambda: self.inner.delete(paths), what="delete")
+        await retrying(
+            self.policy, lambda: self.inner.delete(paths), what="delete", pacer=self.pacer
+        )
 
     async def copy(self, src: str, dst: str, size: int) -> None:
-        await retrying(self.policy, lambda: self.inner.copy(src, dst, size), what=f"copy {src}")
+        await retrying(
+            self.policy,
+            lambda: self.inner.copy(src, dst, size),
+            what=f"copy {src}",
+            pacer=self.pacer,
+        )
 
     async def stream(
         self, path: str, chunk_size: int = STREAM_CHUNK
     ) -> AsyncIterator[bytes] | None:
-        return await retrying(self.policy, lambda: self.inner.stream(path, chunk_size), what=path)
+        return await retrying(
+            self.policy, lambda: self.inner.stream(path, chunk_size), what=path, pacer=self.pacer
+        )
 
 
 def with_retries(backend: Backend, policy: RetryPolicy) -> Backend:
     """``backend`` behind the retry layer with ``policy`` (one already behind it gets
     ``policy`` instead of its own); a backend whose reads cost no request (local disk,
     memory) as it is."""
+    pacer = backend.pacer if isinstance(backend, RetriedBackend) else None
     inner = backend.inner if isinstance(backend, RetriedBackend) else backend
     if not inner.capabilities.costs_requests:
         return inner
-    return RetriedBackend(inner, policy)
+    return RetriedBackend(inner, policy, pacer)
 
 
 def _retryable(found: Mapping[str, ReadResult], paths: Iterable[str]) -> list[str]:

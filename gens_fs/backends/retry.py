@@ -22,20 +22,26 @@ cut short (up to 3 times, 1 s apart); s3fs pauses 0.1 s after some failed attemp
 Only transient errors are retried (:func:`is_transient`, the one classification): a
 connection refused, reset or cut mid-body, a timeout, HTTP 408, 429, 500, 502, 503, 504
 and the codes that mean "try again" (``SlowDown``...). A missing file, a denied request, a
-bad request, an existing file fail at once.
+bad request, an existing file fail at once (:func:`is_access_denied` tells a denial).
+
+Throttling (:func:`is_throttle`: ``503 SlowDown``, ``429``...) slows the whole backend,
+not only the request it answered: :class:`AdaptiveRate` paces every later request of that
+backend, at a rate cut on each throttling answer and grown back while none comes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import errno
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from gens_fs.errors import GensError, StorageError
+from gens_fs.errors import AccessDenied, GensError, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,24 @@ TRANSIENT_CODES = frozenset(
      "PriorRequestNotComplete", "InternalError", "ServiceUnavailable", "ServerBusy",
      "OperationTimedOut"}
 )  # fmt: skip
+# HTTP statuses and service codes that mean "you send too fast" (throttling), answered by
+# slowing every request of the backend (AdaptiveRate), not only by retrying this one.
+THROTTLE_STATUS = frozenset({429, 503})
+THROTTLE_CODES = frozenset(
+    {"SlowDown", "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled",
+     "RequestThrottledException", "TooManyRequestsException", "RequestLimitExceeded",
+     "BandwidthLimitExceeded", "ServerBusy", "ServiceUnavailable", "TooManyRequests"}
+)  # fmt: skip
+# What a throttling answer says in an error that carries only text (obstore's).
+_THROTTLE_TEXT = ("SlowDown", "status code: 503", "status code: 429", "Too Many Requests")
+# Errors that mean "these credentials may not do that": by status, service code, and class
+# name (the storage clients' own, matched by name so that none has to be imported).
+DENIED_STATUS = 403
+DENIED_CODES = frozenset(
+    {"AccessDenied", "AllAccessDisabled", "AuthorizationFailure",
+     "AuthorizationPermissionMismatch", "InsufficientAccountPermissions"}
+)  # fmt: skip
+DENIED_NAMES = frozenset({"PermissionDeniedError", "ClientAuthenticationError"})
 # Connection-level failures, by class name (or a base class's): the clients' own (aiohttp,
 # botocore, the Azure SDK, http.client), matched by name so that none has to be imported.
 TRANSIENT_NAMES = frozenset(
@@ -139,6 +163,44 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(exc, OSError)
 
 
+def is_throttle(exc: BaseException) -> bool:
+    """True for an answer that says "slow down" (``503 SlowDown``, ``429``, a throttling
+    code): transient, and a reason to send less (see :class:`AdaptiveRate`)."""
+    for link in _chain(exc):
+        if _error_code(link) in THROTTLE_CODES or _status(link) in THROTTLE_STATUS:
+            return True
+        if isinstance(link, ConnectionError) and any(t in str(link) for t in _THROTTLE_TEXT):
+            return True
+    return False
+
+
+def is_access_denied(exc: BaseException) -> bool:
+    """True for a refusal of these credentials (HTTP 403, ``AccessDenied``, a
+    ``PermissionError``, EACCES/EPERM, the clients' own permission errors): permanent,
+    and true of every request of its kind, so a caller stops rather than goes on."""
+    for link in _chain(exc):
+        names = {cls.__name__ for cls in type(link).__mro__}
+        if _error_code(link) in DENIED_CODES or _status(link) == DENIED_STATUS:
+            return True
+        if isinstance(link, PermissionError) or names & DENIED_NAMES:
+            return True
+        if isinstance(link, OSError) and link.errno in (errno.EACCES, errno.EPERM):
+            return True
+    return False
+
+
+def denial(exc: BaseException, operation: str, url: str) -> AccessDenied | None:
+    """``exc`` as the ``AccessDenied`` of ``operation`` on ``url``, when it is one
+    (:func:`is_access_denied`; one raised already stays as it is); else ``None``."""
+    if isinstance(exc, AccessDenied):
+        return exc
+    if not is_access_denied(exc):
+        return None
+    lines = str(exc).strip().splitlines()
+    said = lines[0].split(": <?xml", 1)[0] if lines else type(exc).__name__  # no body dump
+    return AccessDenied(operation, url, said)
+
+
 def _chain(exc: BaseException) -> Iterator[BaseException]:
     link: BaseException | None = exc
     for _ in range(_CHAIN_DEPTH):
@@ -187,20 +249,99 @@ def _status(exc: BaseException) -> int | None:
     return status if isinstance(status, int) and not isinstance(status, bool) else None
 
 
+class AdaptiveRate:
+    """How fast one backend sends once the service said "slow down": the retry layer's
+    answer to throttling (:func:`is_throttle`), for every request of the backend.
+
+    Off until a throttling answer comes. Then every request waits its turn, at half the
+    rate requests were sent in the second before (:data:`BETA`); a later throttling
+    answer to a request sent after that cut halves the rate again (answers to requests
+    sent before it are the same burst), not below :data:`MIN_RATE` a second. Each
+    :data:`RECOVERY_S` seconds without one double it, and once it is back at the rate of
+    the first cut, the pacing stops. The wait for a turn is not a retry: it adds to
+    :attr:`RetryPolicy.max_wait_s`.
+    """
+
+    BETA: float = 0.5
+    MIN_RATE: float = 1.0
+    RECOVERY_S: float = 1.0
+    WINDOW_S: float = 1.0
+
+    def __init__(self) -> None:
+        self._sent: collections.deque[float] = collections.deque()
+        self._rate: float | None = None  # requests a second at the last cut; None: off
+        self._cut_at = 0.0
+        self._ceiling = 0.0
+        self._next = 0.0  # the earliest time the next request may go out
+
+    def rate(self, now: float | None = None) -> float | None:
+        """The requests a second allowed now, or ``None`` when not pacing."""
+        if self._rate is None:
+            return None
+        now = time.monotonic() if now is None else now
+        grown = self._rate * 2 ** ((now - self._cut_at) / self.RECOVERY_S)
+        if grown >= self._ceiling:
+            self._rate = None
+            return None
+        return grown
+
+    def reserve(self, count: int = 1) -> tuple[float, float]:
+        """Note ``count`` requests about to go out: ``(their send time, seconds to wait
+        before sending them)``."""
+        now = time.monotonic()
+        window_start = now - self.WINDOW_S
+        while self._sent and self._sent[0] < window_start:
+            self._sent.popleft()
+        rate = self.rate(now)
+        if rate is None:
+            self._sent.extend([now] * count)
+            return now, 0.0
+        slot = max(now, self._next)
+        self._next = slot + count / rate
+        self._sent.extend([slot] * count)
+        return slot, slot - now
+
+    async def turn(self, count: int = 1) -> float:
+        """Wait for the turn of ``count`` requests; their send time."""
+        sent, wait = self.reserve(count)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        return sent
+
+    def observe(self, exc: BaseException, sent: float) -> None:
+        """A request sent at ``sent`` failed with ``exc``: a throttling answer cuts the
+        rate (see the class docstring)."""
+        if not is_throttle(exc) or (self._rate is not None and sent < self._cut_at):
+            return
+        now = time.monotonic()
+        current = self.rate(now)
+        if current is None:
+            current = max(self.MIN_RATE, len(self._sent) / self.WINDOW_S)
+            self._ceiling = current
+            log.info("throttled: pacing at %.1f requests a second", current * self.BETA)
+        self._rate = max(self.MIN_RATE, current * self.BETA)
+        self._cut_at = now
+        self._next = max(self._next, now)
+
+
 async def retrying(
     policy: RetryPolicy,
     attempt: Callable[[], Awaitable[T]],
     *,
     what: str = "request",
     within_s: float | None = None,
+    pacer: AdaptiveRate | None = None,
 ) -> T:
     """``await attempt()``, again after a transient failure, as ``policy`` says; the last
-    failure (or a permanent one) is raised.
+    failure (or a permanent one) is raised. With ``pacer``, each attempt waits its turn
+    there first, and tells it of a throttling answer.
 
     ``within_s``: the retries end that many seconds after the first attempt began (the
     first attempt is bounded by its caller): none starts unless its wait ends before then,
     and one still running then is cancelled, and the failure before it raised.
     """
+    if pacer is not None:
+        attempt = _paced(pacer, attempt)
     loop = asyncio.get_running_loop()
     deadline = None if within_s is None else loop.time() + within_s
     failures = 0
@@ -220,6 +361,18 @@ async def retrying(
             log.info("%s failed (attempt %d), retrying: %s", what, failures, _describe(exc))
             last = exc
         await asyncio.sleep(wait)
+
+
+def _paced(pacer: AdaptiveRate, attempt: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
+    async def paced() -> T:
+        sent = await pacer.turn()
+        try:
+            return await attempt()
+        except Exception as exc:
+            pacer.observe(exc, sent)
+            raise
+
+    return paced
 
 
 async def _by(deadline: float, attempt: Callable[[], Awaitable[T]], last: Exception) -> T:

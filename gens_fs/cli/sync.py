@@ -7,6 +7,7 @@ from typing import Annotated, Any, Final
 
 import typer
 
+from gens_fs.backends import RateLimit
 from gens_fs.cli._common import (
     EngineChoice,
     EngineOption,
@@ -39,6 +40,39 @@ StageList = Annotated[
         "-s",
         metavar="STAGE",
         help="Sync only this stage (repeatable); leaves cohorts/ out.",
+    ),
+]
+TpsLimit = Annotated[
+    float | None,
+    typer.Option(
+        "--tpslimit",
+        min=0.001,
+        metavar="N",
+        help=(
+            "At most N requests a second, all kinds, both sides and every transfer "
+            "together (listing pages, reads, writes, deletes, each retry)."
+        ),
+    ),
+]
+BwLimit = Annotated[
+    str | None,
+    typer.Option(
+        "--bwlimit",
+        metavar="RATE",
+        help=(
+            "At most RATE bytes a second through this process, all transfers together: "
+            "10M (MiB/s), 512K (KiB/s), 1G, 100B; a bare number is KiB/s."
+        ),
+    ),
+]
+Fsync = Annotated[
+    bool,
+    typer.Option(
+        "--fsync",
+        help=(
+            "At a local destination, fsync each file and its folder before the "
+            "metadata.json that commits them (survives a power loss; slower)."
+        ),
     ),
 ]
 # How many held-back or uncommitted generations the summary names before "...".
@@ -120,6 +154,9 @@ def sync(
             ),
         ),
     ] = DEFAULT_INTERVAL,
+    tpslimit: TpsLimit = None,
+    bwlimit: BwLimit = None,
+    fsync: Fsync = False,
     as_json: JsonFlag = False,
     option: OptionList = None,
     engine: EngineOption = EngineChoice.fsspec,
@@ -160,14 +197,21 @@ def sync(
     Exit 0 when everything in scope is synced; 1 when something was not (each on a line
     of its own with why: files that failed, run again to converge; generations held back
     for a missing parent, and the cohorts listing them, each saying what to do); 2 for
-    usage and configuration errors, and for a plan that is refused (too many deletes: a
-    dry run shows it, then exits 2); 130 when interrupted (Ctrl-C; the destination stays
-    consistent: run it again to finish).
+    usage and configuration errors, for a plan that is refused (too many deletes: a dry
+    run shows it, then exits 2) and for access denied (one line naming the operation and
+    the URL; nothing starts after it, nothing is half-written); 130 when
+    interrupted (Ctrl-C; the destination stays consistent: run it again to finish).
+
+    --tpslimit and --bwlimit bound the whole process (both sides, every transfer); a
+    503 SlowDown answer slows every later request of that storage, whatever the limits.
     """
     shared = parse_options(option)
     src_options = {**shared, **parse_options(src_option)}
     dst_options = {**shared, **parse_options(dst_option)}
     selection = selection_from(ctx, include, exclude, where)
+    limit = None if tpslimit is None and bwlimit is None else RateLimit(tpslimit, bwlimit)
+    if dask_scheduler is not None and (limit is not None or fsync):
+        fail("--tpslimit, --bwlimit and --fsync are for a sync on this machine, not a cluster")
     seen = LastProgress()
     shown = not dry_run and not verbosity.quiet
     bar = shown and err_console.is_terminal and not as_json
@@ -192,22 +236,36 @@ def sync(
             if dask_scheduler is not None:
                 report = _sync_on_cluster(dask_scheduler, src, dst, **options, **run)
             else:
-                planned = plan_sync(src, dst, **options)
+                planned = plan_sync(src, dst, **options, limit=limit)
                 seen.copying()
                 if dry_run:
                     report = planned.report()
                 else:
-                    report = apply(planned, jobs=jobs, progress=progress, verify=verify)
+                    report = apply(
+                        planned, jobs=jobs, progress=progress, verify=verify, fsync=fsync
+                    )
     except KeyboardInterrupt:
         interrupted(seen.interrupted_message())
-    for side in ("source", "destination"):
-        found = [(e.path, e.reason) for e in report.ignored if e.side == side]
-        warn_ignored(found, where=f"{side} ")
+    _warn(report)
     emit(report, as_json, lambda: _print_report(report))
     if report.refused is not None:
         fail(report.refused)
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _warn(report: SyncReport) -> None:
+    """One line on stderr per warning: entries left alone, files not compared."""
+    for side in ("source", "destination"):
+        found = [(e.path, e.reason) for e in report.ignored if e.side == side]
+        warn_ignored(found, where=f"{side} ")
+    for unread in report.unhashed:
+        say(
+            f"gens-fs: warning: {unread.path}: could not be read to compare it ({unread.error});"
+            " copied again instead",
+            err=True,
+            log=logging.WARNING,
+        )
 
 
 def _sync_on_cluster(scheduler: str, src: str, dst: str, **keywords: Any) -> SyncReport:

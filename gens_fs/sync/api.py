@@ -45,11 +45,12 @@ import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from gens_fs.backends import Engine, SyncBackend
+from gens_fs.backends import Engine, RateLimit, SyncBackend
 from gens_fs.backends.retry import RetryPolicy
 from gens_fs.data_root import DataRoot, require_data_root
+from gens_fs.layout import membership_path
 from gens_fs.listing import Files, Lister, Listing, list_data_root
 from gens_fs.selection import Selection, selection_of
 from gens_fs.sync.compare import unchanged
@@ -62,6 +63,7 @@ from gens_fs.sync.execute import (
 )
 from gens_fs.sync.plan import (
     Diff,
+    HeldFile,
     SyncPlan,
     TooManyDeletes,
     delete_refusal,
@@ -102,6 +104,7 @@ class PlannedSync:
     checksum: bool
     started: float = field(default_factory=time.monotonic)
     lister: Lister = list_data_root
+    unhashed: Mapping[str, str] = field(default_factory=dict)
 
     def report(self, *, dry_run: bool = True) -> SyncReport:
         """The report of the plan: what a run would copy, skip, hold back and delete (with
@@ -120,6 +123,7 @@ class PlannedSync:
             deletes_skipped=bool(plan.withheld_deletes),
             deletes_not_run=len(plan.withheld_deletes),
             ignored=list(self.ignored),
+            unhashed=[SyncError(path=p, error=why) for p, why in sorted(self.unhashed.items())],
         )
         if dry_run:
             report.copied, report.bytes = len(plan.copies), plan.copy_bytes
@@ -157,6 +161,8 @@ def sync(
     exclude: Iterable[str] | None = None,
     where: Mapping[str, str] | Iterable[str] | None = None,
     selection: Selection | None = None,
+    limit: RateLimit | None = None,
+    fsync: bool = False,
 ) -> SyncReport:
     """Make the data root ``dst`` hold what ``src`` holds, within the scope: :func:`plan_sync`
     then, unless ``dry_run``, :func:`apply` (see the module for scope, guarantees, roots).
@@ -165,6 +171,7 @@ def sync(
     ``SyncReport.refused`` whether a real run would be refused. ``include``/``exclude``
     (gen_id globs; an exclude wins over an include) and ``where`` (metadata ``{key:
     value}``), or ``selection`` (rules in an order of your own): see the module's *Scope*.
+    ``limit`` and ``fsync``: see :func:`plan_sync` and :func:`apply`.
     """
     planned = plan_sync(
         src,
@@ -182,10 +189,11 @@ def sync(
         engine=engine,
         retry=retry,
         selection=selection_of(include, exclude, where, selection),
+        limit=limit,
     )
     if dry_run:
         return planned.report()
-    return apply(planned, jobs=jobs, progress=progress, verify=verify)
+    return apply(planned, jobs=jobs, progress=progress, verify=verify, fsync=fsync)
 
 
 def plan_sync(
@@ -206,27 +214,27 @@ def plan_sync(
     retry: RetryPolicy | None = None,
     selection: Selection | None = None,
     lister: Lister = list_data_root,
+    limit: RateLimit | None = None,
 ) -> PlannedSync:
     """Decide everything a sync of ``src`` onto ``dst`` does; write nothing. ``src``/``dst``:
     paths, URLs, or ``DataRoot``s (your own ``fs=``, or an engine of their own; ``engine``
     serves the others). ``StorageError``, ``NotADataRoot``, ``OverlappingRoots``,
-    ``CohortNotFound``: see the module. ``checksum``: compare every file by content.
-    ``retry``: every request's policy, both sides (default: each root's own).
-    ``selection``: see *Scope*. ``lister``: how each side is listed (:class:`Lister`)."""
+    ``CohortNotFound``, ``AccessDenied``: see the module. ``checksum``: compare every file
+    by content. ``retry``: every request's policy, both sides (default: each root's own).
+    ``selection``: see *Scope*. ``lister``: how each side is listed (:class:`Lister`).
+    ``limit``: one ``RateLimit`` for every request of the sync, both sides together."""
     started = time.monotonic()
-    source = open_root(src, src_options, engine, retry)
-    target = open_root(dst, dst_options, engine, retry)
+    source = open_root(src, src_options, engine, retry, limit)
+    target = open_root(dst, dst_options, engine, retry, limit)
     _check_roots(source, target, allow_empty_source=allow_empty_source)
     reads = SourceReads(source, lister)
     scope = reads.scope(stages, cohort, selection, follow_symlinks=follow_symlinks)
-    src_listing = reads.listing(scope.roots(), follow_symlinks=follow_symlinks)
-    dst_folders = scope.roots() + scope.context_roots()
-    dst_listing = lister(target, dst_folders, follow_symlinks=follow_symlinks)
-    src_in = scope.filter(src_listing.files)
-    src_files, dst_files = fill_hashes(source, target, src_in, dst_listing.files, checksum=checksum)
-    diff = Diff.within(src_files, dst_files, scope)
+    if scope.cohort is not None and membership_path(scope.cohort) in reads.unreadable:
+        return _cohort_unreadable(source, target, scope, reads.unreadable, checksum, started)
+    listed = _list_and_hash(reads, target, scope, follow_symlinks, checksum)
+    diff = Diff.within(listed.src_files, listed.dst_files, scope)
     parents = reads.parents(diff.parents_to_read())
-    probed = reads.committed(parents_to_probe(parents, dst_files, scope))
+    probed = reads.committed(parents_to_probe(parents, listed.dst_files, scope))
     plan = make_plan(
         diff, parents=parents, delete=delete, allow_orphans=allow_orphans, probed=probed
     )
@@ -237,13 +245,14 @@ def plan_sync(
         target=target,
         scope=scope,
         plan=plan,
-        src_files=src_files,
+        src_files=listed.src_files,
         prefetched=reads.prefetched,
-        ignored=_ignored(scope, src_listing, src_in, dst_listing),
+        ignored=_ignored(scope, listed.src, listed.src_in, listed.dst),
         refused=delete_refusal(plan, max_delete),
         checksum=checksum,
         started=started,
         lister=lister,
+        unhashed=listed.unhashed,
     )
 
 
@@ -255,21 +264,72 @@ def _check_roots(source: SyncBackend, target: SyncBackend, *, allow_empty_source
     )
 
 
+class _Listed(NamedTuple):
+    """Both sides listed in scope, hashed where the comparison needs it: the listings,
+    the source's files in scope, both sides' files to compare, and the files that could
+    not be read to hash (relpath -> why)."""
+
+    src: Listing
+    dst: Listing
+    src_in: Files
+    src_files: Files
+    dst_files: Files
+    unhashed: dict[str, str]
+
+
+def _list_and_hash(
+    reads: SourceReads, target: SyncBackend, scope: SyncScope, follow_symlinks: bool, checksum: bool
+) -> _Listed:
+    """One recursive listing per scope root and side (the destination's ancestor stages
+    too, for context), then the hashes the comparison needs."""
+    src_listing = reads.listing(scope.roots(), follow_symlinks=follow_symlinks)
+    dst_folders = scope.roots() + scope.context_roots()
+    dst_listing = reads.lister(target, dst_folders, follow_symlinks=follow_symlinks)
+    src_in = scope.filter(src_listing.files)
+    unhashed: dict[str, str] = {}
+    src_files, dst_files = fill_hashes(
+        reads.source, target, src_in, dst_listing.files, checksum=checksum, failed=unhashed
+    )
+    return _Listed(src_listing, dst_listing, src_in, src_files, dst_files, unhashed)
+
+
+def _cohort_unreadable(
+    source: SyncBackend,
+    target: SyncBackend,
+    scope: SyncScope,
+    unreadable: Mapping[str, str],
+    checksum: bool,
+    started: float,
+) -> PlannedSync:
+    """The plan of a cohort sync whose ``membership.csv`` could not be read (after the
+    retries): nothing to copy, the CSV held back and reported (run again)."""
+    assert scope.cohort is not None
+    relpath = membership_path(scope.cohort)
+    why = f"it could not be read to see which generations it lists ({unreadable[relpath]}); "
+    plan = SyncPlan(held_files=(HeldFile(relpath, why + "run again"),))
+    return PlannedSync(source, target, scope, plan, {}, {}, (), None, checksum, started)
+
+
 def apply(
     planned: PlannedSync,
     *,
     jobs: int | None = None,
     progress: ProgressCallback | None = None,
     verify: bool = False,
+    fsync: bool = False,
 ) -> SyncReport:
     """Run a plan: copies in phases (files, then each stage's commits, parents' first, then
     membership CSVs), then deletes; ``jobs`` transfers in flight (default 128). Files that
     fail are reported in ``SyncReport.errors`` (see :mod:`gens_fs.sync.execute`); a rerun
     converges. ``verify`` lists the destination again and compares. ``TooManyDeletes``
-    when the plan was refused, before anything is written."""
+    when the plan was refused, before anything is written; ``AccessDenied`` at the first
+    refused request (nothing starts after it; nothing is half-written). ``fsync``: at a
+    local destination every file and its folder are on disk before the commits that need
+    them (see :meth:`~gens_fs.backends.base.Backend.durable`)."""
+    target = planned.target.durable() if fsync else planned.target
     executor = Executor(
         planned.source.backend,
-        planned.target.backend,
+        target.backend,
         jobs=jobs or DEFAULT_JOBS,
         prefetched=planned.prefetched,
     )
@@ -312,13 +372,16 @@ def verify_copy(planned: PlannedSync) -> list[SyncError]:
         if r not in held_files and not any(r.startswith(h) for h in held)
     }
     dst = planned.scope.filter(planned.lister(planned.target, planned.scope.roots()).files)
+    unread: dict[str, str] = {}
     src_checked, dst_checked = fill_hashes(
-        planned.source, planned.target, expected, dst, checksum=planned.checksum
+        planned.source, planned.target, expected, dst, checksum=planned.checksum, failed=unread
     )
     problems = []
     for relpath, info in sorted(src_checked.items()):
         found = dst_checked.get(relpath)
-        if found is None:
+        if relpath in unread:
+            problems.append(SyncError(path=relpath, error=f"verify: unreadable: {unread[relpath]}"))
+        elif found is None:
             problems.append(SyncError(path=relpath, error="verify: missing at the destination"))
         elif not unchanged(info, found):
             problems.append(SyncError(path=relpath, error="verify: differs at the destination"))

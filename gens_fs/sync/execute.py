@@ -18,17 +18,22 @@ Failures: transient errors (dropped connections, 5xx, timeouts) are retried by t
 (the one retry layer: ``gens_fs.backends.retry``, so a file costs at most ``attempts``
 requests at each side); a file that still fails is reported, its generation (and every
 descendant) is left uncommitted, the rest goes on, and deletes are skipped. Rerunning
-converges.
+converges. Access denied is not a file's failure but the credentials': the first one
+stops the run (``AccessDenied``, naming the operation and the file): no transfer starts
+after it, the ones in flight end as they would (each file lands whole or not at all: none
+is cut short, and no generation is committed without its files), then it is raised.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import NamedTuple, Protocol, TypeVar
 
 from gens_fs.backends import Backend, run
+from gens_fs.backends.retry import denial
+from gens_fs.errors import AccessDenied
 from gens_fs.layout import GenKey, join
 from gens_fs.sync.plan import FileCopy, SyncPlan, generation_names
 from gens_fs.sync.report import SyncError, SyncReport
@@ -195,6 +200,7 @@ class Transfers:
         self.jobs = max(1, jobs)
         self.prefetched = dict(prefetched or {})
         self.server_side = dst.capabilities.server_copy_with(src.capabilities)
+        self.denied: AccessDenied | None = None  # the first refusal: the run stops
 
     async def copy(
         self, copies: Iterable[FileCopy], done: Callable[[FileCopy, str | None], None]
@@ -205,19 +211,29 @@ class Transfers:
 
         async def one(copy: FileCopy) -> None:
             async with limit:
+                if self.denied is not None:
+                    return  # the run stops: nothing more starts
                 try:
                     await self._transfer(copy)
+                except AccessDenied as denied:
+                    self.denied = self.denied or denied
                 except Exception as exc:
                     done(copy, describe(exc))
                 else:
                     done(copy, None)
 
         await asyncio.gather(*(one(c) for c in copies))
+        if self.denied is not None:
+            raise self.denied
 
     async def delete(self, relpaths: Iterable[str]) -> str | None:
         """Delete the files in one batch; ``None``, or why it failed."""
+        paths = [join(self.dst.root, r) for r in relpaths]
         try:
-            await self.dst.delete([join(self.dst.root, r) for r in relpaths])
+            where = paths[0] if paths else self.dst.root
+            await _named(self.dst, "deleting", where, self.dst.delete(paths))
+        except AccessDenied:
+            raise
         except Exception as exc:
             return describe(exc)
         return None
@@ -227,11 +243,12 @@ class Transfers:
         dst_path = join(self.dst.root, copy.relpath)
         data = self.prefetched.get(copy.relpath)
         if data is None and self.server_side:
-            await self.dst.copy(src_path, dst_path, copy.size)
+            copied = self.dst.copy(src_path, dst_path, copy.size)
+            await _named(self.dst, "copying", dst_path, copied)
             return
         if data is None:
-            data = await self._read(src_path)
-        await self.dst.write({dst_path: data})
+            data = await _named(self.src, "reading", src_path, self._read(src_path))
+        await _named(self.dst, "writing", dst_path, self.dst.write({dst_path: data}))
 
     async def _read(self, path: str) -> bytes:
         """One whole source file (``FileNotFoundError`` if missing): one request."""
@@ -269,6 +286,18 @@ class Executor:
                 await self.transfers.copy(copies, ledger.record)
         for phase in ledger.delete_phases():
             ledger.record_delete(phase, await self.transfers.delete(phase))
+
+
+async def _named(backend: Backend, operation: str, path: str, step: Awaitable[T]) -> T:
+    """``await step``; a refusal of the credentials raised as ``AccessDenied`` naming
+    ``operation`` and ``path``."""
+    try:
+        return await step
+    except Exception as exc:
+        denied = denial(exc, operation, backend.url(path))
+        if denied is None:
+            raise
+        raise denied from None
 
 
 def describe(exc: BaseException) -> str:

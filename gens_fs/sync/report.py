@@ -44,7 +44,9 @@ class SyncReport(BaseModel):
     written (running the same sync again converges for those; a held orphan needs a fixed
     source or ``allow_orphans``). ``deletes_skipped``: the deletes did not run
     (``deletes_not_run`` of them), because something was held or failed. ``ignored`` lists
-    the entries left alone (warnings: they do not make the report fail). In a dry run the
+    the entries left alone (warnings: they do not make the report fail), ``unhashed`` the
+    files ``checksum`` could not read to compare (after the retries), copied again instead
+    (warnings too; a copy that then fails is an error). In a dry run the
     counts, held lists and skipped deletes are what a real run would do (short of failures
     at run time), ``actions`` lists the plan, ``refused`` says why a real run would refuse
     it (too many deletes), and nothing changed.
@@ -68,6 +70,7 @@ class SyncReport(BaseModel):
     actions: list[PlannedAction] | None = None
     ignored: list[IgnoredEntry] = Field(default_factory=list)
     refused: str | None = None
+    unhashed: list[SyncError] = Field(default_factory=list)
 
     @computed_field  # type: ignore[prop-decorator]
     @property

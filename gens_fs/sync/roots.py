@@ -6,7 +6,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from gens_fs.backends import Engine, RetryPolicy, SyncBackend, open_backend
+from gens_fs.backends import Engine, RateLimit, RetryPolicy, SyncBackend, open_backend
+from gens_fs.backends.limits import with_limit
 from gens_fs.data_root import DataRoot, refuse_misplaced_root
 from gens_fs.errors import NotADataRoot, StorageError
 from gens_fs.layout import ancestors, join, roots_overlap
@@ -23,12 +24,16 @@ def open_root(
     options: Mapping[str, Any] | None,
     engine: Engine,
     retry: RetryPolicy | None,
+    limit: RateLimit | None = None,
 ) -> SyncBackend:
     """A root's backend: a ``DataRoot``'s own, or a new one with ``options`` and ``engine``;
-    with ``retry``, retrying by that policy."""
+    with ``retry``, retrying by that policy; with ``limit``, charging its requests there."""
     if isinstance(root, DataRoot):
-        return root.backend if retry is None else root.backend.retried(retry)
-    return SyncBackend(open_backend(root, storage_options=options, engine=engine, retry=retry))
+        backend = root.backend if retry is None else root.backend.retried(retry)
+        return backend if limit is None else SyncBackend(with_limit(backend.backend, limit))
+    return SyncBackend(
+        open_backend(root, storage_options=options, engine=engine, retry=retry, limit=limit)
+    )
 
 
 def display(backend: SyncBackend) -> str:

@@ -13,7 +13,12 @@
   (:func:`fill_hashes`).
 
 A transient failure of one read (after the retries) makes that file unreadable, reported
-with why; any other failure raises.
+with why (:attr:`SourceReads.unreadable`), and the sync goes on without it: a membership
+CSV is held back, a generation whose ``metadata.json`` it is, held; the cohort of
+``--cohort`` whose own ``membership.csv`` cannot be read gives an empty scope (nothing
+copied, the CSV reported). A file ``--checksum`` cannot hash is copied again instead of
+compared (:func:`fill_hashes`' ``failed``). Any other failure raises (access denied as
+``AccessDenied``, naming the file).
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ class SourceReads:
         self.lister = lister
         self.prefetched: dict[str, bytes] = {}
         self._listed: dict[str, Listing] = {}  # by folder: what listed it
+        self.unreadable: dict[str, str] = {}  # relpath -> why, after the retries
 
     def scope(
         self,
@@ -84,15 +90,17 @@ class SourceReads:
 
     def _cohort_rows(self, cohort: str) -> list[GenKey]:
         """The generations ``cohort``'s ``membership.csv`` lists (read once, kept for the
-        copy). ``CohortNotFound`` when it has none."""
+        copy); none when it cannot be read (see :attr:`unreadable`). ``CohortNotFound``
+        when it has none."""
         relpath = membership_path(cohort)
         path = join(self.source.root, relpath)
         # The listing first: a missing bucket is a StorageError, not "no such cohort".
         self.source.scan([join(self.source.root, relpath.rsplit("/", 1)[0])])
-        data = self.source.read_many([path])[path]
+        if self.read([relpath]):  # unreadable: nothing to copy, the CSV reported
+            return []
+        data = self.prefetched.get(relpath)  # copied as read
         if data is None:
             raise CohortNotFound(f"no cohort {cohort!r} in the source: {path} does not exist")
-        self.prefetched[relpath] = data  # copied as read
         return [(row.stage, row.gen_id) for row in parse_membership(data, where=path)]
 
     def _select(self, candidates: list[GenKey], selection: Selection) -> list[GenKey]:
@@ -145,9 +153,9 @@ class SourceReads:
             blob = data.get(path)
             if isinstance(blob, Exception):
                 if not is_transient(blob):
-                    self.source.raise_for(blob)
+                    self.source.raise_for(blob, "reading", path)
                 log.warning("sync: cannot read %s: %s", relpath, blob)
-                unreadable[relpath] = f"{type(blob).__name__}: {blob}"
+                unreadable[relpath] = self.unreadable[relpath] = f"{type(blob).__name__}: {blob}"
             elif blob is not None:
                 self.prefetched[relpath] = blob
         return unreadable
@@ -190,11 +198,21 @@ class SourceReads:
 
 
 def fill_hashes(
-    source: SyncBackend, target: SyncBackend, src: Files, dst: Files, *, checksum: bool
+    source: SyncBackend,
+    target: SyncBackend,
+    src: Files,
+    dst: Files,
+    *,
+    checksum: bool,
+    failed: dict[str, str] | None = None,
 ) -> tuple[Files, Files]:
     """Both listings with the MD5 of the files the comparison needs hashed (see
     :func:`gens_fs.sync.compare.hashes_needed`): on local disk and in memory no request,
-    elsewhere one GET each."""
+    elsewhere one GET each.
+
+    A file either side could not read (a transient failure, after the retries) is left
+    out of the destination's files, so that it is copied again rather than compared, and
+    put in ``failed`` (relpath -> why)."""
     need_src, need_dst = hashes_needed(
         src,
         dst,
@@ -202,17 +220,33 @@ def fill_hashes(
         dst_reads=hash_by_reading(target.capabilities),
         checksum=checksum,
     )
-    return _with_md5(source, src, need_src), _with_md5(target, dst, need_dst)
+    unread: dict[str, str] = {}
+    src_out = _with_md5(source, src, need_src, unread)
+    dst_out = dict(_with_md5(target, dst, need_dst, unread))
+    for relpath, why in unread.items():
+        log.warning("sync: cannot read %s to compare it: %s", relpath, why)
+        dst_out.pop(relpath, None)
+        if failed is not None:
+            failed[relpath] = why
+    return src_out, dst_out
 
 
-def _with_md5(backend: SyncBackend, files: Files, relpaths: list[str]) -> Files:
+def _with_md5(
+    backend: SyncBackend, files: Files, relpaths: list[str], unread: dict[str, str]
+) -> Files:
     """``files`` with the MD5 of each of ``relpaths`` as its hash (a file gone since the
-    listing keeps what it had, so it compares by size)."""
+    listing keeps what it had, so it compares by size; one that could not be read goes
+    in ``unread``)."""
     if not relpaths:
         return files
     out = dict(files)
     for start in range(0, len(relpaths), _HASH_BATCH):
         paths = {join(backend.root, r): r for r in relpaths[start : start + _HASH_BATCH]}
-        for path, digest in backend.md5_many(list(paths)).items():
-            out[paths[path]] = FileInfo(out[paths[path]].size, digest)
+        for path, digest in backend.md5_each(list(paths)).items():
+            if isinstance(digest, str):
+                out[paths[path]] = FileInfo(out[paths[path]].size, digest)
+            elif is_transient(digest):
+                unread[paths[path]] = f"{type(digest).__name__}: {digest}"
+            else:
+                backend.raise_for(digest, "reading", path)
     return out

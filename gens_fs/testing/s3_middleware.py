@@ -55,6 +55,8 @@ class RequestRecord:
     :meth:`S3Middleware.wait_idle`. ``status`` stays ``None`` for a cut without a response.
     ``held`` is true for a request a :class:`Hold` kept and then answered ``503`` without
     letting it reach moto. ``path`` and ``query`` are as sent (percent-encoded).
+    ``arrived``: when it arrived (``time.monotonic()``, before anything else happened to
+    it), for the request rate the server sees.
     """
 
     seq: int
@@ -69,6 +71,7 @@ class RequestRecord:
     fault_index: int | None = None
     latency_s: float = 0.0
     held: bool = False
+    arrived: float = 0.0
 
 
 class Hold:
@@ -262,13 +265,14 @@ class S3Middleware(LoopbackWSGIServer):
         kind = classify_request(method, target.path, query, _headers(environ))
         with self._changed:
             record = RequestRecord(self._seq, method, target.path, query, kind)
+            record.arrived = time.monotonic()
             self._seq += 1
             self._counts[kind] = self._counts.get(kind, 0) + 1
             self._log.append(record)
             self._inflight += 1
             plan = self._faults
             seen = self._fault_paths.get(record.path, 0)
-            if plan is not None and plan.applies_to(kind, seen):
+            if plan is not None and plan.applies_to(kind, seen, record.path):
                 record.fault_index = self._fault_index
                 record.fault = plan.choose(self._fault_index)
                 self._fault_index += 1

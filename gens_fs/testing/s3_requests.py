@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import random
 import urllib.parse
 from collections.abc import Mapping
@@ -129,7 +130,9 @@ class FaultPlan:
 
     ``per_path``: only each request path's first ``per_path`` eligible requests take part
     (a fault that lasts that many attempts of each request, however the requests of
-    different paths interleave); ``None``: every eligible request does.
+    different paths interleave); ``None``: every eligible request does. ``paths``: only
+    requests whose path (``/bucket/key``, as sent) matches one of these ``fnmatch``
+    patterns take part (``"*/membership.csv"``); ``None``: any path.
     """
 
     rate: float = 0.05
@@ -138,6 +141,7 @@ class FaultPlan:
     only_ops: tuple[str, ...] | None = None
     delay_s: float = 0.5
     per_path: int | None = None
+    paths: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.rate <= 1.0:
@@ -154,11 +158,17 @@ class FaultPlan:
         object.__setattr__(self, "kinds", tuple(self.kinds))
         if self.only_ops is not None:
             object.__setattr__(self, "only_ops", tuple(self.only_ops))
+        if self.paths is not None:
+            if isinstance(self.paths, str) or not self.paths:
+                raise ValueError(f"paths must be a non-empty tuple of patterns: {self.paths!r}")
+            object.__setattr__(self, "paths", tuple(self.paths))
 
-    def applies_to(self, kind: str, seen_on_path: int = 0) -> bool:
-        """Whether a request of this operation kind takes part in the fault sequence, the
-        path it is for having had ``seen_on_path`` eligible requests before it."""
+    def applies_to(self, kind: str, seen_on_path: int = 0, path: str = "/") -> bool:
+        """Whether a request of this operation kind, for ``path``, takes part in the fault
+        sequence, the path having had ``seen_on_path`` eligible requests before it."""
         if self.per_path is not None and seen_on_path >= self.per_path:
+            return False
+        if self.paths is not None and not any(fnmatch.fnmatchcase(path, p) for p in self.paths):
             return False
         return self.only_ops is None or kind in self.only_ops
 
