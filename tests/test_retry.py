@@ -358,7 +358,9 @@ def test_the_first_listing_retries_only_within_its_bound(
     with pytest.raises(OSError):
         root.backend.children(root.root)  # the probe: the first request most commands send
     lists = sum(per_path(s3_middleware, "LIST").values())
-    assert 2 <= lists <= 4
+    # How many fit depends on how fast the machine answers (a loaded one: the first only);
+    # what holds everywhere is the bound: never the policy's 10 attempts, 8 s apart.
+    assert 1 <= lists <= 4
 
 
 # -- Azure: the SDK's own retries are off -----------------------------------------------------
