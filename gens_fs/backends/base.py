@@ -47,6 +47,7 @@ STREAM_CHUNK = 8 * 2**20
 PROBE_TIMEOUT_S = 4.0
 
 B = TypeVar("B", bound="Backend")
+W = TypeVar("W", bound="WrappedBackend")
 
 
 @dataclass(frozen=True)
@@ -258,3 +259,49 @@ class Backend(ABC):
             # clients hand unknown storage options to what they build on first use
             return StorageError(f"a storage option for {where} is not known: {exc}")
         return None
+
+
+class WrappedBackend(Backend):
+    """A concern added around another backend (retries, a rate limit): what is stored
+    where, and what it means, stays ``inner``'s (paths, URLs, capabilities, error mapping,
+    leftovers); a subclass overrides the primitives it changes and :meth:`around`."""
+
+    def __init__(self, inner: Backend) -> None:
+        super().__init__(inner.root)
+        self.inner = inner
+        self.capabilities = inner.capabilities
+
+    @abstractmethod
+    def around(self: W, inner: Backend) -> W:
+        """The same concern, with its state, around another backend."""
+
+    @property
+    def service(self) -> str:
+        return self.inner.service
+
+    def url(self, path: str) -> str:
+        return self.inner.url(path)
+
+    def path_of(self, location: str) -> str:
+        return self.inner.path_of(location)
+
+    def resolved(self, path: str) -> str:
+        return self.inner.resolved(path)
+
+    def at(self: W, root: str) -> W:
+        return self.around(self.inner.at(root))
+
+    def durable(self) -> Backend:
+        return self.around(self.inner.durable())
+
+    def storage_error(self, exc: BaseException) -> StorageError | None:
+        return self.inner.storage_error(exc)
+
+    async def blocked_folder(self, folders: Collection[str]) -> str | None:
+        return await self.inner.blocked_folder(folders)
+
+    async def leftovers(self, prefixes: Sequence[str]) -> Leftovers:
+        return await self.inner.leftovers(prefixes)
+
+    async def remove_leftovers(self, files: Sequence[str], folders: Sequence[str]) -> list[Removed]:
+        return await self.inner.remove_leftovers(files, folders)

@@ -26,7 +26,14 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Collection, Mapping, Sequence
 from typing import Final, TypeVar, cast
 
-from gens_fs.backends.base import STREAM_CHUNK, Backend, Children, ReadResult, Scan
+from gens_fs.backends.base import (
+    STREAM_CHUNK,
+    Backend,
+    Children,
+    ReadResult,
+    Scan,
+    WrappedBackend,
+)
 from gens_fs.errors import StorageError
 
 T = TypeVar("T")
@@ -121,40 +128,16 @@ class RateLimit:
         await self.send(0, size)
 
 
-class LimitedBackend(Backend):
+class LimitedBackend(WrappedBackend):
     """``inner`` with every request charged to ``limit`` (see the module docstring).
     Everything else (paths, URLs, capabilities, error mapping) is ``inner``'s."""
 
     def __init__(self, inner: Backend, limit: RateLimit) -> None:
-        super().__init__(inner.root)
-        self.inner = inner
+        super().__init__(inner)
         self.limit = limit
-        self.capabilities = inner.capabilities
 
-    @property
-    def service(self) -> str:
-        return self.inner.service
-
-    def url(self, path: str) -> str:
-        return self.inner.url(path)
-
-    def path_of(self, location: str) -> str:
-        return self.inner.path_of(location)
-
-    def resolved(self, path: str) -> str:
-        return self.inner.resolved(path)
-
-    def at(self, root: str) -> LimitedBackend:
-        return LimitedBackend(self.inner.at(root), self.limit)
-
-    def durable(self) -> Backend:
-        return LimitedBackend(self.inner.durable(), self.limit)
-
-    def storage_error(self, exc: BaseException) -> StorageError | None:
-        return self.inner.storage_error(exc)
-
-    async def blocked_folder(self, folders: Collection[str]) -> str | None:
-        return await self.inner.blocked_folder(folders)
+    def around(self, inner: Backend) -> LimitedBackend:
+        return LimitedBackend(inner, self.limit)
 
     async def read(self, paths: Sequence[str]) -> dict[str, ReadResult]:
         async def one(path: str) -> ReadResult:

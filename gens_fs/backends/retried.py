@@ -46,19 +46,17 @@ from gens_fs.backends.base import (
     Children,
     FileInfo,
     Ignored,
-    Leftovers,
     ReadResult,
-    Removed,
     Scan,
+    WrappedBackend,
 )
 from gens_fs.backends.retry import AdaptiveRate, RetryPolicy, is_transient, retrying
-from gens_fs.errors import StorageError
 
 # Writes in flight at once (what fsspec's batched gather gives a batch of writes).
 _IN_FLIGHT = 128
 
 
-class RetriedBackend(Backend):
+class RetriedBackend(WrappedBackend):
     """``inner`` with each primitive retried as ``policy`` says (see the module
     docstring). Everything else (paths, URLs, capabilities, error mapping) is
     ``inner``'s. ``pacer``: the backend's throttling state, shared by the same storage
@@ -67,42 +65,12 @@ class RetriedBackend(Backend):
     def __init__(
         self, inner: Backend, policy: RetryPolicy, pacer: AdaptiveRate | None = None
     ) -> None:
-        super().__init__(inner.root)
-        self.inner = inner
+        super().__init__(inner)
         self.policy = policy
         self.pacer = pacer if pacer is not None else AdaptiveRate()
-        self.capabilities = inner.capabilities
 
-    @property
-    def service(self) -> str:
-        return self.inner.service
-
-    def url(self, path: str) -> str:
-        return self.inner.url(path)
-
-    def path_of(self, location: str) -> str:
-        return self.inner.path_of(location)
-
-    def resolved(self, path: str) -> str:
-        return self.inner.resolved(path)
-
-    def at(self, root: str) -> RetriedBackend:
-        return RetriedBackend(self.inner.at(root), self.policy, self.pacer)
-
-    def durable(self) -> Backend:
-        return RetriedBackend(self.inner.durable(), self.policy, self.pacer)
-
-    def storage_error(self, exc: BaseException) -> StorageError | None:
-        return self.inner.storage_error(exc)
-
-    async def blocked_folder(self, folders: Collection[str]) -> str | None:
-        return await self.inner.blocked_folder(folders)
-
-    async def leftovers(self, prefixes: Sequence[str]) -> Leftovers:
-        return await self.inner.leftovers(prefixes)
-
-    async def remove_leftovers(self, files: Sequence[str], folders: Sequence[str]) -> list[Removed]:
-        return await self.inner.remove_leftovers(files, folders)
+    def around(self, inner: Backend) -> RetriedBackend:
+        return RetriedBackend(inner, self.policy, self.pacer)
 
     async def read(self, paths: Sequence[str]) -> dict[str, ReadResult]:
         out = await self._read_round(paths)
