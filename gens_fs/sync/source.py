@@ -131,6 +131,8 @@ class SourceReads:
         if fresh:
             found = self.lister(self.source, fresh, follow_symlinks=follow_symlinks)
             self._listed.update(dict.fromkeys(fresh, found))
+            if len(fresh) == len(wanted):  # the usual sync: one listing of exactly these
+                return found
         parts = {id(part): part for part in (self._listed[f] for f in wanted)}.values()
         under = tuple(f + "/" for f in wanted)
         return Listing(
