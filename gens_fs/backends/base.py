@@ -15,7 +15,10 @@ loop and gives synchronous code a blocking view of any backend):
 * ``children(path)``: the first level of a folder (one request on an object store);
 * ``delete(paths)``: already-missing files are fine;
 * ``copy(src, dst, size)``: server side, between backends whose capabilities say so;
-* ``stream(path, chunk_size)``: one file in chunks, memory flat for any size.
+* ``stream(path, chunk_size)``: one file in chunks, memory flat for any size;
+* ``md5(paths)``: each file's MD5, read (by default through ``stream``) and hashed; local
+  disk answers from its hash cache what has not changed
+  (:mod:`gens_fs.backends.local_hashes`).
 
 What a backend guarantees is declared data (:class:`Capabilities`), never found out by
 asking which class it is. This module imports no storage library.
@@ -23,8 +26,10 @@ asking which class it is. This module imports no storage library.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import errno
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +44,8 @@ Azure blob's Content-MD5 property, the MD5 of the bytes where the blob has one."
 
 # How much of a file ``stream`` holds at once.
 STREAM_CHUNK = 8 * 2**20
+# Files hashed at once by the default ``md5`` (each one streamed: memory stays flat).
+HASH_CONCURRENCY = 64
 # The first request to a storage (a first-level listing) answers within this, or the
 # storage is reported unreachable: a client would otherwise retry a refused connection for
 # tens of seconds, and wait a minute for an endpoint that accepts it but never answers.
@@ -107,6 +114,9 @@ class Children(NamedTuple):
 
 ReadResult = bytes | Exception | None
 """One file as ``read`` gives it: its bytes, ``None`` when missing, or why it failed."""
+
+HashResult = str | BaseException
+"""One file as ``md5`` gives it: its MD5 (hex), or why it could not be hashed."""
 
 
 class Backend(ABC):
@@ -186,6 +196,26 @@ class Backend(ABC):
         """One file's bytes in chunks of at most ``chunk_size``; ``None`` when the file is
         missing (known before the first chunk). The caller closes the iterator if it stops
         early (``aclose``)."""
+
+    async def md5(self, paths: Sequence[str], *, fresh: bool = False) -> dict[str, HashResult]:
+        """The MD5 (hex) of each file, each one streamed (memory stays flat),
+        :data:`HASH_CONCURRENCY` at once; a missing file gives ``FileNotFoundError``, a file
+        that cannot be read its exception. ``fresh``: nothing from a cache (local disk keeps
+        one; everything else reads every time)."""
+        limit = asyncio.Semaphore(HASH_CONCURRENCY)
+
+        async def one(path: str) -> str:
+            async with limit:
+                chunks = await self.stream(path)
+                if chunks is None:
+                    raise FileNotFoundError(path)
+                digest = hashlib.md5()
+                async for chunk in chunks:
+                    digest.update(chunk)
+                return digest.hexdigest()
+
+        found = await asyncio.gather(*(one(p) for p in paths), return_exceptions=True)
+        return dict(zip(paths, found, strict=True))
 
     async def blocked_folder(self, folders: Collection[str]) -> str | None:
         """The first of ``folders`` that exists as something other than a folder, so nothing

@@ -22,9 +22,11 @@ from gens_fs.backends.base import (
     Backend,
     Capabilities,
     Children,
+    HashResult,
     ReadResult,
     Scan,
 )
+from gens_fs.backends.local_hashes import HashCache, hash_files
 from gens_fs.backends.local_walk import LocalWalk, open_regular
 from gens_fs.errors import StorageError
 
@@ -36,6 +38,7 @@ class LocalBackend(Backend):
 
     capabilities = LOCAL
     runs_inline: ClassVar[bool] = True
+    _hash_cache: HashCache | None = None
 
     @property
     def service(self) -> str:
@@ -131,6 +134,14 @@ class LocalBackend(Backend):
         except (FileNotFoundError, NotADirectoryError):
             return None
         return _chunks(handle, chunk_size)
+
+    async def md5(self, paths: Sequence[str], *, fresh: bool = False) -> dict[str, HashResult]:
+        """Through the hash cache of this root (:mod:`gens_fs.backends.local_hashes`): a
+        file whose size, mtime, ctime and inode are those recorded when it was last hashed
+        is not read again (with ``fresh``, every file is)."""
+        if self._hash_cache is None or self._hash_cache.root != self.root:
+            self._hash_cache = HashCache.for_root(self.root)  # once per root (``at`` copies)
+        return hash_files(self._hash_cache, paths, fresh=fresh)
 
     async def blocked_folder(self, folders: Collection[str]) -> str | None:
         for folder in sorted(set(folders), key=len):  # the outermost is the culprit

@@ -19,7 +19,6 @@ planner call it. It maps errors that mean "this storage cannot be used" to
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import threading
 from collections.abc import AsyncIterator, Collection, Coroutine, Iterable, Iterator, Mapping
 from typing import Any, NoReturn, TypeVar
@@ -35,8 +34,6 @@ T = TypeVar("T")
 
 # How long an interrupted call waits for what it cancelled to unwind before it gives up.
 _UNWIND_TIMEOUT_S = 30.0
-# Files hashed at once by ``md5_many`` (each one streamed: memory stays flat).
-_HASH_CONCURRENCY = 64
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -215,11 +212,13 @@ class SyncBackend:
             if close is not None:
                 self._run(close())
 
-    def md5_many(self, paths: list[str]) -> dict[str, str]:
-        """The MD5 (hex) of each file, streamed (memory stays flat), several at once. A file
-        gone, or replaced by a special file, since it was listed is left out."""
+    def md5_many(self, paths: list[str], *, fresh: bool = False) -> dict[str, str]:
+        """The MD5 (hex) of each file (see :meth:`Backend.md5`: on local disk from the hash
+        cache where the file has not changed, unless ``fresh``). A file gone, or replaced by
+        a special file, since it was listed is left out."""
         out: dict[str, str] = {}
-        for path, digest in (run(_md5_many(self.backend, paths)) if paths else {}).items():
+        found = self._run(self.backend.md5(paths, fresh=fresh)) if paths else {}
+        for path, digest in found.items():
             if isinstance(digest, str):
                 out[path] = digest
             elif not isinstance(digest, (FileNotFoundError, NotADirectoryError, SpecialFile)):
@@ -229,20 +228,3 @@ class SyncBackend:
 
 async def _next(chunks: AsyncIterator[bytes]) -> bytes:
     return await chunks.__anext__()
-
-
-async def _md5_many(backend: Backend, paths: list[str]) -> dict[str, str | BaseException]:
-    limit = asyncio.Semaphore(_HASH_CONCURRENCY)
-
-    async def one(path: str) -> str:
-        async with limit:
-            chunks = await backend.stream(path)
-            if chunks is None:
-                raise FileNotFoundError(path)
-            digest = hashlib.md5()
-            async for chunk in chunks:
-                digest.update(chunk)
-            return digest.hexdigest()
-
-    found = await asyncio.gather(*(one(p) for p in paths), return_exceptions=True)
-    return dict(zip(paths, found, strict=True))

@@ -137,10 +137,13 @@ def fill_hashes(
         dst_reads=hash_by_reading(target.capabilities),
         checksum=checksum,
     )
-    return _with_md5(source, src, need_src), _with_md5(target, dst, need_dst)
+    return (
+        _with_md5(source, src, need_src, fresh=checksum),
+        _with_md5(target, dst, need_dst, fresh=checksum),
+    )
 
 
-def _with_md5(backend: SyncBackend, files: Files, relpaths: list[str]) -> Files:
+def _with_md5(backend: SyncBackend, files: Files, relpaths: list[str], *, fresh: bool) -> Files:
     """``files`` with the MD5 of each of ``relpaths`` as its hash (a file gone since the
     listing keeps what it had, so it compares by size)."""
     if not relpaths:
@@ -148,6 +151,6 @@ def _with_md5(backend: SyncBackend, files: Files, relpaths: list[str]) -> Files:
     out = dict(files)
     for start in range(0, len(relpaths), _HASH_BATCH):
         paths = {join(backend.root, r): r for r in relpaths[start : start + _HASH_BATCH]}
-        for path, digest in backend.md5_many(list(paths)).items():
+        for path, digest in backend.md5_many(list(paths), fresh=fresh).items():
             out[paths[path]] = FileInfo(out[paths[path]].size, digest)
     return out
