@@ -20,7 +20,7 @@ from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
-from gens_fs.backends import FileInfo, Ignored, SyncBackend
+from gens_fs.backends import FileInfo, Ignored, Scan, SyncBackend
 from gens_fs.layout import (
     COHORTS_DIR,
     GenKey,
@@ -99,7 +99,20 @@ def list_data_root(
     A file keeps the hash its listing gave only where the backend declares one
     (``Capabilities.listing_hash``). ``follow_symlinks``: see
     :meth:`gens_fs.backends.local.LocalBackend.scan`."""
-    scan = backend.scan([join(backend.root, f) for f in folders], follow_symlinks=follow_symlinks)
+    return listing_of(
+        backend, backend.scan(scan_paths(backend, folders), follow_symlinks=follow_symlinks)
+    )
+
+
+def scan_paths(backend: SyncBackend, folders: Iterable[str]) -> list[str]:
+    """The backend paths of a data root's ``folders``, as :meth:`SyncBackend.scan` takes
+    them."""
+    return [join(backend.root, f) for f in folders]
+
+
+def listing_of(backend: SyncBackend, scan: Scan) -> Listing:
+    """The :class:`Listing` of what ``backend.scan`` found under the data root (see
+    :func:`list_data_root`; ``scan.files`` is emptied on the way)."""
     hashed = backend.capabilities.listing_hash is not None
     files: dict[str, FileInfo] = {}
     found = scan.files

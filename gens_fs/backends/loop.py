@@ -20,8 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import AsyncIterator, Collection, Coroutine, Iterable, Iterator, Mapping
-from typing import Any, NoReturn, TypeVar
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Collection,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Mapping,
+)
+from typing import Any, Generic, NoReturn, TypeVar
 
 from fsspec.asyn import get_loop
 
@@ -72,6 +80,48 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:  # no loop runs in this thread
         return None
+
+
+class Pending(Generic[T]):
+    """A coroutine started on the one event loop, its result waited for later, so that the
+    caller's thread works meanwhile (a sync scans and hashes the local side while the
+    remote side's listing pages arrive). Waiting (:meth:`result`) behaves as :func:`run`,
+    Ctrl-C included; a caller that will not wait calls :meth:`cancel`, which returns once
+    the coroutine has unwound (no task is left running behind its back)."""
+
+    def __init__(
+        self, coro: Coroutine[Any, Any, T], raise_for: Callable[[Exception], NoReturn]
+    ) -> None:
+        async def start() -> asyncio.Task[T]:
+            return asyncio.ensure_future(coro)
+
+        self._task = run(start())
+        self._raise_for = raise_for
+
+    def done(self) -> bool:
+        """True once the coroutine has finished (a result or an error to collect)."""
+        return self._task.done()
+
+    def result(self) -> T:
+        """Wait for the coroutine; its error is raised as :meth:`SyncBackend.raise_for`
+        maps it."""
+
+        async def outcome() -> T:
+            return await self._task
+
+        try:
+            return run(outcome())
+        except Exception as exc:
+            self._raise_for(exc)
+
+    def cancel(self) -> None:
+        """Cancel the coroutine (if it has not finished) and wait until it has unwound."""
+
+        async def cancelled() -> None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+        run(cancelled())
 
 
 def run_inline(coro: Coroutine[Any, Any, T]) -> T:
@@ -170,6 +220,11 @@ class SyncBackend:
         """Every file under the ``prefixes`` with its size and listing hash, and the entries
         the listing left out."""
         return self._run(self.backend.scan(prefixes, follow_symlinks=follow_symlinks))
+
+    def scan_started(self, prefixes: list[str], *, follow_symlinks: bool = False) -> Pending[Scan]:
+        """:meth:`scan`, started on the event loop and collected later
+        (:meth:`Pending.result`); meanwhile the caller's thread is free."""
+        return Pending(self.backend.scan(prefixes, follow_symlinks=follow_symlinks), self.raise_for)
 
     def listing_info_many(self, prefixes: list[str]) -> dict[str, FileInfo]:
         """:meth:`scan`'s files."""

@@ -64,6 +64,7 @@ from gens_fs.sync.plan import (
 from gens_fs.sync.report import IgnoredEntry, PlannedAction, SyncError, SyncReport
 from gens_fs.sync.roots import check_destination_writable, check_roots, display, open_root
 from gens_fs.sync.scope import SyncScope
+from gens_fs.sync.sides import list_sides
 from gens_fs.sync.source import SourceReads, fill_hashes
 
 Root = str | os.PathLike[str] | DataRoot
@@ -206,9 +207,9 @@ def plan_sync(
     )
     reads = SourceReads(source)
     scope = reads.scope(stages, cohort)
-    src_listing = list_data_root(source, scope.roots(), follow_symlinks=follow_symlinks)
-    dst_folders = scope.roots() + scope.context_roots()
-    dst_listing = list_data_root(target, dst_folders, follow_symlinks=follow_symlinks)
+    src_listing, dst_listing = list_sides(
+        source, target, scope, follow_symlinks=follow_symlinks, checksum=checksum
+    )
     src_in = scope.filter(src_listing.files)
     src_files, dst_files = fill_hashes(source, target, src_in, dst_listing.files, checksum=checksum)
     diff = Diff.of(src_files, dst_files, scope)
