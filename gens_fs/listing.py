@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from gens_fs.backends import FileInfo, Ignored, Scan, SyncBackend
+from gens_fs.backends.file_table import FileTable
 from gens_fs.layout import (
     COHORTS_DIR,
     GenKey,
@@ -85,8 +86,7 @@ class Listing:
     def only(self, keep: Callable[[str], bool]) -> Listing:
         """The same listing, only the files and ignored entries ``keep`` accepts."""
         return Listing(
-            {r: info for r, info in self.files.items() if keep(r)},
-            tuple(i for i in self.ignored if keep(i.path)),
+            FileTable.of(self.files).only(keep), tuple(i for i in self.ignored if keep(i.path))
         )
 
 
@@ -112,17 +112,20 @@ def scan_paths(backend: SyncBackend, folders: Iterable[str]) -> list[str]:
 
 def listing_of(backend: SyncBackend, scan: Scan) -> Listing:
     """The :class:`Listing` of what ``backend.scan`` found under the data root (see
-    :func:`list_data_root`; ``scan.files`` is emptied on the way)."""
-    hashed = backend.capabilities.listing_hash is not None
-    files: dict[str, FileInfo] = {}
-    found = scan.files
-    while found:
-        # popitem frees each full-path key as its relpath replaces it: a million-file
-        # listing never holds both spellings at once.
-        path, info = found.popitem()
-        relpath = relpath_under(backend.root, path)
-        if relpath is not None and not is_hidden(relpath):
-            files[relpath] = info if hashed or info.hash is None else FileInfo(info.size)
+    :func:`list_data_root`), as a compact :class:`FileTable`."""
+    found = FileTable.of(scan.files)
+    # Every path under the root, as a scan of its folders gives them: the relpaths are a
+    # view of the scan's own arrays (a million-file listing is never held twice).
+    files = found.under(join(backend.root, ""))
+    if files is None:
+        files = FileTable.of(
+            (relpath, info)
+            for path, info in found.items()
+            if (relpath := relpath_under(backend.root, path)) is not None
+        )
+    files = files.only(lambda relpath: not is_hidden(relpath))
+    if backend.capabilities.listing_hash is None:
+        files = files.without_hashes()
     ignored = tuple(
         Ignored(relpath, entry.reason)
         for entry in scan.ignored

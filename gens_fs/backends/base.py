@@ -96,9 +96,11 @@ class Ignored(NamedTuple):
 @dataclass(frozen=True)
 class Scan:
     """A listing's result: the regular files with their :class:`FileInfo`, and the entries
-    it left out (:class:`Ignored`)."""
+    it left out (:class:`Ignored`). Every backend here gives ``files`` as a
+    :class:`~gens_fs.backends.file_table.FileTable` (about 75 bytes a file), filled as the
+    listing's pages arrive."""
 
-    files: dict[str, FileInfo]
+    files: Mapping[str, FileInfo]
     ignored: list[Ignored] = field(default_factory=list)
 
 

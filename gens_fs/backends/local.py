@@ -97,7 +97,7 @@ class LocalBackend(Backend):
         walk = LocalWalk(self.root, follow_symlinks)
         for prefix in prefixes:
             walk.prefix(prefix)
-        return Scan(walk.files, walk.ignored)
+        return Scan(walk.files.build(), walk.ignored)
 
     async def children(self, path: str, *, stop_at: Collection[str] = ()) -> Children:
         """One ``scandir``; a symbolic link to a folder counts as a folder (listings then

@@ -226,7 +226,7 @@ class SyncBackend:
         (:meth:`Pending.result`); meanwhile the caller's thread is free."""
         return Pending(self.backend.scan(prefixes, follow_symlinks=follow_symlinks), self.raise_for)
 
-    def listing_info_many(self, prefixes: list[str]) -> dict[str, FileInfo]:
+    def listing_info_many(self, prefixes: list[str]) -> Mapping[str, FileInfo]:
         """:meth:`scan`'s files."""
         return self.scan(prefixes).files
 

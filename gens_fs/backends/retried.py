@@ -39,11 +39,10 @@ from gens_fs.backends.base import (
     STREAM_CHUNK,
     Backend,
     Children,
-    FileInfo,
-    Ignored,
     ReadResult,
     Scan,
 )
+from gens_fs.backends.file_table import FileTable
 from gens_fs.backends.retry import RetryPolicy, is_transient, retrying
 from gens_fs.errors import StorageError
 
@@ -134,12 +133,9 @@ class RetriedBackend(Backend):
                 what=f"listing {prefix}",
             )
 
-        files: dict[str, FileInfo] = {}
-        ignored: list[Ignored] = []
-        for part in await asyncio.gather(*(one(p) for p in prefixes)):
-            files.update(part.files)
-            ignored.extend(part.ignored)
-        return Scan(files, ignored)
+        parts = await asyncio.gather(*(one(p) for p in prefixes))
+        ignored = [entry for part in parts for entry in part.ignored]
+        return Scan(FileTable.merged(part.files for part in parts), ignored)
 
     async def children(self, path: str, *, stop_at: Collection[str] = ()) -> Children:
         return await retrying(

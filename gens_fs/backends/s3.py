@@ -22,6 +22,7 @@ from gens_fs.backends.base import (
     FileInfo,
     Scan,
 )
+from gens_fs.backends.file_table import FileTable, FileTableBuilder
 from gens_fs.backends.generic import FsspecBackend
 from gens_fs.backends.retry import is_transient
 from gens_fs.errors import StorageError
@@ -81,27 +82,25 @@ class S3Backend(FsspecBackend):
         the prefixes' page chains side by side (the wall time is the longest chain).
 
         No HEAD, and no second listing when a prefix is empty (``find`` sends both). Each
-        page is reduced to ``FileInfo`` as it arrives (s3fs's ``_lsdir`` would keep every
+        page is reduced to a compact row as it arrives (s3fs's ``_lsdir`` would keep every
         page's full dicts until the end: about 1 KB per object). A missing bucket raises
         ``StorageError``; listing a prefix never fails otherwise.
         """
-        found: dict[str, FileInfo] = {}
         try:
-            for part in await asyncio.gather(*(self._collect(p) for p in prefixes)):
-                found.update(part)
+            parts = await asyncio.gather(*(self._collect(p) for p in prefixes))
         except FileNotFoundError:
             raise _no_bucket(self.fs.split_path(self.root)[0], self.url(self.root)) from None
-        return Scan(found)
+        return Scan(FileTable.merged(parts))
 
-    async def _collect(self, prefix: str) -> dict[str, FileInfo]:
+    async def _collect(self, prefix: str) -> FileTable:
         bucket, key, _ = self.fs.split_path(prefix)
         base = prefix.rstrip("/") + "/"
-        out: dict[str, FileInfo] = {}
+        out = FileTableBuilder()
         async for info in self.fs._iterdir(bucket, delimiter="", prefix=key.rstrip("/") + "/"):
             name = info["name"]
             if info.get("type") != "directory" and name.startswith(base):
-                out[name] = FileInfo(int(info.get("size") or 0), _unquote(info.get("ETag")))
-        return out
+                out.add(name, FileInfo(int(info.get("size") or 0), _unquote(info.get("ETag"))))
+        return out.build()
 
     async def children(self, path: str, *, stop_at: Collection[str] = ()) -> Children:
         """ListObjectsV2 with ``Delimiter="/"``: one request (more pages only when the

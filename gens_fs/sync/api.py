@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gens_fs.backends import Engine, SyncBackend
+from gens_fs.backends.file_table import pairs
 from gens_fs.backends.retry import RetryPolicy
 from gens_fs.data_root import DataRoot, require_data_root
 from gens_fs.listing import Files, Listing, list_data_root
@@ -285,8 +286,9 @@ def verify_copy(planned: PlannedSync) -> list[SyncError]:
         planned.source, planned.target, expected, dst, checksum=planned.checksum
     )
     problems = []
-    for relpath, info in sorted(src_checked.items()):
-        found = dst_checked.get(relpath)
+    for relpath, info, found in pairs(src_checked, dst_checked):
+        if info is None:
+            continue
         if found is None:
             problems.append(SyncError(path=relpath, error="verify: missing at the destination"))
         elif not unchanged(info, found):

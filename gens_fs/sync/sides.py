@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gens_fs.backends import FileInfo, Scan, SyncBackend
+from gens_fs.backends import Scan, SyncBackend
+from gens_fs.backends.file_table import FileTable
 from gens_fs.backends.loop import Pending
 from gens_fs.layout import join
 from gens_fs.listing import Files, Listing, list_data_root, listing_of, scan_paths
@@ -105,7 +106,5 @@ def _with_hashes(side: _Side) -> Listing:
     assert side.listing is not None
     if not side.hashes:
         return side.listing
-    files = dict(side.listing.files)
-    for relpath, digest in side.hashes.items():
-        files[relpath] = FileInfo(files[relpath].size, digest)
+    files = FileTable.of(side.listing.files).with_hashes(side.hashes)
     return Listing(files, side.listing.ignored)

@@ -20,7 +20,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from gens_fs.backends import FileInfo, SyncBackend
+from gens_fs.backends import SyncBackend
+from gens_fs.backends.file_table import FileTable
 from gens_fs.backends.retry import is_transient
 from gens_fs.cohorts import parse_membership
 from gens_fs.errors import CohortNotFound, GensError
@@ -148,9 +149,9 @@ def _with_md5(backend: SyncBackend, files: Files, relpaths: list[str], *, fresh:
     listing keeps what it had, so it compares by size)."""
     if not relpaths:
         return files
-    out = dict(files)
+    found: dict[str, str] = {}
     for start in range(0, len(relpaths), _HASH_BATCH):
         paths = {join(backend.root, r): r for r in relpaths[start : start + _HASH_BATCH]}
         for path, digest in backend.md5_many(list(paths), fresh=fresh).items():
-            out[paths[path]] = FileInfo(out[paths[path]].size, digest)
-    return out
+            found[paths[path]] = digest
+    return FileTable.of(files).with_hashes(found)
