@@ -16,12 +16,12 @@ exports: :attr:`Listing.generations` (each generation folder and its files),
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
 from gens_fs.backends import FileInfo, Ignored, Scan, SyncBackend
-from gens_fs.backends.file_table import FileTable
+from gens_fs.backends.file_table import FileTable, pairs
 from gens_fs.layout import (
     COHORTS_DIR,
     GenKey,
@@ -69,13 +69,14 @@ class Listing:
         """The cohorts whose ``membership.csv`` was listed, sorted."""
         return sorted({c for r in self.files if (c := membership_cohort(r)) is not None})
 
-    def strays(self, fitting: Container[str] = ()) -> list[Stray]:
+    def strays(self, fitting: Files | None = None) -> list[Stray]:
         """The listed entries that do not fit the layout, each folder once, sorted.
-        ``fitting``: relpaths the caller knows to fit (not looked at again)."""
+        ``fitting``: files the caller knows to fit (not looked at again; both listings are
+        walked side by side)."""
         found: dict[str, str] = {}
         cohort_files: list[str] = []
-        for relpath in self.files:
-            if relpath in fitting:
+        for relpath, mine, fits in pairs(self.files, fitting or {}):
+            if mine is None or fits is not None:
                 continue
             if relpath.startswith(COHORTS_DIR + "/"):
                 cohort_files.append(relpath)

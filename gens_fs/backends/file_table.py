@@ -262,12 +262,13 @@ class FileTable(Mapping[str, FileInfo]):
 
     def _sorted(self) -> FileTable:
         """The same rows in path order, the last row of a path kept."""
-        order = sorted(range(len(self)), key=self._key_bytes)  # stable: equal paths in order
+        keys = [self._key_bytes(index) for index in range(len(self))]
+        order = sorted(range(len(keys)), key=keys.__getitem__)  # stable: equal paths in order
         last = len(order) - 1
         return FileTable.of(
-            (self.key_at(index), self.info_at(index))
+            (_decode(keys[index]), self.info_at(index))
             for n, index in enumerate(order)
-            if n == last or self._key_bytes(index) != self._key_bytes(order[n + 1])
+            if n == last or keys[index] != keys[order[n + 1]]
         )
 
 

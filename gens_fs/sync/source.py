@@ -34,7 +34,7 @@ from gens_fs.sync.scope import SyncScope, close_over_parents
 
 log = logging.getLogger(__name__)
 
-# Files hashed per batch: memory holds one batch's digests in flight, not the whole listing's.
+# Files hashed per call: one batch's reads in flight at a time, not the whole listing's.
 _HASH_BATCH = 256
 
 
