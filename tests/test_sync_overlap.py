@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gens_fs import GensStore, sync
 from gens_fs.sync import PlannedSync, plan_sync
 from gens_fs.sync.roots import open_root
@@ -40,7 +42,7 @@ def wait_for(condition: Any, timeout: float = 30.0) -> bool:
 
 
 def test_the_local_side_is_hashed_while_the_remote_listing_is_held(
-    tmp_path: Path, s3_middleware: S3Middleware, bucket: str
+    tmp_path: Path, s3_middleware: S3Middleware, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     src = tmp_path / "src"
     store = GensStore(str(src / "gens"))
@@ -50,6 +52,9 @@ def test_the_local_side_is_hashed_while_the_remote_listing_is_held(
     options = s3_storage_options(s3_middleware.endpoint_url)
     dst = f"s3://{bucket}/data"
     assert sync(str(src), dst, dst_options=options).ok  # the same files at both sides
+    # A hash cache of its own, empty: the upload may have hashed the files while waiting
+    # for the (empty) destination's listing, and kept their MD5s if they were old enough.
+    monkeypatch.setenv("GENS_FS_CACHE_DIR", str(tmp_path / "empty-cache"))
 
     planned: list[PlannedSync] = []
     started = threading.Event()
