@@ -24,8 +24,10 @@ machine's load and the bucket's size are the same for all):
 
 ``noop``, ``mutated``, ``samesize``, ``delete`` and ``noop-10x`` run ``--repeats`` times
 each (a fresh edit or delete each time, another seed); the report takes the median. The
-first ``noop`` and ``noop-10x`` of gens-fs run with a cold hash cache (each engine has a
-cache folder of its own, empty when the benchmark starts), the later ones with a warm one.
+first ``noop`` of gens-fs at each latency runs with a cold hash cache (each engine has a
+cache folder of its own, empty when the benchmark starts, and each latency a fresh copy of
+the store), the later ones with a warm one; ``noop-10x`` is cold only at the first latency
+(its folder is the same throughout).
 
 Each run is a subprocess; recorded: wall s, client CPU s (``RUSAGE_CHILDREN``), requests by
 kind (middleware counts), exit code, timeout, and whether the destination ended a correct
@@ -285,7 +287,8 @@ class Bench:
         store = self.big if scenario == "noop-10x" else self.store
         assert store is not None
         run = Run(lane.tool, scenario, latency_ms, drafts_of(store), store.file_count, repeat)
-        run.list_pages = -(-store.file_count // LIST_PAGE)
+        gone = 0 if scenario == "noop-10x" else lane.files_deleted
+        run.list_pages = -(-(store.file_count - gone) // LIST_PAGE)
         if lane.failed:
             run.skipped = lane.failed
             return run
