@@ -30,9 +30,10 @@ left alone and listed in ``SyncReport.ignored``.
 **Requests on S3.** The roots: one first-level listing of each. The scope of a cohort: its
 ``membership.csv`` and the ``metadata.json`` of its generations and their ancestors (one
 batch per lineage level). The listings: one recursive listing per scope root and side (LIST
-pages only). Then, only for what changed: the ``metadata.json`` of each essay and
-evaluation to commit, the membership CSVs to copy, local hashing (see
-:mod:`gens_fs.sync.source`; every byte read is reused by the copy). :func:`apply`: one
+pages only), both sides at once (:mod:`gens_fs.sync.sides`). Then, only for what changed:
+the ``metadata.json`` of each essay and evaluation to commit, the membership CSVs to copy,
+local hashing (see :mod:`gens_fs.sync.source`; every byte read is reused by the copy; a
+local file unchanged since it was last hashed is not read: the hash cache). :func:`apply`: one
 request per copied file (see :mod:`gens_fs.sync.execute`); ``verify`` lists the
 destination again. A no-op resync costs the listings and nothing else.
 """
