@@ -206,8 +206,8 @@ def _minimum(run: Run) -> tuple[dict[str, int], int]:
     need = {wanted[scenario]: files} if scenario in wanted and files else {}
     if scenario == "delete":
         need = {"DELETE_MULTI": -(-run["must_delete"] // 1000)}
-    pages = {"upload": 1, "download": max(1, -(-files // 1000))}
-    return need, pages.get(scenario, run["list_pages"])
+    pages: dict[str, int] = {"upload": 1, "download": max(1, -(-files // 1000))}
+    return need, pages.get(scenario, int(run["list_pages"]))
 
 
 def _verdict(ok: bool) -> str:
