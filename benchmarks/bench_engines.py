@@ -113,7 +113,7 @@ def engine_steps(
 
     def upload() -> bool:
         report = sync(str(base), remote, dst_options=options, engine=engine)
-        got = s3_digests(service.endpoint_url, f"{prefix}/data")
+        got = s3_digests(service.endpoint_url, BUCKET, f"{prefix}/data")
         return report.ok and not compare(local_digests(base), got)
 
     def down() -> bool:

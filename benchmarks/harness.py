@@ -4,8 +4,10 @@ The moto server and the counting/latency middleware around it (``gens_fs.testing
 ``gens_fs.testing.s3_middleware``) run in a child process, so the client CPU a benchmark
 reports (``time.process_time`` of this process, or ``RUSAGE_CHILDREN`` for peer tools run as
 subprocesses) is the client's alone. The child is driven over a pipe: set latency, read and
-reset request counts, create and delete buckets (through the plain endpoint, uncounted), and
-store objects straight into moto's state (seeding large stores).
+reset request counts, create and delete buckets (through the plain endpoint, uncounted),
+store objects straight into moto's state (seeding large stores), and load a local folder
+into a bucket the same way (no HTTP: a store of tens of thousands of files in seconds, for
+the scenarios that need one already there).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 
@@ -49,18 +52,37 @@ def _serve(conn: Connection) -> None:
             elif command == "put":
                 _put_objects(*arg)
                 conn.send(None)
+            elif command == "load":
+                conn.send(_load(*arg))
+
+
+def _moto_state() -> Any:
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+
+    return s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
 
 
 def _put_objects(bucket: str, files: dict[str, bytes]) -> None:
     """Store ``files`` (key -> bytes) in moto's state directly, not over HTTP: seeding 10^5
     objects takes seconds instead of minutes. Only setup goes this way; what a benchmark
     measures goes through the middleware."""
-    from moto.core.models import DEFAULT_ACCOUNT_ID
-    from moto.s3.models import s3_backends
-
-    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    backend = _moto_state()
     for key, data in files.items():
         backend.put_object(bucket, key, data)
+
+
+def _load(bucket: str, prefix: str, folder: str) -> int:
+    """Put every file under ``folder`` at ``prefix/<its relative path>`` in ``bucket``, in
+    moto's state directly (its ETag the MD5 of the bytes, as a PUT would give it)."""
+    backend = _moto_state()
+    count = 0
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_file():
+            key = f"{prefix.rstrip('/')}/{path.relative_to(folder).as_posix()}"
+            backend.put_object(bucket, key, path.read_bytes())
+            count += 1
+    return count
 
 
 class S3Service:
@@ -98,6 +120,10 @@ class S3Service:
     def delete_bucket(self, name: str) -> None:
         """Delete bucket ``name`` and everything in it (frees the server's memory)."""
         self._call("drop", name)
+
+    def load(self, bucket: str, prefix: str, folder: Path) -> int:
+        """Put ``folder``'s files under ``s3://bucket/prefix/`` without HTTP; how many."""
+        return int(self._call("load", (bucket, prefix, str(folder))))
 
     def close(self) -> None:
         if self._process.is_alive():

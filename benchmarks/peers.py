@@ -1,4 +1,5 @@
-"""One adapter per sync tool: the command line and environment of one sync run.
+"""One adapter per sync tool: the command line and environment of one sync run, each at
+its best settings for this workload (many small files; stated in ``benchmarks/README.md``).
 
 Every tool runs as a subprocess of the benchmark (so its CPU is measured the same way, by
 ``RUSAGE_CHILDREN``), between a local folder and ``s3://bucket/prefix`` on the loopback
@@ -93,11 +94,20 @@ def _peer_bin(name: str) -> str:
     return str(path)
 
 
-def aws(src: str, dst: str, endpoint: str) -> Command:
-    """``aws s3 sync`` (awscli v1, defaults: 10 concurrent requests, size + mtime)."""
+def _aws_config() -> str:
+    """An AWS config file raising the s3 commands' concurrency (default 10) to 128."""
+    path = _empty_home() / "aws-config"
+    path.write_text("[default]\ns3 =\n    max_concurrent_requests = 128\n")
+    return str(path)
+
+
+def aws(src: str, dst: str, endpoint: str, *, delete: bool = False) -> Command:
+    """``aws s3 sync`` (awscli v1) with ``max_concurrent_requests = 128`` (size + mtime)."""
     argv = [_peer_bin("aws"), "s3", "sync", _dir(src), _dir(dst)]
     argv += ["--endpoint-url", endpoint, "--no-progress", "--only-show-errors"]
-    return Command(argv, base_env())
+    env = base_env()
+    env["AWS_CONFIG_FILE"] = _aws_config()
+    return Command(argv + (["--delete"] if delete else []), env)
 
 
 def _rclone_path(location: str) -> str:
@@ -125,22 +135,26 @@ def _rclone(src: str, dst: str, endpoint: str, extra: list[str]) -> Command:
     return Command(argv, env)
 
 
-def rclone(src: str, dst: str, endpoint: str) -> Command:
-    """``rclone sync`` with its defaults (4 transfers, 8 checkers, size + modtime)."""
+def rclone(src: str, dst: str, endpoint: str, *, delete: bool = False) -> Command:
+    """``rclone sync`` with its defaults (4 transfers, 8 checkers, size + modtime; a sync
+    always deletes)."""
     return _rclone(src, dst, endpoint, [])
 
 
-def rclone_tuned(src: str, dst: str, endpoint: str) -> Command:
-    """``rclone sync --fast-list --checksum --transfers 16 --checkers 16``."""
-    extra = ["--fast-list", "--checksum", "--transfers", "16", "--checkers", "16"]
+def rclone_tuned(src: str, dst: str, endpoint: str, *, delete: bool = False) -> Command:
+    """``rclone sync --fast-list --checksum --s3-no-head --transfers 128 --checkers 128``:
+    one listing, MD5 against ETag, no HEAD after each upload."""
+    extra = ["--fast-list", "--checksum", "--s3-no-head"]
+    extra += ["--transfers", "128", "--checkers", "128"]
     return _rclone(src, dst, endpoint, extra)
 
 
-def s5cmd(src: str, dst: str, endpoint: str) -> Command:
+def s5cmd(src: str, dst: str, endpoint: str, *, delete: bool = False) -> Command:
     """``s5cmd sync`` (defaults: 256 workers, size + mtime, source newer wins)."""
     source = _dir(src) + "*" if is_s3(src) else _dir(src)
-    argv = [_peer_bin("s5cmd"), "--endpoint-url", endpoint, "sync", source, _dir(dst)]
-    return Command(argv, base_env())
+    argv = [_peer_bin("s5cmd"), "--endpoint-url", endpoint, "sync"]
+    argv += ["--delete"] if delete else []
+    return Command([*argv, source, _dir(dst)], base_env())
 
 
 def _s3_options_json(endpoint: str) -> str:
@@ -153,17 +167,28 @@ def _s3_options_json(endpoint: str) -> str:
     )
 
 
-def fsspec_rsync(src: str, dst: str, endpoint: str) -> Command:
+def fsspec_rsync(src: str, dst: str, endpoint: str, *, delete: bool = False) -> Command:
     """``fsspec.generic.rsync(src, dst)`` (compares sizes only) via ``-m benchmarks.peers``."""
     argv = [sys.executable, "-m", "benchmarks.peers", "fsspec", src, dst, endpoint]
     env = base_env()
     env["PYTHONPATH"] = str(HERE.parent)
-    return Command(argv, env)
+    return Command(argv + (["delete"] if delete else []), env)
 
 
-def ours(src: str, dst: str, endpoint: str) -> Command:
-    """``gens-fs sync SRC DST --json`` (the CLI, default 32 jobs), endpoint as storage options."""
-    argv = [sys.executable, "-m", "gens_fs", "sync", src, dst, "--json"]
+def ours(src: str, dst: str, endpoint: str, *, delete: bool = False) -> Command:
+    """``gens-fs sync SRC DST --json`` (the CLI, default engine and 128 jobs), endpoint as
+    storage options; its hash cache in a folder of its own, empty when the run starts."""
+    return _gens_fs(src, dst, endpoint, delete, "fsspec")
+
+
+def ours_obstore(src: str, dst: str, endpoint: str, *, delete: bool = False) -> Command:
+    """``gens-fs sync SRC DST --json --engine obstore``."""
+    return _gens_fs(src, dst, endpoint, delete, "obstore")
+
+
+def _gens_fs(src: str, dst: str, endpoint: str, delete: bool, engine: str) -> Command:
+    argv = [sys.executable, "-m", "gens_fs", "sync", src, dst, "--json", "--engine", engine]
+    argv += ["--delete"] if delete else []
     for location, flag in ((src, "--src-option"), (dst, "--dst-option")):
         if is_s3(location):
             argv += [
@@ -178,11 +203,13 @@ def ours(src: str, dst: str, endpoint: str) -> Command:
             ]
     env = base_env()
     env["PYTHONPATH"] = str(HERE.parent)
+    env["GENS_FS_CACHE_DIR"] = str(_empty_home() / f"gens-fs-cache-{engine}")
     return Command(argv, env)
 
 
-TOOLS: Final[dict[str, Callable[[str, str, str], Command]]] = {
+TOOLS: Final[dict[str, Callable[..., Command]]] = {
     "ours": ours,
+    "ours-obstore": ours_obstore,
     "aws": aws,
     "rclone": rclone,
     "rclone-tuned": rclone_tuned,
@@ -191,17 +218,17 @@ TOOLS: Final[dict[str, Callable[[str, str, str], Command]]] = {
 }
 
 
-def _run_fsspec(src: str, dst: str, endpoint: str) -> None:
+def _run_fsspec(src: str, dst: str, endpoint: str, delete: bool) -> None:
     from fsspec.generic import GenericFileSystem, rsync
 
     options = {"s3": json.loads(_s3_options_json(endpoint))}
     fs = GenericFileSystem(default_method="options", storage_options=options)
     src, dst = (u if is_s3(u) else "file://" + os.path.abspath(u) for u in (src, dst))
-    copied = rsync(src, dst, fs=fs)
+    copied = rsync(src, dst, fs=fs, delete_missing=delete)
     print(json.dumps({"copied": len(copied)}))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 5 or sys.argv[1] != "fsspec":
-        sys.exit("usage: python -m benchmarks.peers fsspec SRC DST ENDPOINT")
-    _run_fsspec(*sys.argv[2:])
+    if len(sys.argv) not in (5, 6) or sys.argv[1] != "fsspec":
+        sys.exit("usage: python -m benchmarks.peers fsspec SRC DST ENDPOINT [delete]")
+    _run_fsspec(sys.argv[2], sys.argv[3], sys.argv[4], delete=sys.argv[5:] == ["delete"])

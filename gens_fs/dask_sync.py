@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from gens_fs.backends import Engine, RetryPolicy, SyncBackend, run
+from gens_fs.backends.file_table import FileTable
 from gens_fs.data_root import DataRoot
 from gens_fs.errors import GensError, StorageError
 from gens_fs.listing import Listing, list_data_root
@@ -236,7 +237,7 @@ class ClusterLister:
             if error is not None:
                 raise error
             found[folder] = listing
-        files = {r: info for folder in folders for r, info in found[folder].files.items()}
+        files = FileTable.merged(found[folder].files for folder in folders)
         ignored = tuple(i for folder in folders for i in found[folder].ignored)
         return Listing(files, ignored)
 

@@ -16,12 +16,13 @@ exports: :attr:`Listing.generations` (each generation folder and its files),
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Protocol
 
-from gens_fs.backends import FileInfo, Ignored, SyncBackend
+from gens_fs.backends import FileInfo, Ignored, Scan, SyncBackend
+from gens_fs.backends.file_table import FileTable, pairs
 from gens_fs.layout import (
     COHORTS_DIR,
     GenKey,
@@ -69,13 +70,14 @@ class Listing:
         """The cohorts whose ``membership.csv`` was listed, sorted."""
         return sorted({c for r in self.files if (c := membership_cohort(r)) is not None})
 
-    def strays(self, fitting: Container[str] = ()) -> list[Stray]:
+    def strays(self, fitting: Files | None = None) -> list[Stray]:
         """The listed entries that do not fit the layout, each folder once, sorted.
-        ``fitting``: relpaths the caller knows to fit (not looked at again)."""
+        ``fitting``: files the caller knows to fit (not looked at again; both listings are
+        walked side by side)."""
         found: dict[str, str] = {}
         cohort_files: list[str] = []
-        for relpath in self.files:
-            if relpath in fitting:
+        for relpath, mine, fits in pairs(self.files, fitting or {}):
+            if mine is None or fits is not None:
                 continue
             if relpath.startswith(COHORTS_DIR + "/"):
                 cohort_files.append(relpath)
@@ -86,8 +88,7 @@ class Listing:
     def only(self, keep: Callable[[str], bool]) -> Listing:
         """The same listing, only the files and ignored entries ``keep`` accepts."""
         return Listing(
-            {r: info for r, info in self.files.items() if keep(r)},
-            tuple(i for i in self.ignored if keep(i.path)),
+            FileTable.of(self.files).only(keep), tuple(i for i in self.ignored if keep(i.path))
         )
 
 
@@ -100,17 +101,33 @@ def list_data_root(
     A file keeps the hash its listing gave only where the backend declares one
     (``Capabilities.listing_hash``). ``follow_symlinks``: see
     :meth:`gens_fs.backends.local.LocalBackend.scan`."""
-    scan = backend.scan([join(backend.root, f) for f in folders], follow_symlinks=follow_symlinks)
-    hashed = backend.capabilities.listing_hash is not None
-    files: dict[str, FileInfo] = {}
-    found = scan.files
-    while found:
-        # popitem frees each full-path key as its relpath replaces it: a million-file
-        # listing never holds both spellings at once.
-        path, info = found.popitem()
-        relpath = relpath_under(backend.root, path)
-        if relpath is not None and not is_hidden(relpath):
-            files[relpath] = info if hashed or info.hash is None else FileInfo(info.size)
+    return listing_of(
+        backend, backend.scan(scan_paths(backend, folders), follow_symlinks=follow_symlinks)
+    )
+
+
+def scan_paths(backend: SyncBackend, folders: Iterable[str]) -> list[str]:
+    """The backend paths of a data root's ``folders``, as :meth:`SyncBackend.scan` takes
+    them."""
+    return [join(backend.root, f) for f in folders]
+
+
+def listing_of(backend: SyncBackend, scan: Scan) -> Listing:
+    """The :class:`Listing` of what ``backend.scan`` found under the data root (see
+    :func:`list_data_root`), as a compact :class:`FileTable`."""
+    found = FileTable.of(scan.files)
+    # Every path under the root, as a scan of its folders gives them: the relpaths are a
+    # view of the scan's own arrays (a million-file listing is never held twice).
+    files = found.under(join(backend.root, ""))
+    if files is None:
+        files = FileTable.of(
+            (relpath, info)
+            for path, info in found.items()
+            if (relpath := relpath_under(backend.root, path)) is not None
+        )
+    files = files.only(lambda relpath: not is_hidden(relpath))
+    if backend.capabilities.listing_hash is None:
+        files = files.without_hashes()
     ignored = tuple(
         Ignored(relpath, entry.reason)
         for entry in scan.ignored

@@ -24,6 +24,17 @@ from gens_fs.testing.s3 import MotoServer, new_bucket, s3_storage_options
 from gens_fs.testing.s3_middleware import S3Middleware
 
 
+@pytest.fixture(scope="session", autouse=True)
+def hash_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """This run's local hash caches (``gens_fs.backends.local_hashes``), kept apart from the
+    user's own: every sync of a test's temporary root would leave one in ~/.cache. Set in
+    the environment, so the ``gens-fs`` processes tests start use it too."""
+    folder = tmp_path_factory.mktemp("gens-fs-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GENS_FS_CACHE_DIR", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[MotoServer]:
     with MotoServer() as server:

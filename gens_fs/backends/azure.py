@@ -46,6 +46,7 @@ from gens_fs.backends.base import (
     ReadResult,
     Scan,
 )
+from gens_fs.backends.file_table import FileTable, FileTableBuilder
 from gens_fs.backends.generic import FsspecBackend
 from gens_fs.errors import StorageError
 
@@ -130,24 +131,22 @@ class AzureBackend(FsspecBackend):
     async def scan(self, prefixes: Sequence[str], *, follow_symlinks: bool = False) -> Scan:
         """Every blob under each prefix with its size and Content-MD5 (hex; ``None`` for a
         blob uploaded without one): List Blobs pages only, the prefixes side by side."""
-        found: dict[str, FileInfo] = {}
-        for part in await asyncio.gather(*(self._collect(p) for p in prefixes)):
-            found.update(part)
-        return Scan(found)
+        parts = await asyncio.gather(*(self._collect(p) for p in prefixes))
+        return Scan(FileTable.merged(parts))
 
-    async def _collect(self, folder: str) -> dict[str, FileInfo]:
+    async def _collect(self, folder: str) -> FileTable:
         client, prefix = self._container(folder)
-        out: dict[str, FileInfo] = {}
+        out = FileTableBuilder()
         blobs = client.list_blobs(name_starts_with=prefix, include=["metadata"], **_ONE_ATTEMPT)
         try:
             async for blob in blobs:
                 if not _is_folder_marker(blob):
                     md5 = blob.content_settings.content_md5
                     info = FileInfo(int(blob.size), bytes(md5).hex() if md5 else None)
-                    out[f"{client.container_name}/{blob.name}"] = info
+                    out.add(f"{client.container_name}/{blob.name}", info)
         except ResourceNotFoundError as exc:
             raise self._missing_container(exc, folder) from None
-        return out
+        return out.build()
 
     async def children(self, path: str, *, stop_at: Collection[str] = ()) -> Children:
         """List Blobs with a delimiter: one request (more pages only past 5,000 entries and

@@ -18,6 +18,9 @@ loop and gives synchronous code a blocking view of any backend):
 * ``stream(path, chunk_size)``: one file in chunks, memory flat for any size;
 * ``leftovers(prefixes)`` / ``remove_leftovers(files, folders)``: what this backend's own
   writers leave when killed (local disk's temporary files; object stores: nothing).
+* ``md5(paths)``: each file's MD5, read (by default through ``stream``) and hashed; local
+  disk answers from its hash cache what has not changed
+  (:mod:`gens_fs.backends.local_hashes`).
 
 What a backend guarantees is declared data (:class:`Capabilities`), never found out by
 asking which class it is. This module imports no storage library.
@@ -25,8 +28,10 @@ asking which class it is. This module imports no storage library.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import errno
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +46,8 @@ Azure blob's Content-MD5 property, the MD5 of the bytes where the blob has one."
 
 # How much of a file ``stream`` holds at once.
 STREAM_CHUNK = 8 * 2**20
+# Files hashed at once by the default ``md5`` (each one streamed: memory stays flat).
+HASH_CONCURRENCY = 64
 # The first request to a storage (a first-level listing) answers within this, or the
 # storage is reported unreachable: a client would otherwise retry a refused connection for
 # tens of seconds, and wait a minute for an endpoint that accepts it but never answers.
@@ -92,9 +99,11 @@ class Ignored(NamedTuple):
 @dataclass(frozen=True)
 class Scan:
     """A listing's result: the regular files with their :class:`FileInfo`, and the entries
-    it left out (:class:`Ignored`)."""
+    it left out (:class:`Ignored`). Every backend here gives ``files`` as a
+    :class:`~gens_fs.backends.file_table.FileTable` (about 75 bytes a file), filled as the
+    listing's pages arrive."""
 
-    files: dict[str, FileInfo]
+    files: Mapping[str, FileInfo]
     ignored: list[Ignored] = field(default_factory=list)
 
 
@@ -138,6 +147,9 @@ class Removed(NamedTuple):
 
 ReadResult = bytes | Exception | None
 """One file as ``read`` gives it: its bytes, ``None`` when missing, or why it failed."""
+
+HashResult = str | BaseException
+"""One file as ``md5`` gives it: its MD5 (hex), or why it could not be hashed."""
 
 
 class Backend(ABC):
@@ -243,6 +255,26 @@ class Backend(ABC):
         :class:`Removed` each, in that order. A folder that is not empty (a writer came
         back) stays, and says so."""
         return [Removed(p, "this storage leaves no temporary files") for p in [*files, *folders]]
+
+    async def md5(self, paths: Sequence[str], *, fresh: bool = False) -> dict[str, HashResult]:
+        """The MD5 (hex) of each file, each one streamed (memory stays flat),
+        :data:`HASH_CONCURRENCY` at once; a missing file gives ``FileNotFoundError``, a file
+        that cannot be read its exception. ``fresh``: nothing from a cache (local disk keeps
+        one; everything else reads every time)."""
+        limit = asyncio.Semaphore(HASH_CONCURRENCY)
+
+        async def one(path: str) -> str:
+            async with limit:
+                chunks = await self.stream(path)
+                if chunks is None:
+                    raise FileNotFoundError(path)
+                digest = hashlib.md5()
+                async for chunk in chunks:
+                    digest.update(chunk)
+                return digest.hexdigest()
+
+        found = await asyncio.gather(*(one(p) for p in paths), return_exceptions=True)
+        return dict(zip(paths, found, strict=True))
 
     async def blocked_folder(self, folders: Collection[str]) -> str | None:
         """The first of ``folders`` that exists as something other than a folder, so nothing

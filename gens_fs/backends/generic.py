@@ -33,6 +33,7 @@ from gens_fs.backends.base import (
     ReadResult,
     Scan,
 )
+from gens_fs.backends.file_table import FileTable
 
 GENERIC = Capabilities(exclusive_create=False, listing_hash=None, costs_requests=True)
 # Requests in flight at once for batched deletes on filesystems without a bulk delete.
@@ -114,22 +115,20 @@ class FsspecBackend(Backend):
         return True
 
     async def scan(self, prefixes: Sequence[str], *, follow_symlinks: bool = False) -> Scan:
-        found: dict[str, FileInfo] = {}
-        for part in await asyncio.gather(*(self._find(p) for p in prefixes)):
-            found.update(part)
-        return Scan(found)
+        parts = await asyncio.gather(*(self._find(p) for p in prefixes))
+        return Scan(FileTable.merged(parts))
 
-    async def _find(self, prefix: str) -> dict[str, FileInfo]:
+    async def _find(self, prefix: str) -> FileTable:
         try:
             infos = await self.afs._find(prefix, detail=True)
         except FileNotFoundError:
-            return {}
+            return FileTable.of({})
         base = prefix.rstrip("/") + "/"
-        return {
-            path: FileInfo(int(info.get("size") or 0))
+        return FileTable.of(
+            (path, FileInfo(int(info.get("size") or 0)))
             for path, info in infos.items()
             if path.startswith(base) and info.get("type", "file") != "directory"
-        }
+        )
 
     async def children(self, path: str, *, stop_at: Collection[str] = ()) -> Children:
         try:

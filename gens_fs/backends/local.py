@@ -28,11 +28,13 @@ from gens_fs.backends.base import (
     Backend,
     Capabilities,
     Children,
+    HashResult,
     Leftovers,
     ReadResult,
     Removed,
     Scan,
 )
+from gens_fs.backends.local_hashes import HashCache, hash_files
 from gens_fs.backends.local_leftovers import find_leftovers, remove_leftovers
 from gens_fs.backends.local_walk import LocalWalk, open_regular
 from gens_fs.errors import AccessDenied, StorageError
@@ -53,6 +55,8 @@ class LocalBackend(Backend):
         other = copy.copy(self)
         other.fsync = True
         return other
+
+    _hash_cache: HashCache | None = None
 
     @property
     def service(self) -> str:
@@ -116,7 +120,7 @@ class LocalBackend(Backend):
         walk = LocalWalk(self.root, follow_symlinks)
         for prefix in prefixes:
             walk.prefix(prefix)
-        return Scan(walk.files, walk.ignored)
+        return Scan(walk.files.build(), walk.ignored)
 
     async def children(self, path: str, *, stop_at: Collection[str] = ()) -> Children:
         """One ``scandir``; a symbolic link to a folder counts as a folder (listings then
@@ -166,6 +170,14 @@ class LocalBackend(Backend):
 
     async def remove_leftovers(self, files: Sequence[str], folders: Sequence[str]) -> list[Removed]:
         return remove_leftovers(files, folders)
+
+    async def md5(self, paths: Sequence[str], *, fresh: bool = False) -> dict[str, HashResult]:
+        """Through the hash cache of this root (:mod:`gens_fs.backends.local_hashes`): a
+        file whose size, mtime, ctime and inode are those recorded when it was last hashed
+        is not read again (with ``fresh``, every file is)."""
+        if self._hash_cache is None or self._hash_cache.root != self.root:
+            self._hash_cache = HashCache.for_root(self.root)  # once per root (``at`` copies)
+        return hash_files(self._hash_cache, paths, fresh=fresh)
 
     async def blocked_folder(self, folders: Collection[str]) -> str | None:
         for folder in sorted(set(folders), key=len):  # the outermost is the culprit

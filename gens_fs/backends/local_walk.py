@@ -14,6 +14,7 @@ import stat
 from typing import IO
 
 from gens_fs.backends.base import FileInfo, Ignored
+from gens_fs.backends.file_table import FileTableBuilder
 from gens_fs.errors import SpecialFile
 
 
@@ -59,7 +60,7 @@ class LocalWalk:
         self.root = root
         self.boundary = os.path.realpath(root)
         self.follow = follow_symlinks
-        self.files: dict[str, FileInfo] = {}
+        self.files = FileTableBuilder()
         self.ignored: list[Ignored] = []
 
     def prefix(self, prefix: str) -> None:
@@ -109,7 +110,7 @@ class LocalWalk:
             return path, ancestors | {_identity(path)} if self.follow else ancestors
         info = entry.stat(follow_symlinks=False)  # types came free; the size costs an lstat
         if stat.S_ISREG(info.st_mode):
-            self.files[_posix(path)] = FileInfo(info.st_size)
+            self.files.add(_posix(path), FileInfo(info.st_size))
         else:
             self._ignore(path, f"{_special_kind(info.st_mode)}, never opened")
         return None
@@ -123,7 +124,7 @@ class LocalWalk:
                 return None
             return path, ancestors | {identity}
         if stat.S_ISREG(target.st_mode):
-            self.files[_posix(path)] = FileInfo(target.st_size)
+            self.files.add(_posix(path), FileInfo(target.st_size))
         else:
             kind = _special_kind(target.st_mode)
             self._ignore(path, f"symbolic link to a {kind}, never opened")

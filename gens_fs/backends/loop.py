@@ -19,10 +19,10 @@ planner call it. It maps errors that mean "this storage cannot be used" to
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import threading
 from collections.abc import (
     AsyncIterator,
+    Callable,
     Collection,
     Coroutine,
     Iterable,
@@ -30,7 +30,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from typing import Any, NoReturn, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 from fsspec.asyn import get_loop
 
@@ -52,8 +52,6 @@ T = TypeVar("T")
 
 # How long an interrupted call waits for what it cancelled to unwind before it gives up.
 _UNWIND_TIMEOUT_S = 30.0
-# Files hashed at once by ``md5_many`` (each one streamed: memory stays flat).
-_HASH_CONCURRENCY = 64
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -92,6 +90,48 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:  # no loop runs in this thread
         return None
+
+
+class Pending(Generic[T]):
+    """A coroutine started on the one event loop, its result waited for later, so that the
+    caller's thread works meanwhile (a sync scans and hashes the local side while the
+    remote side's listing pages arrive). Waiting (:meth:`result`) behaves as :func:`run`,
+    Ctrl-C included; a caller that will not wait calls :meth:`cancel`, which returns once
+    the coroutine has unwound (no task is left running behind its back)."""
+
+    def __init__(
+        self, coro: Coroutine[Any, Any, T], raise_for: Callable[[Exception], NoReturn]
+    ) -> None:
+        async def start() -> asyncio.Task[T]:
+            return asyncio.ensure_future(coro)
+
+        self._task = run(start())
+        self._raise_for = raise_for
+
+    def done(self) -> bool:
+        """True once the coroutine has finished (a result or an error to collect)."""
+        return self._task.done()
+
+    def result(self) -> T:
+        """Wait for the coroutine; its error is raised as :meth:`SyncBackend.raise_for`
+        maps it."""
+
+        async def outcome() -> T:
+            return await self._task
+
+        try:
+            return run(outcome())
+        except Exception as exc:
+            self._raise_for(exc)
+
+    def cancel(self) -> None:
+        """Cancel the coroutine (if it has not finished) and wait until it has unwound."""
+
+        async def cancelled() -> None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+        run(cancelled())
 
 
 def run_inline(coro: Coroutine[Any, Any, T]) -> T:
@@ -210,7 +250,14 @@ class SyncBackend:
         scan = self.backend.scan(prefixes, follow_symlinks=follow_symlinks)
         return self._run(scan, "listing", _one(prefixes))
 
-    def listing_info_many(self, prefixes: list[str]) -> dict[str, FileInfo]:
+    def scan_started(self, prefixes: list[str], *, follow_symlinks: bool = False) -> Pending[Scan]:
+        """:meth:`scan`, started on the event loop and collected later
+        (:meth:`Pending.result`); meanwhile the caller's thread is free."""
+        scan = self.backend.scan(prefixes, follow_symlinks=follow_symlinks)
+        where = _one(prefixes)
+        return Pending(scan, lambda exc: self.raise_for(exc, "listing", where))
+
+    def listing_info_many(self, prefixes: list[str]) -> Mapping[str, FileInfo]:
         """:meth:`scan`'s files."""
         return self.scan(prefixes).files
 
@@ -263,22 +310,25 @@ class SyncBackend:
             if close is not None:
                 self._run(close(), "reading", path)
 
-    def md5_many(self, paths: list[str]) -> dict[str, str]:
-        """The MD5 (hex) of each file, streamed (memory stays flat), several at once. A file
-        gone, or replaced by a special file, since it was listed is left out; the first
-        failure is raised."""
+    def md5_many(self, paths: list[str], *, fresh: bool = False) -> dict[str, str]:
+        """The MD5 (hex) of each file (see :meth:`Backend.md5`: on local disk from the hash
+        cache where the file has not changed, unless ``fresh``). A file gone, or replaced by
+        a special file, since it was listed is left out; the first failure is raised."""
         out: dict[str, str] = {}
-        for path, digest in self.md5_each(paths).items():
+        for path, digest in self.md5_each(paths, fresh=fresh).items():
             if not isinstance(digest, str):
                 self.raise_for(digest, "reading", path)
             out[path] = digest
         return out
 
-    def md5_each(self, paths: list[str]) -> dict[str, str | Exception]:
+    def md5_each(self, paths: list[str], *, fresh: bool = False) -> dict[str, str | Exception]:
         """Like :meth:`md5_many`, but a file that cannot be read (after the retries of a
         transient failure) gives its exception instead of failing the whole batch."""
         out: dict[str, str | Exception] = {}
-        for path, digest in (run(_md5_many(self.backend, paths)) if paths else {}).items():
+        found = (
+            self._run(self.backend.md5(paths, fresh=fresh), "reading", _one(paths)) if paths else {}
+        )
+        for path, digest in found.items():
             if isinstance(digest, (FileNotFoundError, NotADirectoryError, SpecialFile)):
                 continue
             if isinstance(digest, BaseException) and not isinstance(digest, Exception):
@@ -318,20 +368,3 @@ async def _write_each(backend: Backend, files: Mapping[str, bytes]) -> tuple[str
 
 async def _next(chunks: AsyncIterator[bytes]) -> bytes:
     return await chunks.__anext__()
-
-
-async def _md5_many(backend: Backend, paths: list[str]) -> dict[str, str | BaseException]:
-    limit = asyncio.Semaphore(_HASH_CONCURRENCY)
-
-    async def one(path: str) -> str:
-        async with limit:
-            chunks = await backend.stream(path)
-            if chunks is None:
-                raise FileNotFoundError(path)
-            digest = hashlib.md5()
-            async for chunk in chunks:
-                digest.update(chunk)
-            return digest.hexdigest()
-
-    found = await asyncio.gather(*(one(p) for p in paths), return_exceptions=True)
-    return dict(zip(paths, found, strict=True))

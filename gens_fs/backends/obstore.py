@@ -67,6 +67,7 @@ from gens_fs.backends.base import (
     ReadResult,
     Scan,
 )
+from gens_fs.backends.file_table import FileTable, FileTableBuilder
 from gens_fs.backends.obstore_config import StoreSettings
 from gens_fs.backends.retry import is_access_denied
 from gens_fs.errors import StorageError
@@ -202,20 +203,20 @@ class ObstoreBackend(Backend):
     async def scan(self, prefixes: Sequence[str], *, follow_symlinks: bool = False) -> Scan:
         """Every object under each prefix with its size (and ETag on S3): listing pages
         only, the prefixes side by side. A missing bucket raises ``StorageError``."""
-        found: dict[str, FileInfo] = {}
-        for part in await asyncio.gather(*(self._collect(p) for p in prefixes)):
-            found.update(part)
-        return Scan(found)
+        parts = await asyncio.gather(*(self._collect(p) for p in prefixes))
+        return Scan(FileTable.merged(parts))
 
-    async def _collect(self, folder: str) -> dict[str, FileInfo]:
+    async def _collect(self, folder: str) -> FileTable:
         store, key = self._locate(folder)
         bucket = folder.lstrip("/").partition("/")[0]
         try:
-            listed = await _in_thread(_list_all, store, key.strip("/"), self.settings.kind == "s3")
+            listed = await _in_thread(
+                _list_all, store, key.strip("/"), f"{bucket}/", self.settings.kind == "s3"
+            )
         except BaseError as exc:
             mapped = self._mapped(exc, folder)
             raise mapped from _cause(mapped, exc)
-        return {f"{bucket}/{path}": info for path, info in listed.items()}
+        return listed
 
     async def children(self, path: str, *, stop_at: Collection[str] = ()) -> Children:
         """One delimited listing within :data:`PROBE_TIMEOUT_S` (the first request most
@@ -408,14 +409,15 @@ def _get_bytes(store: Any, key: str) -> bytes:
     return bytes(obstore.get(store, key).bytes())
 
 
-def _list_all(store: Any, prefix: str, with_etag: bool) -> dict[str, FileInfo]:
-    """Every object under ``prefix`` (a folder; all for ``""``), page by page."""
-    out: dict[str, FileInfo] = {}
+def _list_all(store: Any, prefix: str, bucket: str, with_etag: bool) -> FileTable:
+    """Every object under ``prefix`` (a folder; all for ``""``), page by page, as
+    ``bucket`` + its path."""
+    out = FileTableBuilder()
     for chunk in obstore.list(store, prefix or None, chunk_size=LIST_CHUNK):
         for meta in chunk:
             etag = _unquote(meta["e_tag"]) if with_etag else None
-            out[meta["path"]] = FileInfo(int(meta["size"]), etag)
-    return out
+            out.add(bucket + meta["path"], FileInfo(int(meta["size"]), etag))
+    return out.build()
 
 
 async def _rechunked(chunks: Iterator[Any], size: int) -> AsyncIterator[bytes]:

@@ -108,6 +108,10 @@ def _build(text: str, options: dict[str, Any]) -> tuple[Any, str]:
     if _is_s3(text) and "::" not in text:
         # s3fs's own retries (a class attribute, which no option sets) on this instance
         fs.retries = S3FS_ATTEMPTS
+        if fs.session is None and fs._s3 is None:  # no session given, no client yet
+            from gens_fs.backends.s3_client import listing_session
+
+            fs.session = listing_session(fs.kwargs)  # what s3fs would build, less parsing
     return fs, str(path)
 
 

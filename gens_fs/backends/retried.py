@@ -44,12 +44,11 @@ from gens_fs.backends.base import (
     STREAM_CHUNK,
     Backend,
     Children,
-    FileInfo,
-    Ignored,
     ReadResult,
     Scan,
     WrappedBackend,
 )
+from gens_fs.backends.file_table import FileTable
 from gens_fs.backends.retry import AdaptiveRate, RetryPolicy, is_transient, retrying
 
 # Writes in flight at once (what fsspec's batched gather gives a batch of writes).
@@ -148,12 +147,9 @@ class RetriedBackend(WrappedBackend):
                 pacer=self.pacer,
             )
 
-        files: dict[str, FileInfo] = {}
-        ignored: list[Ignored] = []
-        for part in await asyncio.gather(*(one(p) for p in prefixes)):
-            files.update(part.files)
-            ignored.extend(part.ignored)
-        return Scan(files, ignored)
+        parts = await asyncio.gather(*(one(p) for p in prefixes))
+        ignored = [entry for part in parts for entry in part.ignored]
+        return Scan(FileTable.merged(part.files for part in parts), ignored)
 
     async def children(self, path: str, *, stop_at: Collection[str] = ()) -> Children:
         return await retrying(

@@ -22,6 +22,7 @@ from gens_fs.backends.base import (
     FileInfo,
     Scan,
 )
+from gens_fs.backends.file_table import FileTable, FileTableBuilder
 from gens_fs.backends.generic import FsspecBackend
 from gens_fs.backends.retry import is_transient
 from gens_fs.backends.sharded import Page, Shard, list_prefix
@@ -84,21 +85,25 @@ class S3Backend(FsspecBackend):
         round trips, not one per 1,000 keys.
 
         No HEAD, and no second listing when a prefix is empty (``find`` sends both). Each
-        page is reduced to ``FileInfo`` as it arrives (s3fs's ``_lsdir`` would keep every
+        page is reduced to a compact row as it arrives (s3fs's ``_lsdir`` would keep every
         page's full dicts until the end: about 1 KB per object). A missing bucket raises
         ``StorageError``; listing a prefix never fails otherwise.
         """
-        found: dict[str, FileInfo] = {}
         try:
-            for part in await asyncio.gather(*(self._collect(p) for p in prefixes)):
-                found.update(part)
+            parts = await asyncio.gather(*(self._collect(p) for p in prefixes))
         except FileNotFoundError:
             raise _no_bucket(self.fs.split_path(self.root)[0], self.url(self.root)) from None
-        return Scan(found)
+        return Scan(FileTable.merged(parts))
 
-    async def _collect(self, prefix: str) -> dict[str, FileInfo]:
+    async def _collect(self, prefix: str) -> FileTable:
         bucket, key, _ = self.fs.split_path(prefix)
-        return await list_prefix(self._list_page, f"{bucket}/{key.rstrip('/')}/")
+        pages: list[FileTable] = []  # one per page, kept compact as it arrives
+
+        def keep(rows: list[tuple[str, FileInfo]]) -> None:
+            pages.append(FileTableBuilder().extend(rows).build())
+
+        await list_prefix(self._list_page, f"{bucket}/{key.rstrip('/')}/", keep)
+        return FileTable.merged(pages)
 
     async def _list_page(self, shard: Shard) -> Page[FileInfo]:
         """One ListObjectsV2 request; shards and keys are ``bucket/key`` paths."""

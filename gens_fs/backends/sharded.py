@@ -86,21 +86,24 @@ FetchPage = Callable[[Shard], Awaitable[Page[T]]]
 async def list_prefix(
     fetch: FetchPage[T],
     prefix: str,
+    keep: Callable[[list[tuple[str, T]]], None],
     *,
     alphabet: str = GEN_ID_CHARS,
     in_flight: int = LISTINGS_IN_FLIGHT,
-) -> dict[str, T]:
+) -> None:
     """Every key that starts with ``prefix``, with its value, listed by ``fetch`` in
-    shards (see the module docstring); at most ``in_flight`` requests at once. The first
-    failure cancels the listings still running and is raised."""
-    found: dict[str, T] = {}
+    shards (see the module docstring), each page's keys passed to ``keep`` as it arrives
+    (in key order within a page; the pages in no order, none overlapping another): the
+    caller keeps them as compactly as it likes. At most ``in_flight`` requests at once.
+    The first failure cancels the listings still running and is raised."""
     limit = asyncio.Semaphore(in_flight)
 
     async def walk(shard: Shard) -> None:
         async with limit:
             page = await fetch(shard)
         kept = [entry for entry in page.entries if shard.holds(entry[0])]
-        found.update(kept)
+        if kept:
+            keep(kept)
         if not page.truncated or not page.entries:
             return
         last = page.entries[-1][0]
@@ -112,7 +115,6 @@ async def list_prefix(
         await _all(walk(s) for s in split(shard, kept[0][0], last, alphabet))
 
     await walk(Shard(prefix))
-    return found
 
 
 async def _all(coros: Iterable[Coroutine[Any, Any, None]]) -> None:

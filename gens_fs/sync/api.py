@@ -32,9 +32,10 @@ left alone and listed in ``SyncReport.ignored``.
 **Requests on S3.** The roots: one first-level listing of each. The scope of a cohort: its
 ``membership.csv`` and the ``metadata.json`` of its generations and their ancestors (one
 batch per lineage level). The listings: one recursive listing per scope root and side (LIST
-pages only). Then, only for what changed: the ``metadata.json`` of each essay and
-evaluation to commit, the membership CSVs to copy, local hashing (see
-:mod:`gens_fs.sync.source`; every byte read is reused by the copy). :func:`apply`: one
+pages only), both sides at once (:mod:`gens_fs.sync.sides`). Then, only for what changed:
+the ``metadata.json`` of each essay and evaluation to commit, the membership CSVs to copy,
+local hashing (see :mod:`gens_fs.sync.source`; every byte read is reused by the copy; a
+local file unchanged since it was last hashed is not read: the hash cache). :func:`apply`: one
 request per copied file (see :mod:`gens_fs.sync.execute`); ``verify`` lists the
 destination again. A no-op resync costs the listings and nothing else.
 """
@@ -48,6 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from gens_fs.backends import Engine, RateLimit, SyncBackend
+from gens_fs.backends.file_table import pairs
 from gens_fs.backends.retry import RetryPolicy
 from gens_fs.data_root import DataRoot, require_data_root
 from gens_fs.layout import membership_path
@@ -75,6 +77,7 @@ from gens_fs.sync.plan import (
 from gens_fs.sync.report import IgnoredEntry, PlannedAction, SyncError, SyncReport
 from gens_fs.sync.roots import check_destination_writable, check_roots, display, open_root
 from gens_fs.sync.scope import SyncScope
+from gens_fs.sync.sides import list_sides
 from gens_fs.sync.source import SourceReads, fill_hashes
 
 Root = str | os.PathLike[str] | DataRoot
@@ -282,9 +285,9 @@ def _list_and_hash(
 ) -> _Listed:
     """One recursive listing per scope root and side (the destination's ancestor stages
     too, for context), then the hashes the comparison needs."""
-    src_listing = reads.listing(scope.roots(), follow_symlinks=follow_symlinks)
-    dst_folders = scope.roots() + scope.context_roots()
-    dst_listing = reads.lister(target, dst_folders, follow_symlinks=follow_symlinks)
+    src_listing, dst_listing = list_sides(
+        reads, target, scope, follow_symlinks=follow_symlinks, checksum=checksum
+    )
     src_in = scope.filter(src_listing.files)
     unhashed: dict[str, str] = {}
     src_files, dst_files = fill_hashes(
@@ -377,8 +380,9 @@ def verify_copy(planned: PlannedSync) -> list[SyncError]:
         planned.source, planned.target, expected, dst, checksum=planned.checksum, failed=unread
     )
     problems = []
-    for relpath, info in sorted(src_checked.items()):
-        found = dst_checked.get(relpath)
+    for relpath, info, found in pairs(src_checked, dst_checked):
+        if info is None:
+            continue
         if relpath in unread:
             problems.append(SyncError(path=relpath, error=f"verify: unreadable: {unread[relpath]}"))
         elif found is None:

@@ -33,6 +33,7 @@ so against local files they look changed and are copied again on every run.
 from __future__ import annotations
 
 from gens_fs.backends import Capabilities, FileInfo
+from gens_fs.backends.file_table import pairs
 from gens_fs.listing import Files
 
 
@@ -80,9 +81,8 @@ def hashes_needed(
     """
     need_src: list[str] = []
     need_dst: list[str] = []
-    for relpath, s in src.items():
-        d = dst.get(relpath)
-        if d is None or d.size != s.size:
+    for relpath, s, d in pairs(src, dst):  # one pass, both listings in path order
+        if s is None or d is None or d.size != s.size:
             continue
         src_hash, dst_hash = content_hash(s), content_hash(d)
         if src_hash is not None and dst_hash is not None:

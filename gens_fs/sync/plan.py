@@ -37,6 +37,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
+from gens_fs.backends.file_table import pairs
 from gens_fs.errors import GensError
 from gens_fs.layout import (
     METADATA_FILE,
@@ -84,11 +85,15 @@ class Diff:
     def within(cls, src_in: Files, dst: Files, scope: SyncScope) -> Diff:
         """:meth:`of` for a source listing already limited to ``scope``."""
         dst_in = scope.filter(dst)
-        copy = tuple(
-            sorted(r for r, i in src_in.items() if r not in dst_in or not unchanged(i, dst_in[r]))
-        )
-        extra = tuple(sorted(r for r in dst_in if r not in src_in))
-        return cls(src_in, dst, scope, copy, len(src_in) - len(copy), extra, len(dst_in))
+        copy: list[str] = []
+        extra: list[str] = []
+        for relpath, mine, theirs in pairs(src_in, dst_in):  # one pass, both in path order
+            if mine is None:
+                extra.append(relpath)
+            elif theirs is None or not unchanged(mine, theirs):
+                copy.append(relpath)
+        skipped = len(src_in) - len(copy)
+        return cls(src_in, dst, scope, tuple(copy), skipped, tuple(extra), len(dst_in))
 
     def parents_to_read(self) -> list[str]:
         """The source ``metadata.json`` relpaths to read before planning: those of essays and
@@ -216,7 +221,8 @@ def make_plan(
         parents=parents,
         probed=probed or {},
         allow_orphans=allow_orphans,
-        committed=set(_commit_keys(diff.dst).values()) - set(_commit_keys(to_delete).values()),
+        dst=diff.dst,
+        deleting=frozenset(to_delete),
         commit_keys={key: r for r, key in _commit_keys(diff.copy).items()},
     )
     commits = lineage.commit_phases()
@@ -248,16 +254,18 @@ _ORPHAN_ADVICE = "fix the source (gens-fs check SRC) or pass --allow-orphans to 
 
 @dataclass
 class _Lineage:
-    """The parent rule over one plan's commits. ``committed``: the generations committed at
-    the destination that stay so; ``commit_keys``: those whose ``metadata.json`` the plan
-    copies; ``held`` fills up, parents' stage first, with the ones it holds and why."""
+    """The parent rule over one plan's commits. ``dst``: the destination's listing, less
+    ``deleting`` (its files this plan deletes); ``commit_keys``: the generations whose
+    ``metadata.json`` the plan copies; ``held`` fills up, parents' stage first, with the
+    ones it holds and why."""
 
     src: Files
     scope: SyncScope
     parents: ParentIds
     probed: Mapping[GenKey, bool]
     allow_orphans: bool
-    committed: set[GenKey]
+    dst: Files
+    deleting: frozenset[str]
     commit_keys: dict[GenKey, str]
     held: dict[GenKey, str] = field(default_factory=dict)
 
@@ -295,8 +303,8 @@ class _Lineage:
         if parent in self.held:
             return None, f"its parent {parent_stage} {parent_id} is held back too"
         if parent in self.commit_keys:
-            return (None if parent in self.committed else parent), None
-        if parent in self.committed:
+            return (None if self._committed(parent) else parent), None
+        if self._committed(parent):
             return None, None
         if not self._at_source(parent):
             return self._orphan(
@@ -306,6 +314,11 @@ class _Lineage:
             f"its parent {parent_stage} {parent_id} is neither committed at the destination nor "
             "in this sync (sync that stage or cohort too)"
         )
+
+    def _committed(self, key: GenKey) -> bool:
+        """Whether ``key`` is committed at the destination and stays so (not deleted)."""
+        relpath = metadata_relpath(key)
+        return relpath in self.dst and relpath not in self.deleting
 
     def _at_source(self, parent: GenKey) -> bool:
         """Whether the source has ``parent`` committed: its listing tells for a parent in

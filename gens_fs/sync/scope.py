@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from gens_fs.backends.file_table import FileTable
 from gens_fs.layout import (
     COHORTS_DIR,
     PARENT_STAGE,
@@ -73,9 +74,9 @@ class SyncScope:
     def _holds(self, key: GenKey) -> bool:
         return key in self.generations if self.generations is not None else key[0] in self.stages
 
-    def filter(self, files: Files) -> Files:
-        """The files in scope."""
-        return {r: info for r, info in files.items() if self.contains(r)}
+    def filter(self, files: Files) -> FileTable:
+        """The files in scope (``files`` itself, compact, when all of them are)."""
+        return FileTable.of(files).only(self.contains)
 
     def _stages_listed(self) -> tuple[str, ...]:
         if self.generations is not None:

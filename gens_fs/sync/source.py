@@ -26,7 +26,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from gens_fs.backends import FileInfo, SyncBackend
+from gens_fs.backends import SyncBackend
+from gens_fs.backends.file_table import FileTable
 from gens_fs.backends.retry import is_transient
 from gens_fs.cohorts import parse_membership
 from gens_fs.errors import CohortNotFound, GensError
@@ -47,7 +48,7 @@ from gens_fs.sync.scope import SyncScope, close_over_parents
 
 log = logging.getLogger(__name__)
 
-# Files hashed per batch: memory holds one batch's digests in flight, not the whole listing's.
+# Files hashed per call: one batch's reads in flight at a time, not the whole listing's.
 _HASH_BATCH = 256
 
 
@@ -123,6 +124,10 @@ class SourceReads:
         found = self.parents([metadata_relpath(k) for k in keys])
         return {k: p if isinstance(p, str) else None for k in keys if (p := found.get(k))}
 
+    def has_listed(self, folders: Iterable[str]) -> bool:
+        """Whether any of ``folders`` was listed already (by :meth:`listing`)."""
+        return any(folder in self._listed for folder in folders)
+
     def listing(self, folders: Iterable[str], *, follow_symlinks: bool = False) -> Listing:
         """The source's listing of ``folders`` (data-root relpaths): each folder is listed
         once per sync, those not listed yet together (side by side)."""
@@ -136,7 +141,9 @@ class SourceReads:
         parts = {id(part): part for part in (self._listed[f] for f in wanted)}.values()
         under = tuple(f + "/" for f in wanted)
         return Listing(
-            {r: info for part in parts for r, info in part.files.items() if r.startswith(under)},
+            FileTable.merged(
+                FileTable.of(p.files).only(lambda r: r.startswith(under)) for p in parts
+            ),
             tuple(
                 entry
                 for part in parts
@@ -223,32 +230,33 @@ def fill_hashes(
         checksum=checksum,
     )
     unread: dict[str, str] = {}
-    src_out = _with_md5(source, src, need_src, unread)
-    dst_out = dict(_with_md5(target, dst, need_dst, unread))
+    src_out = _with_md5(source, src, need_src, unread, fresh=checksum)
+    dst_out = _with_md5(target, dst, need_dst, unread, fresh=checksum)
     for relpath, why in unread.items():
         log.warning("sync: cannot read %s to compare it: %s", relpath, why)
-        dst_out.pop(relpath, None)
         if failed is not None:
             failed[relpath] = why
+    if unread:  # copied again rather than compared
+        dst_out = FileTable.of(dst_out).only(lambda relpath: relpath not in unread)
     return src_out, dst_out
 
 
 def _with_md5(
-    backend: SyncBackend, files: Files, relpaths: list[str], unread: dict[str, str]
+    backend: SyncBackend, files: Files, relpaths: list[str], unread: dict[str, str], *, fresh: bool
 ) -> Files:
     """``files`` with the MD5 of each of ``relpaths`` as its hash (a file gone since the
     listing keeps what it had, so it compares by size; one that could not be read goes
     in ``unread``)."""
     if not relpaths:
         return files
-    out = dict(files)
+    found: dict[str, str] = {}
     for start in range(0, len(relpaths), _HASH_BATCH):
         paths = {join(backend.root, r): r for r in relpaths[start : start + _HASH_BATCH]}
-        for path, digest in backend.md5_each(list(paths)).items():
+        for path, digest in backend.md5_each(list(paths), fresh=fresh).items():
             if isinstance(digest, str):
-                out[paths[path]] = FileInfo(out[paths[path]].size, digest)
+                found[paths[path]] = digest
             elif is_transient(digest):
                 unread[paths[path]] = f"{type(digest).__name__}: {digest}"
             else:
                 backend.raise_for(digest, "reading", path)
-    return out
+    return FileTable.of(files).with_hashes(found)

@@ -1,0 +1,99 @@
+"""The compact listing (``gens_fs.backends.file_table``) is the mapping a ``dict`` of the
+same rows would be, whatever the paths, hashes and order they come in; ``pairs`` walks two
+of them as a lookup of each path would."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gens_fs.backends import FileInfo
+from gens_fs.backends.file_table import FileTable, FileTableBuilder, pairs
+
+PATHS = st.text(
+    st.characters(codec="utf-8", exclude_characters="\x00") | st.sampled_from("/-.aé\udc80"),
+    min_size=1,
+    max_size=12,
+)
+HASHES = st.none() | st.sampled_from(
+    [
+        "0123456789abcdef0123456789abcdef",  # an MD5: kept as 16 bytes
+        "0123456789ABCDEF0123456789ABCDEF",  # upper case: kept as it is
+        "0123456789abcdef0123456789abcdef-3",  # a multipart ETag
+        "0x8DC1234567890AB",  # an Azure ETag
+        "",
+    ]
+)
+ROWS = st.lists(st.tuples(PATHS, st.builds(FileInfo, st.integers(0, 2**62), HASHES)), max_size=40)
+
+
+@given(ROWS)
+def test_a_table_is_the_dict_of_its_rows(rows: list[tuple[str, FileInfo]]) -> None:
+    expected = dict(rows)  # a path given twice keeps its last row
+    table = FileTable.of(rows)
+    assert table == expected and dict(table) == expected and len(table) == len(expected)
+    assert list(table) == sorted(expected, key=lambda p: p.encode("utf-8", "surrogateescape"))
+    assert dict(table.items()) == expected
+    for path, info in expected.items():
+        assert path in table and table[path] == info and table.get(path) == info
+    assert "\x00absent" not in table and table.get("\x00absent") is None
+
+
+@given(ROWS, ROWS)
+def test_pairs_is_a_lookup_of_every_path(
+    src_rows: list[tuple[str, FileInfo]], dst_rows: list[tuple[str, FileInfo]]
+) -> None:
+    src, dst = dict(src_rows), dict(dst_rows)
+    expected = {p: (src.get(p), dst.get(p)) for p in {*src, *dst}}
+    for left, right in (
+        (src, dst),
+        (FileTable.of(src), FileTable.of(dst)),
+        (src, FileTable.of(dst)),
+    ):
+        found = list(pairs(left, right))
+        assert {p: (s, d) for p, s, d in found} == expected
+        assert len(found) == len(expected)
+
+
+@given(st.lists(ROWS, max_size=4))
+def test_merged_runs_are_one_table(parts: list[list[tuple[str, FileInfo]]]) -> None:
+    tables = [FileTable.of(rows) for rows in parts]
+    merged = FileTable.merged(tables)
+    assert set(merged) == {p for rows in parts for p, _ in rows}
+    assert list(merged) == sorted(merged, key=lambda p: p.encode("utf-8", "surrogateescape"))
+    for path in merged:
+        assert any(table.get(path) == merged[path] for table in tables)
+
+
+def test_folders_listed_apart_are_joined_without_a_copy() -> None:
+    essays = FileTable.of({"gens/essay/e1/raw.txt": FileInfo(1, None)})
+    drafts = FileTable.of({"gens/draft/d1/raw.txt": FileInfo(2, None)})
+    merged = FileTable.merged([essays, drafts])
+    assert list(merged) == ["gens/draft/d1/raw.txt", "gens/essay/e1/raw.txt"]
+    assert merged._runs == (*drafts._runs, *essays._runs)
+
+
+def test_views_share_the_rows() -> None:
+    builder = FileTableBuilder()
+    md5 = "0123456789abcdef0123456789abcdef"
+    builder.add("bucket/data/gens/draft/d1/raw.txt", FileInfo(3, md5))
+    builder.add("bucket/data/gens/draft/d1/x.txt", FileInfo(4, "etag-2"))
+    table = builder.build()
+    under = table.under("bucket/data/")
+    assert under is not None and dict(under) == {
+        "gens/draft/d1/raw.txt": FileInfo(3, md5),
+        "gens/draft/d1/x.txt": FileInfo(4, "etag-2"),
+    }
+    assert table.under("bucket/other/") is None
+    assert table.under("bucket/data/gens/draft/d1/raw.txt") is None  # nothing would be left
+    assert dict(under.without_hashes()) == {
+        "gens/draft/d1/raw.txt": FileInfo(3),
+        "gens/draft/d1/x.txt": FileInfo(4),
+    }
+    assert under.only(lambda p: True) is under
+    assert dict(under.only(lambda p: p.endswith("raw.txt"))) == {
+        "gens/draft/d1/raw.txt": FileInfo(3, md5)
+    }
+    assert under.with_hashes({"gens/draft/d1/x.txt": md5})["gens/draft/d1/x.txt"] == FileInfo(
+        4, md5
+    )
