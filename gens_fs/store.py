@@ -65,8 +65,9 @@ from gens_fs.models import (
 log = logging.getLogger(__name__)
 
 _NOT_FOUND_ADVICE = (
-    "check that the cohort's membership.csv lists this gen_id for the stage, and that "
-    "upstream parents exist"
+    "check the gen_id and the stage (gens-fs ls DATA_ROOT lists them); for a cohort's "
+    "generation, that its membership.csv lists the right gen_id and that upstream "
+    "parents exist"
 )
 
 
@@ -201,9 +202,9 @@ class GensStore:
             one = len(not_found) == 1
             where = self._url(stage, not_found[0]) if one else self._backend.url(self.root)
             shown = ", ".join(not_found[:10]) + (" ..." if len(not_found) > 10 else "")
+            count = "" if one else f" ({len(not_found)} missing)"
             raise GenerationNotFound(
-                f"no {stage} generation {shown} under {where} "
-                f"({len(not_found)} missing): {_NOT_FOUND_ADVICE}"
+                f"no {stage} generation {shown} under {where}{count}: {_NOT_FOUND_ADVICE}"
             )
         return found
 

@@ -17,6 +17,8 @@ import pytest
 from conftest import cli_options
 
 from gens_fs import DataRoot, MembershipRow
+from gens_fs.cli.progress import progress_line
+from gens_fs.sync import SyncProgress
 from gens_fs.testing.s3 import s3_storage_options
 from gens_fs.testing.s3_middleware import S3Middleware
 from tests.process import gens_fs, one_error_line, start, wait_until_held
@@ -160,3 +162,12 @@ def _stderr_lines(proc: subprocess.Popen[bytes]) -> queue.Queue[str]:
 
     threading.Thread(target=read, daemon=True).start()
     return lines
+
+
+def test_the_eta_counts_the_files_left_as_well_as_the_bytes() -> None:
+    """Half the files in 10 s but nearly all the bytes (the small commits come last): the
+    files left take about as long again, not the 0 s the bytes alone would say."""
+    state = SyncProgress(files_done=500, files_total=1000, bytes_done=990, bytes_total=1000)
+    assert "ETA 10 s" in progress_line(state, elapsed=12, copying=10)
+    bytes_bound = SyncProgress(files_done=900, files_total=1000, bytes_done=100, bytes_total=1000)
+    assert "ETA 1 min 30 s" in progress_line(bytes_bound, elapsed=12, copying=10)

@@ -202,6 +202,12 @@ def test_cli_delete_of_most_of_the_destination_is_refused(tmp_path: Path) -> Non
     assert f"--max-delete {deleted}" in line
     assert snapshot(dst) == before
 
+    refused = gens_fs("sync", src, dst, "--delete", "--json")  # a script still gets JSON
+    assert refused.returncode == 2 and "refusing to delete" in refused.stderr
+    report = json.loads(refused.stdout)
+    assert report["refused"] == line.removeprefix("gens-fs: error: ")
+    assert report["copied"] == report["deleted"] == 0 and not report["dry_run"]
+
     dry = gens_fs("sync", src, dst, "--delete", "--dry-run", "--json")
     assert dry.returncode == 2 and "refusing to delete" in dry.stderr
     plan = json.loads(dry.stdout)

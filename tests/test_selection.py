@@ -9,6 +9,7 @@ a real process; the requests ``--where`` costs against the counting S3 endpoint.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +202,31 @@ def test_sync_selection_within_a_cohort_leaves_its_membership_out(tmp_path: Path
     # a resync of the same selection copies nothing; --delete stays inside it
     again = sync(src, dst, cohort="c1", exclude=["v*"], delete=True)
     assert again.ok and again.copied == 0 and again.deleted == 0
+
+
+def test_sync_selection_with_delete_deletes_what_it_picks_that_the_source_lost(
+    tmp_path: Path,
+) -> None:
+    """A selection applies to both sides: a generation the globs pick (or a ``where``
+    picks, judged on the destination's metadata) that the source no longer has at all is
+    deleted; one they do not pick stays."""
+    src, dst = str(tmp_path / "src"), str(tmp_path / "dst")
+    write_store(src)
+    assert sync(src, dst).ok
+    for gen_id in ("v1", "v12"):
+        shutil.rmtree(f"{src}/gens/evaluation/{gen_id}")
+    dry = gens_fs(
+        "sync", src, dst, "--include", "v1", "--delete", "--max-delete", "2", "--dry-run", "--json"
+    )
+    assert dry.returncode == 0, dry.stderr
+    planned = json.loads(dry.stdout)["actions"]
+    assert {a["path"] for a in planned if a["action"] == "delete"} == {
+        "gens/evaluation/v1/raw.txt", "gens/evaluation/v1/metadata.json",
+    }  # fmt: skip
+    kept = sync(src, dst, where={"score": "7"}, delete=True, max_delete=10)  # v1's, at dst
+    assert kept.ok and kept.deleted == 2
+    assert not any(p.startswith("gens/evaluation/v1/") for p in snapshot(dst))
+    assert any(p.startswith("gens/evaluation/v12/") for p in snapshot(dst))  # not picked
 
 
 def test_sync_selection_over_s3_reads_metadata_in_batches(

@@ -88,7 +88,10 @@ def demo(
         )
         with tempfile.TemporaryDirectory() as tmp:
             _sync_and_check(f"s3://{bucket}/data", f"{tmp}/data", options)
-        say("Next: gens-fs --help; gens-fs ls/show/check/stats ROOT; gens-fs sync SRC DST")
+        say(
+            "The server and the local copy are gone with the demo. Next, on a store of your "
+            "own: gens-fs --help; gens-fs ls/show/check/stats ROOT; gens-fs sync SRC DST"
+        )
 
 
 def _table(store: GensStore) -> Table:
@@ -119,8 +122,8 @@ def _sync_and_check(src: str, local: str, options: dict[str, Any]) -> None:
     again = sync(src, local, cohort="demo-cohort", src_options=options)
     say(f"the same sync again: copied {again.copied}, skipped {again.skipped}")
     found = check(local)
+    kinds = ", ".join(sorted(found.summary.by_kind)) or "nothing to remark"
     say(
         f"check of the copy: {plural(found.summary.errors, 'error')}, "
-        f"{plural(found.summary.warnings, 'warning')} "
-        f"({', '.join(sorted(found.summary.by_kind))})"
+        f"{plural(found.summary.warnings, 'warning')}; findings by kind: {kinds}"
     )

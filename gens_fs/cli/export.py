@@ -78,7 +78,7 @@ TextOption = Annotated[
         metavar="TEXTS",
         help=(
             "The texts to include, comma-separated: parsed, raw, prompt (a column each, "
-            "empty when the file is absent); '' for none."
+            "null when the file is absent); '' for none."
         ),
     ),
 ]

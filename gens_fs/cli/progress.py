@@ -7,7 +7,9 @@ since (a job stuck on one large file still says so):
 
 ``gens-fs: progress: 32/109 files, 1.2 MB/3.4 MB, 250.0 kB/s, ETA 9 s (elapsed 5 s)``
 
-The rate is the average since the copies began; the ETA is what is left at that rate.
+The rate is the average since the copies began. The ETA is the longer of what is left at
+that rate and the files left at the files' own rate: many small files (thousands of
+``metadata.json`` commits at the end) cost requests, not bytes.
 """
 
 from __future__ import annotations
@@ -75,11 +77,13 @@ def progress_line(state: SyncProgress | None, elapsed: float, copying: float) ->
     if state is None:
         return f"gens-fs: progress: copying, no file done yet {since}"
     rate = state.bytes_done / copying if copying > 0 else 0.0
-    left = state.bytes_total - state.bytes_done
     if state.files_done >= state.files_total:
         eta = "0 s"
     elif rate > 0:
-        eta = _duration(left / rate)
+        by_bytes = (state.bytes_total - state.bytes_done) / rate
+        files_left = state.files_total - state.files_done
+        by_files = files_left * copying / state.files_done if state.files_done else 0.0
+        eta = _duration(max(by_bytes, by_files))
     else:
         eta = "unknown"
     return (

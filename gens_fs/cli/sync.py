@@ -60,7 +60,8 @@ BwLimit = Annotated[
         "--bwlimit",
         metavar="RATE",
         help=(
-            "At most RATE bytes a second through this process, all transfers together: "
+            "At most RATE bytes a second to and from object stores (local disk is not "
+            "limited), all transfers together: "
             "10M (MiB/s), 512K (KiB/s), 1G, 100B; a bare number is KiB/s."
         ),
     ),
@@ -240,6 +241,8 @@ def sync(
                 seen.copying()
                 if dry_run:
                     report = planned.report()
+                elif planned.refused is not None:  # nothing runs; --json still says why
+                    report = planned.report(dry_run=False)
                 else:
                     report = apply(
                         planned, jobs=jobs, progress=progress, verify=verify, fsync=fsync

@@ -78,7 +78,7 @@ from gens_fs.sync.report import IgnoredEntry, PlannedAction, SyncError, SyncRepo
 from gens_fs.sync.roots import check_destination_writable, check_roots, display, open_root
 from gens_fs.sync.scope import SyncScope
 from gens_fs.sync.sides import list_sides
-from gens_fs.sync.source import SourceReads, fill_hashes
+from gens_fs.sync.source import SourceReads, fill_hashes, gone_from_source
 
 Root = str | os.PathLike[str] | DataRoot
 
@@ -111,7 +111,8 @@ class PlannedSync:
 
     def report(self, *, dry_run: bool = True) -> SyncReport:
         """The report of the plan: what a run would copy, skip, hold back and delete (with
-        ``dry_run``: counted as done, the actions listed and the refusal said)."""
+        ``dry_run``: counted as done, the actions listed), and its refusal if any (without
+        ``dry_run``: the report of a run refused, nothing done)."""
         plan = self.plan
         held = [(h.relpath, h.reason) for h in plan.held]
         held += [(f.relpath, f.reason) for f in plan.held_files]
@@ -135,8 +136,8 @@ class PlannedSync:
                 *(PlannedAction(action="copy", path=c.relpath, size=c.size) for c in plan.copies),
                 *(PlannedAction(action="delete", path=p) for p in plan.delete_paths),
             ]
-            report.refused = self.refused
             report.seconds = round(time.monotonic() - self.started, 3)
+        report.refused = self.refused
         return report
 
 
@@ -234,6 +235,10 @@ def plan_sync(
     scope = reads.scope(stages, cohort, selection, follow_symlinks=follow_symlinks)
     if scope.cohort is not None and membership_path(scope.cohort) in reads.unreadable:
         return _cohort_unreadable(source, target, scope, reads.unreadable, checksum, started)
+    if delete and selection is not None:
+        scope = gone_from_source(
+            reads, target, scope, stages, selection, follow_symlinks=follow_symlinks
+        )
     listed = _list_and_hash(reads, target, scope, follow_symlinks, checksum)
     diff = Diff.within(listed.src_files, listed.dst_files, scope)
     parents = reads.parents(diff.parents_to_read())

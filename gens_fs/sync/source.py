@@ -206,6 +206,43 @@ class SourceReads:
         return rows, unreadable
 
 
+def gone_from_source(
+    reads: SourceReads,
+    target: SyncBackend,
+    scope: SyncScope,
+    stages: Iterable[str] | None,
+    selection: Selection,
+    *,
+    follow_symlinks: bool = False,
+) -> SyncScope:
+    """``scope`` with the generations of the chosen ``stages`` that the destination has and
+    the source has not at all, where ``selection`` picks them: with ``--delete``, a
+    selection applies to both sides (as rclone's filters do), so these are deleted. The
+    globs judge their gen_ids; a ``where`` judges their ``metadata.json`` at the
+    destination (one batch of reads, only for them). Costs one listing of those stages at
+    the destination."""
+    assert scope.generations is not None  # a selection's scope
+    wide = [stage_folder(s) for s in SyncScope.build(stages).stages]
+    at_source = reads.listing(wide, follow_symlinks=follow_symlinks).generations
+    at_target = reads.lister(target, wide, follow_symlinks=follow_symlinks).generations
+    gone = [k for k in at_target if k not in at_source and selection.picks_id(k[1])]
+    if gone and selection.needs_metadata:
+        paths = {k: join(target.root, metadata_relpath(k)) for k in gone}
+        found = target.read_each(list(paths.values()))
+        gone = [
+            k
+            for k, path in paths.items()
+            if selection.holds(judged_object(_bytes_or_none(found.get(path)), where=path))
+        ]
+    if not gone:
+        return scope
+    return SyncScope.build(generations=scope.generations | set(gone))
+
+
+def _bytes_or_none(blob: bytes | Exception | None) -> bytes | None:
+    return blob if isinstance(blob, bytes) else None
+
+
 def fill_hashes(
     source: SyncBackend,
     target: SyncBackend,

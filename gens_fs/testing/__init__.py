@@ -7,8 +7,10 @@
   from a seeded :class:`FaultPlan`, and holds requests so a test can stop a client mid-run.
 * :mod:`gens_fs.testing.s3_requests` — the pure parts: :func:`classify_request` and
   :class:`FaultPlan`.
-* :mod:`gens_fs.testing.s3_iam` — :class:`IamMotoServer`: moto enforcing IAM, in a child
-  process (the setting is process-global), with buckets and users made for a test.
+* :mod:`gens_fs.testing.s3_iam` — ``IamMotoServer``: moto enforcing IAM, in a child
+  process (the setting is process-global), with buckets and users made for a test; import
+  it from its module (it runs as ``python -m gens_fs.testing.s3_iam`` in the child, which
+  the package must not have imported already).
 * :mod:`gens_fs.testing.synthetic` — a fast, seeded generator of realistic gens stores.
 * :mod:`gens_fs.testing.azure` — Azurite (the Azure Storage emulator, installed from npm on
   first use) on loopback, and its account's connection string.
@@ -21,7 +23,6 @@ without them.
 from __future__ import annotations
 
 from gens_fs.testing.s3 import MotoServer, create_bucket, new_bucket, s3_storage_options
-from gens_fs.testing.s3_iam import IamMotoServer
 from gens_fs.testing.s3_middleware import Hold, RequestRecord, S3Middleware
 from gens_fs.testing.s3_requests import (
     FAULT_KINDS,
@@ -38,7 +39,6 @@ __all__ = [
     "PERMANENT_FAULT_KINDS",
     "FaultPlan",
     "Hold",
-    "IamMotoServer",
     "MotoServer",
     "RequestRecord",
     "S3Middleware",
