@@ -15,7 +15,8 @@ stage in shards, on S3 through the counting middleware with added latency.
 (b) the Dask reader, ``read_generations(..., lineage=True).compute()`` on a
     ``LocalCluster`` of 1 and of 2 worker processes (one thread each): wall, requests.
 (c) listing ``--list-keys`` keys of one stage: ``S3Backend.scan`` (sharded by key prefix)
-    against one ListObjectsV2 page chain, the same client, at each latency.
+    against one ListObjectsV2 page chain, the same client, at each latency; the same with
+    the obstore engine (``ObstoreBackend.scan`` against obstore's page chain).
 Targets: requests at the minimum; export within 1.5x of ``load_many`` of the same
 generations; the sharded listing at least 5x faster than one page chain at 100 ms.
 """
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -304,21 +306,48 @@ async def _page_chain(fs: Any, bucket: str, prefix: str) -> int:
         params["ContinuationToken"] = page["NextContinuationToken"]
 
 
-def bench_listing(service: S3Service, keys: int, latencies: list[int]) -> list[str]:
-    from gens_fs import DataRoot, new_gen_id
+def _listings(service: S3Service, stage: str) -> list[tuple[str, Callable[[], int]]]:
+    """Each listing measured: (its name, a call that lists the stage and says how many
+    keys it saw)."""
+    from gens_fs import DataRoot
     from gens_fs.backends import run
+    from gens_fs.backends.base import WrappedBackend
+    from gens_fs.backends.obstore import ObstoreBackend
+    from gens_fs.backends.obstore_listing import list_chain
     from gens_fs.backends.s3 import S3Backend
+
+    url, options = f"s3://{LIST_BUCKET}/list", s3_storage_options(service.endpoint_url)
+    root = DataRoot(url, storage_options=options)
+    obstore_root = DataRoot(url, storage_options=options, engine="obstore")
+    # Under gens_fs's retry layer: the backends themselves, for their clients.
+    s3, engine = root.backend.backend, obstore_root.backend.backend
+    assert isinstance(s3, WrappedBackend) and isinstance(s3.inner, S3Backend)
+    assert isinstance(engine, WrappedBackend) and isinstance(engine.inner, ObstoreBackend)
+    store, key = engine.inner._locate(f"{LIST_BUCKET}/{stage}")
+    fs = s3.inner.fs
+    return [
+        ("one page chain (s3fs)", lambda: run(_page_chain(fs, LIST_BUCKET, f"{stage}/"))),
+        (
+            "sharded (`S3Backend.scan`)",
+            lambda: len(root.backend.scan([f"{LIST_BUCKET}/{stage}"]).files),
+        ),
+        ("obstore: one page chain", lambda: len(list_chain(store, key, "", True))),
+        (
+            "obstore: sharded (`ObstoreBackend.scan`)",
+            lambda: len(obstore_root.backend.scan([f"{LIST_BUCKET}/{stage}"]).files),
+        ),
+    ]
+
+
+def bench_listing(service: S3Service, keys: int, latencies: list[int]) -> list[str]:
+    from gens_fs import new_gen_id
 
     gen_ids = [new_gen_id("evaluation", f"t{i}") for i in range((keys + 3) // 4)]
     stage = "list/gens/evaluation"
     files = {f"{stage}/{g}/{name}": b"x" for g in gen_ids for name in NAMES}
     service.create_bucket(LIST_BUCKET)
     service.put_objects(LIST_BUCKET, files)
-    root = DataRoot(
-        f"s3://{LIST_BUCKET}/list", storage_options=s3_storage_options(service.endpoint_url)
-    )
-    s3 = root.backend.backend
-    assert isinstance(s3, S3Backend)
+    listings = _listings(service, stage)
     lines = [
         f"### (c) listing {len(files):,} keys of one stage",
         "",
@@ -327,28 +356,22 @@ def bench_listing(service: S3Service, keys: int, latencies: list[int]) -> list[s
     ]
     for latency in latencies:
         service.set_latency(latency / 1000)
-        service.reset_counts()
-        load = os.getloadavg()[0]
-        started = time.perf_counter()
-        seen = run(_page_chain(s3.fs, LIST_BUCKET, f"{stage}/"))
-        chain_wall, chain_requests = time.perf_counter() - started, service.counts()
-        service.reset_counts()
-        started = time.perf_counter()
-        listed = root.backend.scan([f"{LIST_BUCKET}/{stage}"]).files
-        sharded_wall, sharded_requests = time.perf_counter() - started, service.counts()
-        assert seen == len(listed) == len(files), (seen, len(listed), len(files))
-        for name, wall, requests in (
-            ("one page chain", chain_wall, chain_requests),
-            ("sharded (`S3Backend.scan`)", sharded_wall, sharded_requests),
-        ):
+        measured: list[tuple[str, float, dict[str, int], float]] = []
+        for name, listing in listings:
+            service.reset_counts()
+            load = os.getloadavg()[0]
+            started = time.perf_counter()
+            seen = listing()
+            measured.append((name, time.perf_counter() - started, service.counts(), load))
+            assert seen == len(files), (name, seen, len(files))
+        for name, wall, requests, load in measured:
+            chain_wall = measured[2 if name.startswith("obstore") else 0][1]
             lines.append(
                 f"| {latency} ms | {name} | {wall:.2f} | {format_requests(requests)} | "
                 f"{chain_wall / wall:.1f}x | {load:.1f} |"
             )
-        print(
-            f"{latency} ms listing: chain {chain_wall:.2f} sharded {sharded_wall:.2f}",
-            file=sys.stderr,
-        )
+        walls = ", ".join(f"{name} {wall:.2f}" for name, wall, _, _ in measured)
+        print(f"{latency} ms listing: {walls}", file=sys.stderr)
     return [*lines, ""]
 
 

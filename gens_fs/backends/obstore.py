@@ -13,7 +13,8 @@ Requests, per primitive (S3 names; Azure and GCS send their equivalents):
 * ``write``: one PUT per file (obstore switches to a multipart upload above 5 MiB);
 * ``create``: one conditional PUT (``If-None-Match: *``; on GCS
   ``x-goog-if-generation-match: 0``): the service decides a race;
-* ``scan``: ListObjectsV2 pages only, reduced to size and ETag as they arrive;
+* ``scan``: ListObjectsV2 pages only, reduced to size and ETag as they arrive; a prefix
+  of more than a page in parallel shards (S3, GCS; Azure: one chain of pages);
 * ``children``: one delimited listing (every page of it: obstore cannot stop early);
 * ``delete``: DeleteObjects per 1,000 keys (Azure: a Blob Batch per 256; GCS: one DELETE
   each); a missing file is fine;
@@ -69,7 +70,9 @@ from gens_fs.backends.base import (
 )
 from gens_fs.backends.file_table import FileTable, FileTableBuilder
 from gens_fs.backends.obstore_config import StoreSettings
+from gens_fs.backends.obstore_listing import SHARDED_KINDS, first_page, list_chain
 from gens_fs.backends.retry import is_access_denied
+from gens_fs.backends.sharded import Page, Shard, list_prefix
 from gens_fs.errors import StorageError
 
 T = TypeVar("T")
@@ -88,8 +91,6 @@ _WORKERS = ThreadPoolExecutor(max_workers=IN_FLIGHT, thread_name_prefix="gens-fs
 
 # Keys per delete call (S3's DeleteObjects limit; obstore splits further where needed).
 DELETE_BATCH = 1000
-# A listing page: obstore asks the service for pages of up to 1,000 keys anyway.
-LIST_CHUNK = 1000
 # Listing errors that mean the bucket or container is not there.
 _NO_BUCKET = ("NoSuchBucket", "ContainerNotFound", "The specified container does not exist")
 # What an obstore error says when the connection, not the request, failed: a body cut
@@ -202,21 +203,24 @@ class ObstoreBackend(Backend):
 
     async def scan(self, prefixes: Sequence[str], *, follow_symlinks: bool = False) -> Scan:
         """Every object under each prefix with its size (and ETag on S3): listing pages
-        only, the prefixes side by side. A missing bucket raises ``StorageError``."""
+        only, the prefixes side by side, and on S3 and GCS a prefix that holds more than a
+        page listed in parallel shards by key prefix (:mod:`gens_fs.backends.sharded`,
+        one request per shard: :mod:`gens_fs.backends.obstore_listing`); on Azure one
+        chain of pages (no start-after there). A missing bucket raises ``StorageError``."""
         parts = await asyncio.gather(*(self._collect(p) for p in prefixes))
         return Scan(FileTable.merged(parts))
 
     async def _collect(self, folder: str) -> FileTable:
         store, key = self._locate(folder)
-        bucket = folder.lstrip("/").partition("/")[0]
+        bucket = folder.lstrip("/").partition("/")[0] + "/"
+        prefix, with_etag = key.strip("/"), self.settings.kind == "s3"
         try:
-            listed = await _in_thread(
-                _list_all, store, key.strip("/"), f"{bucket}/", self.settings.kind == "s3"
-            )
+            if self.settings.kind not in SHARDED_KINDS:
+                return await _in_thread(list_chain, store, prefix, bucket, with_etag)
+            return await _list_sharded(store, prefix, bucket, with_etag)
         except BaseError as exc:
             mapped = self._mapped(exc, folder)
             raise mapped from _cause(mapped, exc)
-        return listed
 
     async def children(self, path: str, *, stop_at: Collection[str] = ()) -> Children:
         """One delimited listing within :data:`PROBE_TIMEOUT_S` (the first request most
@@ -409,15 +413,19 @@ def _get_bytes(store: Any, key: str) -> bytes:
     return bytes(obstore.get(store, key).bytes())
 
 
-def _list_all(store: Any, prefix: str, bucket: str, with_etag: bool) -> FileTable:
-    """Every object under ``prefix`` (a folder; all for ``""``), page by page, as
-    ``bucket`` + its path."""
-    out = FileTableBuilder()
-    for chunk in obstore.list(store, prefix or None, chunk_size=LIST_CHUNK):
-        for meta in chunk:
-            etag = _unquote(meta["e_tag"]) if with_etag else None
-            out.add(bucket + meta["path"], FileInfo(int(meta["size"]), etag))
-    return out.build()
+async def _list_sharded(store: Any, folder: str, bucket: str, with_etag: bool) -> FileTable:
+    """Every object under ``folder`` (all for ``""``) as ``bucket`` + its path, each page
+    kept as a compact table as it arrives; each shard's page fetched in a worker thread."""
+    pages: list[FileTable] = []
+
+    def keep(rows: list[tuple[str, FileInfo]]) -> None:
+        pages.append(FileTableBuilder().extend((bucket + k, info) for k, info in rows).build())
+
+    async def fetch(shard: Shard) -> Page[FileInfo]:
+        return await _in_thread(first_page, store, folder, shard, with_etag)
+
+    await list_prefix(fetch, f"{folder}/" if folder else "", keep)
+    return FileTable.merged(pages)
 
 
 async def _rechunked(chunks: Iterator[Any], size: int) -> AsyncIterator[bytes]:
@@ -427,10 +435,6 @@ async def _rechunked(chunks: Iterator[Any], size: int) -> AsyncIterator[bytes]:
         data = bytes(chunk)
         for start in range(0, len(data), size):
             yield data[start : start + size]
-
-
-def _unquote(etag: str | None) -> str | None:
-    return etag.strip('"') or None if etag else None
 
 
 def _first(exc: BaseException) -> str:

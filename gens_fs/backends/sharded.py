@@ -62,7 +62,7 @@ class Shard:
         """The ``StartAfter`` of the shard's next request."""
         if self.after is not None:
             return self.after
-        return None if self.start is None else _before(self.start)
+        return None if self.start is None else key_before(self.start)
 
     def holds(self, key: str) -> bool:
         return (self.start is None or key >= self.start) and (
@@ -215,7 +215,7 @@ def _successor(key: str) -> str | None:
     return None if following is None else key[:-1] + following
 
 
-def _before(key: str) -> str:
+def key_before(key: str) -> str:
     """A ``StartAfter`` for the keys from ``key`` on: below ``key`` and above almost every
     key before it (the keys between start with it and hold U+10FFFF; the shard that asked
     leaves them to the shard they belong to)."""
