@@ -41,9 +41,12 @@ from gens_fs.testing.synthetic import make_store
 
 BUCKET = "bench-tables"
 LIST_BUCKET = "bench-listing"
+LIST_STAGE = "list/gens/evaluation"
 NAMES = ("metadata.json", "parsed.txt", "prompt.txt", "raw.txt")
 # The slow loop reads this many evaluations at each latency (ms), scaled to the count.
 LOOP_SAMPLE = {0: 400, 10: 200, 100: 40}
+# Every measurement as measured, for ``--out``.
+RAW: list[dict[str, Any]] = []
 
 
 def seed_store(service: S3Service, drafts: int) -> dict[str, Any]:
@@ -243,6 +246,7 @@ def bench_export(
             scale = count / result["rows"]
             result["case"] = case
             measured.append((name, result, scale))
+            RAW.append({"part": "export", "latency_ms": latency, **result})
             print(f"{latency} ms {case}: {result}", file=sys.stderr)
         export_wall = next((r["wall"] for _, r, _ in measured if r["case"] == "export"), 1.0)
         for name, result, scale in measured:
@@ -279,8 +283,10 @@ def bench_dask(service: S3Service, ids_file: str, count: int, latencies: list[in
             except RuntimeError as exc:
                 lines.append(f"| {latency} ms | {workers} | failed: {_last_line(exc)} |")
                 continue
-            requests = format_requests(service.counts())
+            result["requests"], result["load"] = service.counts(), load
+            requests = format_requests(result["requests"])
             print(f"{latency} ms dask {workers}: {result}", file=sys.stderr)
+            RAW.append({"part": "dask", "latency_ms": latency, "workers": workers, **result})
             lines.append(
                 f"| {latency} ms | {workers} | {result['wall']:.2f} | {result['cpu']:.2f} | "
                 f"{requests} | {load:.1f} |"
@@ -304,52 +310,107 @@ async def _page_chain(fs: Any, bucket: str, prefix: str) -> int:
         params["ContinuationToken"] = page["NextContinuationToken"]
 
 
-def bench_listing(service: S3Service, keys: int, latencies: list[int]) -> list[str]:
-    from gens_fs import DataRoot, new_gen_id
-    from gens_fs.backends import run
-    from gens_fs.backends.s3 import S3Backend
+def shard_profile(keys: list[str], prefix: str, page_size: int = 1000) -> tuple[int, int]:
+    """The sharded listing of sorted ``keys`` run on pages cut from them in memory (the
+    same :func:`~gens_fs.backends.sharded.list_prefix`, no server): how many listings it
+    makes, and how many of them follow one another on its longest path (round trips)."""
+    import asyncio
+    import bisect
+    import contextvars
+
+    from gens_fs.backends.sharded import Page, Shard, list_prefix
+
+    depth: contextvars.ContextVar[int] = contextvars.ContextVar("depth", default=0)
+    deepest, listings = 0, 0
+
+    async def fetch(shard: Shard) -> Page[None]:
+        nonlocal deepest, listings
+        # Each split runs its shards as tasks, which copy the context: a shard's depth is
+        # its parent's plus one, and a page that goes on after the last adds one too.
+        depth.set(depth.get() + 1)
+        deepest, listings = max(deepest, depth.get()), listings + 1
+        index = bisect.bisect_left(keys, shard.prefix)
+        if shard.start_after is not None:
+            index = max(index, bisect.bisect_right(keys, shard.start_after))
+        found = [k for k in keys[index : index + page_size + 1] if k.startswith(shard.prefix)]
+        return Page([(k, None) for k in found[:page_size]], len(found) > page_size)
+
+    listed = asyncio.run(list_prefix(fetch, prefix))
+    assert len(listed) == sum(k.startswith(prefix) for k in keys)
+    return listings, deepest
+
+
+def _listing_keys(keys: int) -> dict[str, bytes]:
+    from gens_fs import new_gen_id
 
     gen_ids = [new_gen_id("evaluation", f"t{i}") for i in range((keys + 3) // 4)]
-    stage = "list/gens/evaluation"
-    files = {f"{stage}/{g}/{name}": b"x" for g in gen_ids for name in NAMES}
+    return {f"{LIST_STAGE}/{g}/{name}": b"x" for g in gen_ids for name in NAMES}
+
+
+def bench_listing(service: S3Service, keys: int, latencies: list[int], repeat: int) -> list[str]:
+    from gens_fs import DataRoot
+    from gens_fs.backends import run
+    from gens_fs.backends.base import WrappedBackend
+    from gens_fs.backends.s3 import S3Backend
+
+    files = _listing_keys(keys)
     service.create_bucket(LIST_BUCKET)
     service.put_objects(LIST_BUCKET, files)
     root = DataRoot(
         f"s3://{LIST_BUCKET}/list", storage_options=s3_storage_options(service.endpoint_url)
     )
     s3 = root.backend.backend
-    assert isinstance(s3, S3Backend)
+    while isinstance(s3, WrappedBackend):  # the retry layer around it
+        s3 = s3.inner
+    assert isinstance(s3, S3Backend), s3
+    listings, rounds = shard_profile(sorted(files), f"{LIST_STAGE}/")
     lines = [
         f"### (c) listing {len(files):,} keys of one stage",
         "",
-        "| latency | listing | wall s | requests | one chain's wall / this | load |",
-        "|---|---|---|---|---|---|",
+        f"The sharded listing of these keys, on pages cut in memory: {listings} listings, "
+        f"{rounds} on its longest path (round trips).",
+        "",
+        "| latency | listing | wall s | requests | client CPU s | server CPU s "
+        "| one chain's wall / this | load before |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    ways = {
+        "one page chain": lambda: run(_page_chain(s3.fs, LIST_BUCKET, f"{LIST_STAGE}/")),
+        "sharded (`S3Backend.scan`)": lambda: len(
+            root.backend.scan([f"{LIST_BUCKET}/{LIST_STAGE}"]).files
+        ),
+    }
     for latency in latencies:
         service.set_latency(latency / 1000)
-        service.reset_counts()
-        load = os.getloadavg()[0]
-        started = time.perf_counter()
-        seen = run(_page_chain(s3.fs, LIST_BUCKET, f"{stage}/"))
-        chain_wall, chain_requests = time.perf_counter() - started, service.counts()
-        service.reset_counts()
-        started = time.perf_counter()
-        listed = root.backend.scan([f"{LIST_BUCKET}/{stage}"]).files
-        sharded_wall, sharded_requests = time.perf_counter() - started, service.counts()
-        assert seen == len(listed) == len(files), (seen, len(listed), len(files))
-        for name, wall, requests in (
-            ("one page chain", chain_wall, chain_requests),
-            ("sharded (`S3Backend.scan`)", sharded_wall, sharded_requests),
-        ):
-            lines.append(
-                f"| {latency} ms | {name} | {wall:.2f} | {format_requests(requests)} | "
-                f"{chain_wall / wall:.1f}x | {load:.1f} |"
-            )
-        print(
-            f"{latency} ms listing: chain {chain_wall:.2f} sharded {sharded_wall:.2f}",
-            file=sys.stderr,
-        )
+        for _ in range(repeat):
+            measured = {name: _time_listing(service, way, len(files)) for name, way in ways.items()}
+            chain_wall = measured["one page chain"]["wall"]
+            for name, m in measured.items():
+                lines.append(
+                    f"| {latency} ms | {name} | {m['wall']:.2f} | {m['requests']} | "
+                    f"{m['cpu']:.2f} | {m['server_cpu']:.2f} | {chain_wall / m['wall']:.1f}x "
+                    f"| {m['load']:.1f} |"
+                )
+            print(f"{latency} ms listing: {measured}", file=sys.stderr)
+            RAW.append({"part": "listing", "latency_ms": latency, "keys": len(files), **measured})
     return [*lines, ""]
+
+
+def _time_listing(service: S3Service, way: Any, expected: int) -> dict[str, Any]:
+    service.reset_counts()
+    load, server_cpu = os.getloadavg()[0], service.cpu()
+    wall, cpu = time.perf_counter(), time.process_time()
+    seen = way()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    requests = format_requests(service.counts())
+    assert seen == expected, (seen, expected)
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "server_cpu": service.cpu() - server_cpu,
+        "requests": requests,
+        "load": load,
+    }
 
 
 def main() -> None:
@@ -364,7 +425,9 @@ def main() -> None:
     )
     parser.add_argument("--list-keys", type=int, default=100_000, help="keys to list in (c)")
     parser.add_argument("--list-latencies", type=int, nargs="+", default=[0, 10, 100])
+    parser.add_argument("--list-repeat", type=int, default=1, help="runs of each listing")
     parser.add_argument("--skip", nargs="*", default=[], choices=["export", "dask", "listing"])
+    parser.add_argument("--out", help="also write every measurement to this JSON file")
     parser.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -387,8 +450,13 @@ def main() -> None:
             if "dask" not in args.skip:
                 out += bench_dask(service, ids_file, count, args.dask_latencies)
         if "listing" not in args.skip:
-            out += bench_listing(service, args.list_keys, args.list_latencies)
+            out += bench_listing(service, args.list_keys, args.list_latencies, args.list_repeat)
     print("\n".join(out))
+    if args.out:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True)
+        header = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M")}
+        header["commit"] = commit.stdout.decode().strip()
+        Path(args.out).write_text(json.dumps({**header, "runs": RAW}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

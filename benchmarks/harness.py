@@ -4,8 +4,8 @@ The moto server and the counting/latency middleware around it (``gens_fs.testing
 ``gens_fs.testing.s3_middleware``) run in a child process, so the client CPU a benchmark
 reports (``time.process_time`` of this process, or ``RUSAGE_CHILDREN`` for peer tools run as
 subprocesses) is the client's alone. The child is driven over a pipe: set latency, read and
-reset request counts, create and delete buckets (through the plain endpoint, uncounted), and
-store objects straight into moto's state (seeding large stores).
+reset request counts, read its CPU time, create and delete buckets (through the plain
+endpoint, uncounted), and store objects straight into moto's state (seeding large stores).
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ def _serve(conn: Connection) -> None:
             elif command == "put":
                 _put_objects(*arg)
                 conn.send(None)
+            elif command == "cpu":
+                conn.send(time.process_time())
 
 
 def _put_objects(bucket: str, files: dict[str, bytes]) -> None:
@@ -86,6 +88,11 @@ class S3Service:
 
     def reset_counts(self) -> None:
         self._call("reset")
+
+    def cpu(self) -> float:
+        """The server process's CPU seconds so far (moto and the middleware, every thread):
+        what the server spent on a step is the difference around it."""
+        return float(self._call("cpu"))
 
     def create_bucket(self, name: str) -> None:
         self._call("bucket", name)
