@@ -12,10 +12,12 @@ stage in shards, on S3 through the counting middleware with added latency.
     - the same files: one ``read_many`` of exactly the files the export reads (the floor).
     Each runs in a fresh process: wall, client CPU, peak RSS (imports included; the
     "imports" row is a process that only imports), requests by kind.
-(b) the Dask reader, ``read_generations(..., lineage=True).compute()`` on a
-    ``LocalCluster`` of 1 and of 2 worker processes (one thread each): wall, requests.
+(b) the Dask reader, ``read_generations(..., lineage=True).compute()`` (its default
+    ``partition_size``, 1,000 rows) on a ``LocalCluster`` of 1 and of 2 worker processes
+    (one thread each): wall, the driver's and the workers' CPU, requests.
 (c) listing ``--list-keys`` keys of one stage: ``S3Backend.scan`` (sharded by key prefix)
-    against one ListObjectsV2 page chain, the same client, at each latency.
+    against one ListObjectsV2 page chain, the same client, at each latency: wall, requests,
+    client CPU, the server's CPU (moto and the middleware, in their own process).
 Targets: requests at the minimum; export within 1.5x of ``load_many`` of the same
 generations; the sharded listing at least 5x faster than one page chain at 100 ms.
 """
@@ -187,14 +189,23 @@ def _dask(ids: dict[str, Any], options: dict[str, Any], extra: list[str]) -> Fou
         LocalCluster(
             n_workers=workers, processes=True, threads_per_worker=1, dashboard_address=":0"
         ) as cluster,
-        Client(cluster),
+        Client(cluster) as client,
     ):
+        workers_cpu = sum(client.run(time.process_time).values())
         started, cpu = time.perf_counter(), time.process_time()
-        frame = read_generations(
+        lazy = read_generations(
             f"s3://{BUCKET}/data", stage="evaluation", lineage=True, storage_options=options
-        ).compute()
+        )
+        frame = lazy.compute()
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu
-    return {"rows": len(frame), "wall": wall, "cpu": cpu}
+        workers_cpu = sum(client.run(time.process_time).values()) - workers_cpu
+    return {
+        "rows": len(frame),
+        "wall": wall,
+        "cpu": cpu,
+        "workers_cpu": workers_cpu,
+        "partitions": lazy.npartitions,
+    }
 
 
 CASES = {
@@ -270,8 +281,9 @@ def bench_dask(service: S3Service, ids_file: str, count: int, latencies: list[in
     lines = [
         f"### (b) the Dask reader: `read_generations(lineage=True).compute()`, {count:,} rows",
         "",
-        "| latency | workers | wall s | client CPU s | requests | load |",
-        "|---|---|---|---|---|---|",
+        "| latency | workers | partitions | wall s | driver CPU s | workers' CPU s | requests "
+        "| load |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for latency in latencies:
         service.set_latency(latency / 1000)
@@ -288,8 +300,8 @@ def bench_dask(service: S3Service, ids_file: str, count: int, latencies: list[in
             print(f"{latency} ms dask {workers}: {result}", file=sys.stderr)
             RAW.append({"part": "dask", "latency_ms": latency, "workers": workers, **result})
             lines.append(
-                f"| {latency} ms | {workers} | {result['wall']:.2f} | {result['cpu']:.2f} | "
-                f"{requests} | {load:.1f} |"
+                f"| {latency} ms | {workers} | {result['partitions']} | {result['wall']:.2f} | "
+                f"{result['cpu']:.2f} | {result['workers_cpu']:.2f} | {requests} | {load:.1f} |"
             )
     return [*lines, ""]
 
