@@ -322,10 +322,11 @@ async def _page_chain(fs: Any, bucket: str, prefix: str) -> int:
         params["ContinuationToken"] = page["NextContinuationToken"]
 
 
-def shard_profile(keys: list[str], prefix: str, page_size: int = 1000) -> tuple[int, int]:
+def shard_profile(keys: list[str], prefix: str, page_size: int = 1000) -> tuple[int, int, int]:
     """The sharded listing of sorted ``keys`` run on pages cut from them in memory (the
     same :func:`~gens_fs.backends.sharded.list_prefix`, no server): how many listings it
-    makes, and how many of them follow one another on its longest path (round trips)."""
+    makes, how many of them follow one another on its longest path (round trips), and how
+    many keys the listings returned in all."""
     import asyncio
     import bisect
     import contextvars
@@ -333,10 +334,10 @@ def shard_profile(keys: list[str], prefix: str, page_size: int = 1000) -> tuple[
     from gens_fs.backends.sharded import Page, Shard, list_prefix
 
     depth: contextvars.ContextVar[int] = contextvars.ContextVar("depth", default=0)
-    deepest, listings = 0, 0
+    deepest, listings, read = 0, 0, 0
 
     async def fetch(shard: Shard) -> Page[None]:
-        nonlocal deepest, listings
+        nonlocal deepest, listings, read
         # Each split runs its shards as tasks, which copy the context: a shard's depth is
         # its parent's plus one, and a page that goes on after the last adds one too.
         depth.set(depth.get() + 1)
@@ -345,11 +346,12 @@ def shard_profile(keys: list[str], prefix: str, page_size: int = 1000) -> tuple[
         if shard.start_after is not None:
             index = max(index, bisect.bisect_right(keys, shard.start_after))
         found = [k for k in keys[index : index + page_size + 1] if k.startswith(shard.prefix)]
+        read += len(found[:page_size])
         return Page([(k, None) for k in found[:page_size]], len(found) > page_size)
 
     listed = asyncio.run(list_prefix(fetch, prefix))
     assert len(listed) == sum(k.startswith(prefix) for k in keys)
-    return listings, deepest
+    return listings, deepest, read
 
 
 def _listing_keys(keys: int) -> dict[str, bytes]:
@@ -375,7 +377,7 @@ def bench_listing(service: S3Service, keys: int, latencies: list[int], repeat: i
     while isinstance(s3, WrappedBackend):  # the retry layer around it
         s3 = s3.inner
     assert isinstance(s3, S3Backend), s3
-    listings, rounds = shard_profile(sorted(files), f"{LIST_STAGE}/")
+    listings, rounds, _ = shard_profile(sorted(files), f"{LIST_STAGE}/")
     lines = [
         f"### (c) listing {len(files):,} keys of one stage",
         "",
