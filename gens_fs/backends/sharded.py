@@ -25,9 +25,9 @@ with no gap and no overlap (a key with a character outside the gen_id alphabet i
 shard that covers the range it sorts into), so a stray key is listed like any other, once.
 
 Requests: the pages of the keys plus a few partly filled or empty ones per split: for
-random base36 gen_ids about 1.2x to 1.3x the pages of one chain (10^5 keys: 128 listings
-instead of 100 pages; 10^6: 1,199 instead of 1,000), in five round trips or fewer instead
-of one per page; random hex ids (UUIDs) 1.2x to 1.75x.
+random base36 gen_ids 1.2x to 1.35x the pages of one chain (10^5 keys: 129 to 135 listings
+instead of 100 pages; 10^6: 1,297 instead of 1,000), in five round trips or fewer instead
+of one per page; random hex ids (UUIDs) 1.2x to 1.75x (``benchmarks/profile_sharding.py``).
 """
 
 from __future__ import annotations
