@@ -2,6 +2,7 @@
 
     python -m benchmarks.bench_dask_sync --out benchmarks/results/dask-sync.json
     python -m benchmarks.bench_dask_sync --drafts 20 --latencies 10 --repeat 1   # a look
+    python -m benchmarks.bench_dask_sync --listing-keys 100000 --listing-only --latencies 100
 
 One synthetic local store (``make_store``, ``--drafts`` drafts: 36 files each) is uploaded
 to an empty S3 prefix (``upload``), then synced again unchanged (``noop``), through the
@@ -16,6 +17,11 @@ Recorded per run: wall s (the cluster already up: its start is recorded on its o
 client CPU s (this process plus, for Dask, its workers' own ``process_time``), requests by
 kind, the 1-minute load average before it, and whether the prefix ended a mirror of the
 source (sizes and MD5 against the listing's ETags, at 0 ms, after the measured block).
+
+``--listing-keys N`` also times the listing a sync makes of one side whose evaluation stage
+holds N keys (four files for each of N/4 gen_ids, written straight into moto): here
+(``list_data_root``), on each cluster (``ClusterLister``: a task per folder), and the stage
+as one ListObjectsV2 page chain; wall, requests, and a cluster's longest task on its worker.
 """
 
 from __future__ import annotations
@@ -36,17 +42,20 @@ from typing import Any
 
 import fsspec
 from distributed import Client, LocalCluster
+from s3fs import S3FileSystem
 
 from benchmarks.harness import S3Service, format_requests, measure
 from gens_fs import sync as sync_here
 from gens_fs.backends import SyncBackend, open_backend
 from gens_fs.dask import sync as sync_on_cluster
+from gens_fs.dask_sync import ClusterLister, Side
 from gens_fs.listing import list_data_root
 from gens_fs.sync import SyncReport
 from gens_fs.testing.s3 import s3_storage_options
 from gens_fs.testing.synthetic import make_store
 
 BUCKET = "bench-dask"
+LIST_BUCKET = "bench-dask-listing"
 SCENARIOS = ("upload", "noop")
 
 
@@ -152,6 +161,68 @@ def bench_way(
     return runs
 
 
+def bench_listing(
+    service: S3Service, clients: dict[str, Client], keys: int, latency_ms: float, repeat: int
+) -> list[dict[str, Any]]:
+    """The listing a sync makes of one side (each stage folder and ``cohorts/``), ``keys``
+    keys in its evaluation stage: here (``list_data_root``), on each cluster
+    (:class:`~gens_fs.dask_sync.ClusterLister`: a task per folder), and that stage as one
+    page chain. Per run: wall, requests, and for a cluster its longest task's time on its
+    worker."""
+    from distributed import get_task_stream
+
+    from benchmarks.bench_tables import LIST_STAGE, _listing_keys, _page_chain
+    from gens_fs.backends import run
+
+    service.create_bucket(LIST_BUCKET)
+    service.put_objects(LIST_BUCKET, _listing_keys(keys))
+    options = s3_storage_options(service.endpoint_url)
+    side = Side.open(f"s3://{LIST_BUCKET}/list", options, "fsspec", None)
+    folders = ["gens/draft", "gens/essay", "gens/evaluation", "cohorts"]
+    fs = S3FileSystem(**options)
+    ways: dict[str, Callable[[], int]] = {
+        "one page chain (the stage)": lambda: run(_page_chain(fs, LIST_BUCKET, f"{LIST_STAGE}/")),
+        "here (list_data_root)": lambda: len(list_data_root(side.root.backend, folders).files),
+    }
+    for name, client in clients.items():
+        ways[name] = functools.partial(_list_on, ClusterLister(client, [side]), side, folders)
+    service.set_latency(latency_ms / 1000)
+    rows = []
+    for n in range(repeat):
+        for way, call in ways.items():
+            load = round(os.getloadavg()[0], 2)
+            on = clients.get(way)
+            with ExitStack() as stack, measure(way, service) as m:
+                stream = stack.enter_context(get_task_stream(on)) if on is not None else None
+                listed = call()
+            assert listed == keys, (way, listed)
+            longest = max((_compute_s(t) for t in stream.data), default=0.0) if stream else None
+            row = {
+                "way": way,
+                "repeat": n,
+                "latency_ms": latency_ms,
+                "keys": listed,
+                "wall_s": round(m.wall_s, 2),
+                "requests": m.requests,
+                "longest_task_s": longest,
+                "load_before": load,
+            }
+            print(row, flush=True)
+            rows.append(row)
+    service.set_latency(0)
+    return rows
+
+
+def _list_on(lister: ClusterLister, side: Side, folders: list[str]) -> int:
+    return len(lister(side.root.backend, folders).files)
+
+
+def _compute_s(task: dict[str, Any]) -> float:
+    return float(
+        sum(s["stop"] - s["start"] for s in task["startstops"] if s["action"] == "compute")
+    )
+
+
 def summary(runs: list[Run]) -> list[str]:
     """The median wall and CPU of each way, scenario and latency, one line each."""
     groups: dict[tuple[float, str, str], list[Run]] = {}
@@ -176,28 +247,45 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--listing-keys",
+        type=int,
+        default=0,
+        help="also time the listing of a side whose evaluation stage holds this many keys",
+    )
+    parser.add_argument("--listing-only", action="store_true", help="the listing alone")
     args = parser.parse_args()
 
     runs: list[Run] = []
+    listings: list[dict[str, Any]] = []
     with (
         tempfile.TemporaryDirectory(prefix="bench-dask-sync-") as tmp,
         S3Service() as service,
         clusters(args.workers) as clients,
     ):
-        src = Path(tmp) / "src"
-        store = make_store(fsspec.filesystem("file"), str(src), drafts=args.drafts)
-        want = digests(src)
-        print(f"{store.file_count} files", flush=True)
-        service.create_bucket(BUCKET)
-        ways: dict[str, Client | None] = {"here": None, **clients}
-        for latency in args.latencies:
-            for repeat in range(args.repeat):
-                for way, client in ways.items():
-                    runs += bench_way(way, client, service, src, want, latency, repeat)
+        if args.listing_keys:
+            for latency in args.latencies:
+                listings += bench_listing(service, clients, args.listing_keys, latency, args.repeat)
+        if not args.listing_only:
+            src = Path(tmp) / "src"
+            store = make_store(fsspec.filesystem("file"), str(src), drafts=args.drafts)
+            want = digests(src)
+            print(f"{store.file_count} files", flush=True)
+            service.create_bucket(BUCKET)
+            ways: dict[str, Client | None] = {"here": None, **clients}
+            for latency in args.latencies:
+                for repeat in range(args.repeat):
+                    for way, client in ways.items():
+                        runs += bench_way(way, client, service, src, want, latency, repeat)
     for run in summary(runs):
         print(run)
     if args.out:
-        args.out.write_text(json.dumps([asdict(r) for r in runs], indent=2) + "\n")
+        out = (
+            [asdict(r) for r in runs]
+            if not listings
+            else {"sync": [asdict(r) for r in runs], "listing": listings}
+        )
+        args.out.write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":

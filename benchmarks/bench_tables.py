@@ -12,11 +12,13 @@ stage in shards, on S3 through the counting middleware with added latency.
     - the same files: one ``read_many`` of exactly the files the export reads (the floor).
     Each runs in a fresh process: wall, client CPU, peak RSS (imports included; the
     "imports" row is a process that only imports), requests by kind.
-(b) the Dask reader, ``read_generations(..., lineage=True).compute()`` on a
-    ``LocalCluster`` of 1 and of 2 worker processes (one thread each): wall, requests.
+(b) the Dask reader, ``read_generations(..., lineage=True).compute()`` (its default
+    ``partition_size``, 1,000 rows) on a ``LocalCluster`` of 1 and of 2 worker processes
+    (one thread each): wall, the driver's and the workers' CPU, requests.
 (c) listing ``--list-keys`` keys of one stage: ``S3Backend.scan`` (sharded by key prefix)
-    against one ListObjectsV2 page chain, the same client, at each latency; the same with
-    the obstore engine (``ObstoreBackend.scan`` against obstore's page chain).
+    against one ListObjectsV2 page chain, the same client, at each latency, and the same
+    with the obstore engine (``ObstoreBackend.scan`` against obstore's page chain): wall,
+    requests, client CPU, the server's CPU (moto and the middleware, in their own process).
 Targets: requests at the minimum; export within 1.5x of ``load_many`` of the same
 generations; the sharded listing at least 5x faster than one page chain at 100 ms.
 """
@@ -31,7 +33,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,12 @@ from gens_fs.testing.synthetic import make_store
 
 BUCKET = "bench-tables"
 LIST_BUCKET = "bench-listing"
+LIST_STAGE = "list/gens/evaluation"
 NAMES = ("metadata.json", "parsed.txt", "prompt.txt", "raw.txt")
 # The slow loop reads this many evaluations at each latency (ms), scaled to the count.
 LOOP_SAMPLE = {0: 400, 10: 200, 100: 40}
+# Every measurement as measured, for ``--out``.
+RAW: list[dict[str, Any]] = []
 
 
 def seed_store(service: S3Service, drafts: int) -> dict[str, Any]:
@@ -186,14 +190,23 @@ def _dask(ids: dict[str, Any], options: dict[str, Any], extra: list[str]) -> Fou
         LocalCluster(
             n_workers=workers, processes=True, threads_per_worker=1, dashboard_address=":0"
         ) as cluster,
-        Client(cluster),
+        Client(cluster) as client,
     ):
+        workers_cpu = sum(client.run(time.process_time).values())
         started, cpu = time.perf_counter(), time.process_time()
-        frame = read_generations(
+        lazy = read_generations(
             f"s3://{BUCKET}/data", stage="evaluation", lineage=True, storage_options=options
-        ).compute()
+        )
+        frame = lazy.compute()
         wall, cpu = time.perf_counter() - started, time.process_time() - cpu
-    return {"rows": len(frame), "wall": wall, "cpu": cpu}
+        workers_cpu = sum(client.run(time.process_time).values()) - workers_cpu
+    return {
+        "rows": len(frame),
+        "wall": wall,
+        "cpu": cpu,
+        "workers_cpu": workers_cpu,
+        "partitions": lazy.npartitions,
+    }
 
 
 CASES = {
@@ -245,6 +258,7 @@ def bench_export(
             scale = count / result["rows"]
             result["case"] = case
             measured.append((name, result, scale))
+            RAW.append({"part": "export", "latency_ms": latency, **result})
             print(f"{latency} ms {case}: {result}", file=sys.stderr)
         export_wall = next((r["wall"] for _, r, _ in measured if r["case"] == "export"), 1.0)
         for name, result, scale in measured:
@@ -268,8 +282,9 @@ def bench_dask(service: S3Service, ids_file: str, count: int, latencies: list[in
     lines = [
         f"### (b) the Dask reader: `read_generations(lineage=True).compute()`, {count:,} rows",
         "",
-        "| latency | workers | wall s | client CPU s | requests | load |",
-        "|---|---|---|---|---|---|",
+        "| latency | workers | partitions | wall s | driver CPU s | workers' CPU s | requests "
+        "| load |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for latency in latencies:
         service.set_latency(latency / 1000)
@@ -281,11 +296,13 @@ def bench_dask(service: S3Service, ids_file: str, count: int, latencies: list[in
             except RuntimeError as exc:
                 lines.append(f"| {latency} ms | {workers} | failed: {_last_line(exc)} |")
                 continue
-            requests = format_requests(service.counts())
+            result["requests"], result["load"] = service.counts(), load
+            requests = format_requests(result["requests"])
             print(f"{latency} ms dask {workers}: {result}", file=sys.stderr)
+            RAW.append({"part": "dask", "latency_ms": latency, "workers": workers, **result})
             lines.append(
-                f"| {latency} ms | {workers} | {result['wall']:.2f} | {result['cpu']:.2f} | "
-                f"{requests} | {load:.1f} |"
+                f"| {latency} ms | {workers} | {result['partitions']} | {result['wall']:.2f} | "
+                f"{result['cpu']:.2f} | {result['workers_cpu']:.2f} | {requests} | {load:.1f} |"
             )
     return [*lines, ""]
 
@@ -306,9 +323,47 @@ async def _page_chain(fs: Any, bucket: str, prefix: str) -> int:
         params["ContinuationToken"] = page["NextContinuationToken"]
 
 
-def _listings(service: S3Service, stage: str) -> list[tuple[str, Callable[[], int]]]:
-    """Each listing measured: (its name, a call that lists the stage and says how many
-    keys it saw)."""
+def shard_profile(keys: list[str], prefix: str, page_size: int = 1000) -> tuple[int, int, int]:
+    """The sharded listing of sorted ``keys`` run on pages cut from them in memory (the
+    same :func:`~gens_fs.backends.sharded.list_prefix`, no server): how many listings it
+    makes, how many of them follow one another on its longest path (round trips), and how
+    many keys the listings returned in all."""
+    import asyncio
+    import bisect
+    import contextvars
+
+    from gens_fs.backends.sharded import Page, Shard, list_prefix
+
+    depth: contextvars.ContextVar[int] = contextvars.ContextVar("depth", default=0)
+    deepest, listings, read = 0, 0, 0
+
+    async def fetch(shard: Shard) -> Page[None]:
+        nonlocal deepest, listings, read
+        # Each split runs its shards as tasks, which copy the context: a shard's depth is
+        # its parent's plus one, and a page that goes on after the last adds one too.
+        depth.set(depth.get() + 1)
+        deepest, listings = max(deepest, depth.get()), listings + 1
+        index = bisect.bisect_left(keys, shard.prefix)
+        if shard.start_after is not None:
+            index = max(index, bisect.bisect_right(keys, shard.start_after))
+        found = [k for k in keys[index : index + page_size + 1] if k.startswith(shard.prefix)]
+        read += len(found[:page_size])
+        return Page([(k, None) for k in found[:page_size]], len(found) > page_size)
+
+    listed: list[str] = []
+    asyncio.run(list_prefix(fetch, prefix, lambda page: listed.extend(k for k, _ in page)))
+    assert sorted(listed) == [k for k in keys if k.startswith(prefix)]
+    return listings, deepest, read
+
+
+def _listing_keys(keys: int) -> dict[str, bytes]:
+    from gens_fs import new_gen_id
+
+    gen_ids = [new_gen_id("evaluation", f"t{i}") for i in range((keys + 3) // 4)]
+    return {f"{LIST_STAGE}/{g}/{name}": b"x" for g in gen_ids for name in NAMES}
+
+
+def bench_listing(service: S3Service, keys: int, latencies: list[int], repeat: int) -> list[str]:
     from gens_fs import DataRoot
     from gens_fs.backends import run
     from gens_fs.backends.base import WrappedBackend
@@ -316,63 +371,72 @@ def _listings(service: S3Service, stage: str) -> list[tuple[str, Callable[[], in
     from gens_fs.backends.obstore_listing import list_chain
     from gens_fs.backends.s3 import S3Backend
 
+    files = _listing_keys(keys)
+    service.create_bucket(LIST_BUCKET)
+    service.put_objects(LIST_BUCKET, files)
     url, options = f"s3://{LIST_BUCKET}/list", s3_storage_options(service.endpoint_url)
     root = DataRoot(url, storage_options=options)
     obstore_root = DataRoot(url, storage_options=options, engine="obstore")
-    # Under gens_fs's retry layer: the backends themselves, for their clients.
     s3, engine = root.backend.backend, obstore_root.backend.backend
-    assert isinstance(s3, WrappedBackend) and isinstance(s3.inner, S3Backend)
-    assert isinstance(engine, WrappedBackend) and isinstance(engine.inner, ObstoreBackend)
-    store, key = engine.inner._locate(f"{LIST_BUCKET}/{stage}")
-    fs = s3.inner.fs
-    return [
-        ("one page chain (s3fs)", lambda: run(_page_chain(fs, LIST_BUCKET, f"{stage}/"))),
-        (
-            "sharded (`S3Backend.scan`)",
-            lambda: len(root.backend.scan([f"{LIST_BUCKET}/{stage}"]).files),
-        ),
-        ("obstore: one page chain", lambda: len(list_chain(store, key, "", True))),
-        (
-            "obstore: sharded (`ObstoreBackend.scan`)",
-            lambda: len(obstore_root.backend.scan([f"{LIST_BUCKET}/{stage}"]).files),
-        ),
-    ]
-
-
-def bench_listing(service: S3Service, keys: int, latencies: list[int]) -> list[str]:
-    from gens_fs import new_gen_id
-
-    gen_ids = [new_gen_id("evaluation", f"t{i}") for i in range((keys + 3) // 4)]
-    stage = "list/gens/evaluation"
-    files = {f"{stage}/{g}/{name}": b"x" for g in gen_ids for name in NAMES}
-    service.create_bucket(LIST_BUCKET)
-    service.put_objects(LIST_BUCKET, files)
-    listings = _listings(service, stage)
+    while isinstance(s3, WrappedBackend):  # the retry layer around it
+        s3 = s3.inner
+    while isinstance(engine, WrappedBackend):
+        engine = engine.inner
+    assert isinstance(s3, S3Backend), s3
+    assert isinstance(engine, ObstoreBackend), engine
+    store, key = engine._locate(f"{LIST_BUCKET}/{LIST_STAGE}")
+    listings, rounds, _ = shard_profile(sorted(files), f"{LIST_STAGE}/")
     lines = [
         f"### (c) listing {len(files):,} keys of one stage",
         "",
-        "| latency | listing | wall s | requests | one chain's wall / this | load |",
-        "|---|---|---|---|---|---|",
+        f"The sharded listing of these keys, on pages cut in memory: {listings} listings, "
+        f"{rounds} on its longest path (round trips).",
+        "",
+        "| latency | listing | wall s | requests | client CPU s | server CPU s "
+        "| one chain's wall / this | load before |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    ways = {
+        "one page chain": lambda: run(_page_chain(s3.fs, LIST_BUCKET, f"{LIST_STAGE}/")),
+        "sharded (`S3Backend.scan`)": lambda: len(
+            root.backend.scan([f"{LIST_BUCKET}/{LIST_STAGE}"]).files
+        ),
+        "obstore: one page chain": lambda: len(list_chain(store, key, "", True)),
+        "obstore: sharded (`ObstoreBackend.scan`)": lambda: len(
+            obstore_root.backend.scan([f"{LIST_BUCKET}/{LIST_STAGE}"]).files
+        ),
+    }
     for latency in latencies:
         service.set_latency(latency / 1000)
-        measured: list[tuple[str, float, dict[str, int], float]] = []
-        for name, listing in listings:
-            service.reset_counts()
-            load = os.getloadavg()[0]
-            started = time.perf_counter()
-            seen = listing()
-            measured.append((name, time.perf_counter() - started, service.counts(), load))
-            assert seen == len(files), (name, seen, len(files))
-        for name, wall, requests, load in measured:
-            chain_wall = measured[2 if name.startswith("obstore") else 0][1]
-            lines.append(
-                f"| {latency} ms | {name} | {wall:.2f} | {format_requests(requests)} | "
-                f"{chain_wall / wall:.1f}x | {load:.1f} |"
-            )
-        walls = ", ".join(f"{name} {wall:.2f}" for name, wall, _, _ in measured)
-        print(f"{latency} ms listing: {walls}", file=sys.stderr)
+        for _ in range(repeat):
+            measured = {name: _time_listing(service, way, len(files)) for name, way in ways.items()}
+            chain_wall = measured["one page chain"]["wall"]
+            for name, m in measured.items():
+                lines.append(
+                    f"| {latency} ms | {name} | {m['wall']:.2f} | {m['requests']} | "
+                    f"{m['cpu']:.2f} | {m['server_cpu']:.2f} | {chain_wall / m['wall']:.1f}x "
+                    f"| {m['load']:.1f} |"
+                )
+            print(f"{latency} ms listing: {measured}", file=sys.stderr)
+            RAW.append({"part": "listing", "latency_ms": latency, "keys": len(files), **measured})
     return [*lines, ""]
+
+
+def _time_listing(service: S3Service, way: Any, expected: int) -> dict[str, Any]:
+    service.reset_counts()
+    load, server_cpu = os.getloadavg()[0], service.cpu()
+    wall, cpu = time.perf_counter(), time.process_time()
+    seen = way()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    requests = format_requests(service.counts())
+    assert seen == expected, (seen, expected)
+    return {
+        "wall": wall,
+        "cpu": cpu,
+        "server_cpu": service.cpu() - server_cpu,
+        "requests": requests,
+        "load": load,
+    }
 
 
 def main() -> None:
@@ -387,7 +451,9 @@ def main() -> None:
     )
     parser.add_argument("--list-keys", type=int, default=100_000, help="keys to list in (c)")
     parser.add_argument("--list-latencies", type=int, nargs="+", default=[0, 10, 100])
+    parser.add_argument("--list-repeat", type=int, default=1, help="runs of each listing")
     parser.add_argument("--skip", nargs="*", default=[], choices=["export", "dask", "listing"])
+    parser.add_argument("--out", help="also write every measurement to this JSON file")
     parser.add_argument("--one", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -410,8 +476,13 @@ def main() -> None:
             if "dask" not in args.skip:
                 out += bench_dask(service, ids_file, count, args.dask_latencies)
         if "listing" not in args.skip:
-            out += bench_listing(service, args.list_keys, args.list_latencies)
+            out += bench_listing(service, args.list_keys, args.list_latencies, args.list_repeat)
     print("\n".join(out))
+    if args.out:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True)
+        header = {"command": command, "date": time.strftime("%Y-%m-%d %H:%M")}
+        header["commit"] = commit.stdout.decode().strip()
+        Path(args.out).write_text(json.dumps({**header, "runs": RAW}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -4,10 +4,10 @@ The moto server and the counting/latency middleware around it (``gens_fs.testing
 ``gens_fs.testing.s3_middleware``) run in a child process, so the client CPU a benchmark
 reports (``time.process_time`` of this process, or ``RUSAGE_CHILDREN`` for peer tools run as
 subprocesses) is the client's alone. The child is driven over a pipe: set latency, read and
-reset request counts, create and delete buckets (through the plain endpoint, uncounted),
-store objects straight into moto's state (seeding large stores), and load a local folder
-into a bucket the same way (no HTTP: a store of tens of thousands of files in seconds, for
-the scenarios that need one already there).
+reset request counts, read its CPU time, create and delete buckets (through the plain
+endpoint, uncounted), store objects straight into moto's state (seeding large stores), and
+load a local folder into a bucket the same way (no HTTP: a store of tens of thousands of
+files in seconds, for the scenarios that need one already there).
 """
 
 from __future__ import annotations
@@ -52,6 +52,8 @@ def _serve(conn: Connection) -> None:
             elif command == "put":
                 _put_objects(*arg)
                 conn.send(None)
+            elif command == "cpu":
+                conn.send(time.process_time())
             elif command == "load":
                 conn.send(_load(*arg))
 
@@ -108,6 +110,11 @@ class S3Service:
 
     def reset_counts(self) -> None:
         self._call("reset")
+
+    def cpu(self) -> float:
+        """The server process's CPU seconds so far (moto and the middleware, every thread):
+        what the server spent on a step is the difference around it."""
+        return float(self._call("cpu"))
 
     def create_bucket(self, name: str) -> None:
         self._call("bucket", name)

@@ -8,10 +8,14 @@ and report (:class:`~gens_fs.sync.execute.RunLedger`), the same byte mover
 (:class:`~gens_fs.sync.execute.Transfers`) inside each task. What moves to the workers:
 
 * **the listings**: one task per folder the plan lists at each side (each stage folder, and
-  ``cohorts/``), which opens the root on its worker and lists it there; the driver merges
-  the listings, in folder order, into the one :class:`~gens_fs.listing.Listing` per side the
-  planner reads. The reads the plan makes (parents' ``metadata.json``, membership CSVs,
-  hashes where a listing gives none) stay batched in this process.
+  ``cohorts/``), which opens the root on its worker and lists it there, as the
+  single-machine sync would (on an object store a folder of more than a page is listed in
+  parallel shards by key prefix, on that worker: :mod:`gens_fs.backends.sharded`); the
+  driver merges the listings, in folder order, into the one
+  :class:`~gens_fs.listing.Listing` per side the planner reads (:class:`ClusterLister` says
+  why a folder is not spread over several workers). The reads the plan makes (parents'
+  ``metadata.json``, membership CSVs, hashes where a listing gives none) stay batched in
+  this process.
 * **the copies**: each phase (files, drafts' commits, essays', evaluations', membership
   CSVs) is split into batches of at most ``batch_size`` files, at least one per worker
   thread; each batch is a task that opens both roots on its worker and copies its files
@@ -213,7 +217,21 @@ class Side:
 
 class ClusterLister:
     """:func:`~gens_fs.listing.list_data_root` of a side, one task per folder: the plan's
-    :class:`~gens_fs.sync.api.Lister` for both sides (and ``verify``'s)."""
+    :class:`~gens_fs.sync.api.Lister` for both sides (and ``verify``'s).
+
+    A folder is one task, not spread over several workers. Its listing is already in
+    parallel where it is large: the backend's ``scan`` on the worker lists a stage of more
+    than a page in shards by key prefix, up to 64 at once, so the wait is a few round trips,
+    not a page chain (a stage of 10^5 keys at 100 ms: 129 listings, the one-process
+    listing's, in 26-27 s on a worker where a page chain takes 53-54 s, plus under a second
+    to bring the entries here; ``benchmarks/README.md``, *Distributed sync*). Spreading the
+    shards over workers would divide only the worker's CPU, parsing the pages (about 60 us
+    a key with botocore), while every entry still travels to this process, which merges
+    them and plans over all of them, so the wait would not shrink in proportion. And
+    it would not stay simple and complete: shards are key ranges (a prefix, where to start,
+    where to stop) found from each first page, which the backend contract does not take
+    (``scan`` takes prefixes), and splitting a stage by gen_id prefix alone would miss a
+    stray whose first character is outside the gen_id alphabet."""
 
     def __init__(self, client: Client, sides: Sequence[Side]) -> None:
         self.client = client

@@ -8,28 +8,33 @@ fits in a page costs that one request, as a page chain would. A page that comes 
 (truncated) splits the rest of its range into shards, all listed at once, each split again
 when its own first page is full:
 
-* where the page's first and last keys differ, the next characters of the same run (the
-  digits, the letters of one case) go in groups of about a page each (the page shows how
-  many characters a page spans), the last group on to the end;
+* where the page's first and last keys differ, the rest of that character's keys and the
+  next characters' go in groups estimated to fill most of a page each (:data:`GROUP_FILL`),
+  cut wherever the character after changes. The page shows how many keys a character
+  holds: its keys over the characters they span there, counting only characters the keys
+  use (base36 gen_ids use no upper case) and the parts of the first and last characters
+  the page reached (from the character after). The last group goes on to the end;
 * above that depth, one shard per next character of the run ("split a prefix further by
-  its next character"): ``gens/essay/0...`` is done, so ``gens/essay/1``, ``gens/essay/2``...
-  and the characters after the run (``A-Z`` after the digits, ``a-z``, anything else) in
-  one more shard, which its own first page splits in turn when it holds more than a page.
+  its next character") up to the last one the keys use: ``gens/essay/0...`` is done, so
+  ``gens/essay/1``, ``gens/essay/2``... and the characters after (the rest of the run,
+  ``A-Z`` after the digits, anything else) in one more shard, which its own first page
+  splits in turn when it holds more than a page.
 
 Complete for any keys, not only gen_ids: the shards of a split cover the rest of the range
 with no gap and no overlap (a key with a character outside the gen_id alphabet is in the
 shard that covers the range it sorts into), so a stray key is listed like any other, once.
 
 Requests: the pages of the keys plus a few partly filled or empty ones per split: for
-random base36 gen_ids, about 1.3x the pages of one chain (10^5 keys: 128 listings instead
-of 100 pages), in five or six round trips instead of 100.
+random base36 gen_ids 1.2x to 1.35x the pages of one chain (10^5 keys: 129 to 135 listings
+instead of 100 pages; 10^6: 1,297 instead of 1,000), in five round trips or fewer instead
+of one per page; random hex ids (UUIDs) 1.2x to 1.75x (``benchmarks/profile_sharding.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
@@ -43,6 +48,13 @@ T = TypeVar("T")
 _LAST_CHAR: Final = "\U0010ffff"
 # Listings in flight at once (s3fs's pool holds 128 connections).
 LISTINGS_IN_FLIGHT: Final = 64
+# How much of a page a group of keys is estimated to fill: near full, so that few listings
+# come back partly filled, with room for the estimate's error (a group that holds more than
+# a page costs a listing more: its first page splits like any other).
+GROUP_FILL: Final = 0.9
+# The most groups one split makes: a bound on the requests a wrong estimate can cost (keys
+# far denser than the page showed are split again, by their own first pages).
+MAX_GROUPS: Final = LISTINGS_IN_FLIGHT
 
 
 @dataclass(frozen=True)
@@ -112,7 +124,8 @@ async def list_prefix(
         if not kept:  # a page of keys just before ``start``: go on after them
             await walk(dataclasses.replace(shard, after=last))
             return
-        await _all(walk(s) for s in split(shard, kept[0][0], last, alphabet))
+        keys = [key for key, _ in kept]
+        await _all(walk(s) for s in split(shard, keys, alphabet, len(page.entries)))
 
     await walk(Shard(prefix))
 
@@ -129,42 +142,84 @@ async def _all(coros: Iterable[Coroutine[Any, Any, None]]) -> None:
         raise
 
 
-def split(shard: Shard, first: str, last: str, alphabet: str = GEN_ID_CHARS) -> list[Shard]:
-    """The shards that together hold what ``shard`` holds after ``last``, given that a
-    full page of it went from ``first`` to ``last``. Pure."""
+def split(
+    shard: Shard, keys: list[str], alphabet: str = GEN_ID_CHARS, page_size: int | None = None
+) -> list[Shard]:
+    """The shards that together hold what ``shard`` holds after ``keys[-1]``, given that a
+    full page of it (``page_size`` keys; ``len(keys)`` when not given) held ``keys`` (in
+    order) of the shard's range. Pure."""
+    first, last = keys[0], keys[-1]
     if first == last:  # nothing tells where the keys vary: go on from there
         return [Shard(shard.prefix, until=shard.until, after=last)]
     # Where they part (``first`` sorts first, so it is the shorter if one starts the other).
     pairs = enumerate(zip(first, last, strict=False))
     depth = next((i for i, (a, b) in pairs if a != b), len(first))
-    shards = _dense_level(shard, first, last, depth, alphabet)
+    # The characters of ``alphabet`` the keys use, from the shard's prefix to one past
+    # where they part (where a page of random ids shows them all). Only these start a
+    # shard: a ``StartAfter`` just below any other could be a control character.
+    window = {c for key in keys for c in key[len(shard.prefix) : depth + 2]}
+    used = "".join(c for c in alphabet if c in window)
+    shards = _dense_level(shard, keys, depth, used, page_size or len(keys))
     for level in range(depth - 1, len(shard.prefix) - 1, -1):
-        shards += _next_characters(shard, last, level, alphabet)
+        shards += _next_characters(shard, last, level, alphabet, used)
     return shards
 
 
-def _dense_level(shard: Shard, first: str, last: str, depth: int, alphabet: str) -> list[Shard]:
-    """After ``last``, under ``last[:depth]``. The page spanned ``spanned`` characters at
-    ``depth``, so the next ones of the same run go in groups of about that many, about a
-    page each (3/4 of it, so that most fit in one page); the last group goes on to the end
-    of ``last[:depth]``'s keys (split in turn if what follows the run holds more)."""
+def _dense_level(
+    shard: Shard, keys: list[str], depth: int, used: str, page_size: int
+) -> list[Shard]:
+    """After ``last`` (``keys[-1]``), under ``last[:depth]``: the rest of the keys in
+    groups estimated to fill :data:`GROUP_FILL` of a page each, the last one on to the end
+    of ``last[:depth]``'s keys. Where a character's keys are half a group or more, each
+    character is a group of its own, listed by its prefix (so its listing stops at its last
+    key); otherwise a group may end inside a character's keys, where the next character
+    changes. The estimate: the page's keys over the characters they span at ``depth`` (the
+    first and last only partly), shared evenly among the characters the keys use (``used``)
+    after it; a character no key uses (upper case among base36 gen_ids) counts for nothing."""
+    first, last = keys[0], keys[-1]
     head, char = last[:depth], last[depth]
-    low = bisect_left(alphabet, first[depth]) if len(first) > depth else 0
-    spanned = max(1, bisect_right(alphabet, char) - low)
-    stride = max(1, spanned * 3 // 4)
-    above, _ = _run_above(alphabet, char)
-    starts = _before_until([head + c for c in above[stride - 1 :: stride]], shard.until)
-    rest = Shard(head, until=starts[0] if starts else shard.until, after=last)
+    if not used:  # no character to cut at: go on from ``last``
+        return [Shard(head, until=shard.until, after=last)]
+    # How many characters' keys the page spanned at ``depth``: those it holds, less the part
+    # of the first before ``first`` and the part of the last after ``last`` (as the
+    # character after ``depth`` tells).
+    seen = len({key[depth] for key in keys if len(key) > depth})
+    spanned = seen - 1 + _part_before(last, depth, used) - _part_before(first, depth, used)
+    per_char = len(keys) / max(spanned, 1 / len(used))
+    group = GROUP_FILL * page_size
+    if 2 * per_char >= group:
+        units, step = [head + c for c in used if c > char], 1
+    else:  # by the character after: ``char``'s own first, then those of the next ones
+        units = [head + char + d for d in used if len(last) > depth + 1 and d > last[depth + 1]]
+        units += [head + c + d for c in used if c > char for d in used]
+        step = max(1, int(group * len(used) / per_char))
+    starts = _before_until(units[step - 1 :: step][:MAX_GROUPS], shard.until)
+    if starts and starts[0] == _successor(head + char):  # the rest of ``char``'s keys
+        rest = Shard(head + char, after=last)
+    else:
+        rest = Shard(head, until=starts[0] if starts else shard.until, after=last)
     return [rest, *_pieces(head, starts, shard.until)]
 
 
-def _next_characters(shard: Shard, last: str, level: int, alphabet: str) -> list[Shard]:
+def _part_before(key: str, depth: int, used: str) -> float:
+    """About what share of the keys that start with ``key[: depth + 1]`` sort before
+    ``key``, from the character after (the characters used taken as equally likely)."""
+    if len(key) <= depth + 1:
+        return 0.0
+    return bisect_left(used, key[depth + 1]) / len(used)
+
+
+def _next_characters(shard: Shard, last: str, level: int, alphabet: str, used: str) -> list[Shard]:
     """Under ``last[:level]``, what sorts after the keys starting with ``last[:level + 1]``:
-    one shard per next character of the same run, and one for all after the run."""
+    one shard per next character of the same run (the digits, the letters of one case) up
+    to the last one the keys use, and one for all after it (the characters of the run no
+    key uses, those after the run: the shard's first page splits it if it holds more)."""
     head = last[:level]
     above, after_run = _run_above(alphabet, last[level])
     if after_run is None:  # last[level] is U+10FFFF: nothing sorts after it
         return []
+    end = max((i + 1 for i, c in enumerate(above) if c in used), default=0)
+    above, after_run = above[:end], above[end:][:1] or after_run
     starts = [head + c for c in above] + [head + after_run]
     return _pieces(head, _before_until(starts, shard.until), shard.until)
 
