@@ -169,14 +169,16 @@ def sync(
     fsync: bool = False,
 ) -> SyncReport:
     """Make the data root ``dst`` hold what ``src`` holds, within the scope: :func:`plan_sync`
-    then, unless ``dry_run``, :func:`apply` (see the module for scope, guarantees, roots).
-
-    ``dry_run`` changes nothing, lists the plan in ``SyncReport.actions`` and says in
-    ``SyncReport.refused`` whether a real run would be refused. ``include``/``exclude``
-    (gen_id globs; an exclude wins over an include) and ``where`` (metadata ``{key:
-    value}``), or ``selection`` (rules in an order of your own): see the module's *Scope*.
-    ``limit`` and ``fsync``: see :func:`plan_sync` and :func:`apply`.
-    """
+    then, unless ``dry_run`` (nothing changed, the plan in ``SyncReport.actions``, and in
+    ``SyncReport.refused`` whether a real run would be refused), :func:`apply`. ``src``/``dst``:
+    paths, URLs, or ``DataRoot``s (your own ``fs=``, or an engine of their own; ``engine``
+    serves the others). ``include``/``exclude`` (gen_id globs; an exclude wins over an
+    include), ``where`` (metadata ``{key: value}``) or ``selection`` (rules in an order of
+    your own): see *Scope*. ``checksum``: compare every file by content. ``retry``: every
+    request's policy, both sides (default: each root's own). ``limit``, ``fsync``: see
+    :func:`plan_sync`, :func:`apply`. Errors: ``StorageError``, ``NotADataRoot``,
+    ``OverlappingRoots``, ``CohortNotFound``, ``AccessDenied``, ``TooManyDeletes`` (see the
+    module for scope, guarantees and roots)."""
     planned = plan_sync(
         src,
         dst,
@@ -220,13 +222,10 @@ def plan_sync(
     lister: Lister = list_data_root,
     limit: RateLimit | None = None,
 ) -> PlannedSync:
-    """Decide everything a sync of ``src`` onto ``dst`` does; write nothing. ``src``/``dst``:
-    paths, URLs, or ``DataRoot``s (your own ``fs=``, or an engine of their own; ``engine``
-    serves the others). ``StorageError``, ``NotADataRoot``, ``OverlappingRoots``,
-    ``CohortNotFound``, ``AccessDenied``: see the module. ``checksum``: compare every file
-    by content. ``retry``: every request's policy, both sides (default: each root's own).
-    ``selection``: see *Scope*. ``lister``: how each side is listed (:class:`Lister`).
-    ``limit``: one ``RateLimit`` for every request of the sync, both sides together."""
+    """Decide everything a sync of ``src`` onto ``dst`` does; write nothing. The roots, the
+    errors and the keywords: see the module and :func:`sync`. ``selection``: see *Scope*
+    (with ``delete`` it applies to both sides). ``lister``: how each side is listed
+    (:class:`Lister`). ``limit``: one ``RateLimit`` for every request, both sides."""
     started = time.monotonic()
     source = open_root(src, src_options, engine, retry, limit)
     target = open_root(dst, dst_options, engine, retry, limit)
