@@ -234,7 +234,7 @@ def plan_sync(
     scope = reads.scope(stages, cohort, selection, follow_symlinks=follow_symlinks)
     if scope.cohort is not None and membership_path(scope.cohort) in reads.unreadable:
         return _cohort_unreadable(source, target, scope, reads.unreadable, checksum, started)
-    if delete and selection is not None:
+    if delete and selection is not None and cohort is None:  # a cohort's scope is its rows
         scope = gone_from_source(
             reads, target, scope, stages, selection, follow_symlinks=follow_symlinks
         )
