@@ -14,7 +14,8 @@ stage in shards, on S3 through the counting middleware with added latency.
     "imports" row is a process that only imports), requests by kind.
 (b) the Dask reader, ``read_generations(..., lineage=True).compute()`` (its default
     ``partition_size``, 1,000 rows) on a ``LocalCluster`` of 1 and of 2 worker processes
-    (one thread each): wall, the driver's and the workers' CPU, requests.
+    (one thread each): wall, the driver's and the workers' CPU, requests, and the load
+    average before and after each run (the machine's other work during it).
 (c) listing ``--list-keys`` keys of one stage: ``S3Backend.scan`` (sharded by key prefix)
     against one ListObjectsV2 page chain, the same client, at each latency, and the same
     with the obstore engine (``ObstoreBackend.scan`` against obstore's page chain): wall,
@@ -283,8 +284,8 @@ def bench_dask(service: S3Service, ids_file: str, count: int, latencies: list[in
         f"### (b) the Dask reader: `read_generations(lineage=True).compute()`, {count:,} rows",
         "",
         "| latency | workers | partitions | wall s | driver CPU s | workers' CPU s | requests "
-        "| load |",
-        "|---|---|---|---|---|---|---|---|",
+        "| load before | load after |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for latency in latencies:
         service.set_latency(latency / 1000)
@@ -297,12 +298,15 @@ def bench_dask(service: S3Service, ids_file: str, count: int, latencies: list[in
                 lines.append(f"| {latency} ms | {workers} | failed: {_last_line(exc)} |")
                 continue
             result["requests"], result["load"] = service.counts(), load
+            # The 1-minute load as the run ends: the machine's other work during it.
+            result["load_after"] = os.getloadavg()[0]
             requests = format_requests(result["requests"])
             print(f"{latency} ms dask {workers}: {result}", file=sys.stderr)
             RAW.append({"part": "dask", "latency_ms": latency, "workers": workers, **result})
             lines.append(
                 f"| {latency} ms | {workers} | {result['partitions']} | {result['wall']:.2f} | "
-                f"{result['cpu']:.2f} | {result['workers_cpu']:.2f} | {requests} | {load:.1f} |"
+                f"{result['cpu']:.2f} | {result['workers_cpu']:.2f} | {requests} | {load:.1f} "
+                f"| {result['load_after']:.1f} |"
             )
     return [*lines, ""]
 

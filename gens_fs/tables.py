@@ -20,7 +20,7 @@ so far (about 200 bytes each), and one batch.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
@@ -225,10 +225,49 @@ def _decode(data: bytes | None, root: DataRoot, path: str) -> str | None:
         ) from None
 
 
-class _Ancestor(NamedTuple):
+class Ancestor(NamedTuple):
+    """What a row takes from an ancestor's ``metadata.json``: its template and model, and
+    its own ``parent_gen_id`` (``""`` for none), the next link up."""
+
     template_id: str | None
     model_id: str | None
     parent_gen_id: str
+
+    @classmethod
+    def of(cls, meta: GenerationMetadata) -> Ancestor:
+        return cls(meta.template_id, meta.model_id, meta.parent_gen_id)
+
+
+def read_ancestors(
+    root: DataRoot, stage: str, gen_ids: Iterable[str]
+) -> dict[str, Ancestor | None]:
+    """The ancestors ``gen_ids`` of ``stage``, one batch of GETs of their ``metadata.json``
+    (an id that is not a valid gen_id is not read, and not in the result): ``None`` for
+    one not committed. One that does not parse is an ``InvalidMetadata`` naming it."""
+    keys = sorted({(stage, g) for g in gen_ids if is_valid_gen_id(g)})
+    found: dict[str, Ancestor | None] = {}
+    for (_, gen_id), meta in root.store().metadata_many(keys).items():
+        if isinstance(meta, InvalidMetadata):
+            raise meta
+        found[gen_id] = None if meta is None else Ancestor.of(meta)
+    return found
+
+
+def lineage_columns(
+    stages: Sequence[str], parent_id: str, lookup: Callable[[str, str], Ancestor | None]
+) -> dict[str, str | None]:
+    """The lineage columns of a generation whose ``parent_gen_id`` is ``parent_id`` (``""``
+    for none), ``stages`` its ancestor stages nearest first, ``lookup(stage, gen_id)`` an
+    ancestor as read (``None``: not committed, or never read). The one place of the rule:
+    an ancestor that is not committed has its gen_id (as its child names it) and nulls,
+    and the ones above it are null."""
+    out: dict[str, str | None] = {}
+    for stage in stages:
+        found = lookup(stage, parent_id) if parent_id else None
+        values = (parent_id or None, *(found[:2] if found else (None, None)))
+        out.update({f"{stage}_{f}": v for f, v in zip(_ANCESTOR_FIELDS, values, strict=True)})
+        parent_id = found.parent_gen_id if found else ""
+    return out
 
 
 class Ancestors:
@@ -238,37 +277,23 @@ class Ancestors:
     def __init__(self, root: DataRoot, spec: TableSpec) -> None:
         self.root = root
         self.spec = spec
-        self._known: dict[tuple[str, str], _Ancestor | None] = {}
+        self._known: dict[tuple[str, str], Ancestor | None] = {}
 
     def read(self, parent_ids: Iterable[str]) -> None:
-        """Read the ancestors of generations with these ``parent_gen_id``s not read yet.
-        An ancestor that does not parse is an ``InvalidMetadata`` naming it."""
+        """Read the ancestors of generations with these ``parent_gen_id``s not read yet."""
         ids = set(parent_ids)
-        store = self.root.store()
         for stage in self.spec.ancestors:
-            new = sorted((stage, g) for g in ids if is_valid_gen_id(g))
-            new = [key for key in new if key not in self._known]
-            for key, meta in store.metadata_many(new).items():
-                if isinstance(meta, InvalidMetadata):
-                    raise meta
-                self._known[key] = None if meta is None else _ancestor(meta)
+            new = [g for g in ids if (stage, g) not in self._known]
+            for gen_id, found in read_ancestors(self.root, stage, new).items():
+                self._known[stage, gen_id] = found
             ids = {a.parent_gen_id for g in ids if (a := self._known.get((stage, g)))}
 
     def columns(self, parent_id: str) -> dict[str, str | None]:
-        """The lineage columns of a generation whose ``parent_gen_id`` is ``parent_id``: an
-        ancestor that is not committed has its gen_id (as its child names it) and nulls,
-        and the ones above it are null."""
-        out: dict[str, str | None] = {}
-        for stage in self.spec.ancestors:
-            found = self._known.get((stage, parent_id)) if parent_id else None
-            values = (parent_id or None, *(found[:2] if found else (None, None)))
-            out.update({f"{stage}_{f}": v for f, v in zip(_ANCESTOR_FIELDS, values, strict=True)})
-            parent_id = found.parent_gen_id if found else ""
-        return out
-
-
-def _ancestor(meta: GenerationMetadata) -> _Ancestor:
-    return _Ancestor(meta.template_id, meta.model_id, meta.parent_gen_id)
+        """The lineage columns of a generation whose ``parent_gen_id`` is ``parent_id``
+        (:func:`lineage_columns`)."""
+        return lineage_columns(
+            self.spec.ancestors, parent_id, lambda stage, g: self._known.get((stage, g))
+        )
 
 
 def to_arrow(
