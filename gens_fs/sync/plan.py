@@ -308,7 +308,8 @@ class _Lineage:
             return None, None
         if not self._at_source(parent):
             return self._orphan(
-                f"its parent {parent_stage} {parent_id} is missing in the source too"
+                f"its parent {parent_stage} {parent_id} is not committed in the source either "
+                "(no metadata.json there)"
             )
         return None, (
             f"its parent {parent_stage} {parent_id} is neither committed at the destination nor "
