@@ -10,10 +10,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import fsspec
 import pytest
 from conftest import cli_options
 
-from gens_fs import GensStore, RateLimit, RetryPolicy
+from gens_fs import DataRoot, GensStore, RateLimit, RetryPolicy, new_gen_id
 from gens_fs.backends import parse_bandwidth
 from gens_fs.backends.limits import TokenBucket
 from gens_fs.backends.retry import AdaptiveRate
@@ -145,6 +146,40 @@ def test_tpslimit_bounds_the_request_rate_the_server_sees(
     for window_s in (0.5, 1.0):
         assert most_in_window(arrivals, window_s) <= tps * (window_s + LATE_S) + 1, window_s
     assert snapshot(dst, s3_storage_options(moto_server.endpoint_url)) == snapshot(str(src))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_sharded_listing_charges_each_request_as_it_is_sent_retries_too(
+    engine: str, moto_server: MotoServer, s3_middleware: S3Middleware
+) -> None:
+    tps = 2
+    stage = f"{new_bucket(moto_server.endpoint_url)}/data/gens/essay"
+    files = {f"{stage}/{new_gen_id('essay', f't{i}')}/metadata.json": b"{}" for i in range(2_500)}
+    fsspec.filesystem("s3", **s3_storage_options(moto_server.endpoint_url)).pipe(files)
+    # The third listing request fails once (503): its retry is a request like the others.
+    s3_middleware.faults = next(
+        plan
+        for seed in range(10_000)
+        if (plan := FaultPlan(rate=0.1, seed=seed, kinds=("503",), only_ops=("LIST",))).faulted(20)
+        == [(2, "503")]
+    )
+    options = s3_storage_options(s3_middleware.endpoint_url)
+    root = DataRoot(
+        f"s3://{stage.partition('/')[0]}/data",
+        storage_options=options,
+        engine=engine,
+        limit=RateLimit(tps=tps),
+    )
+
+    listed = root.backend.scan([stage]).files
+
+    assert sorted(listed) == sorted(files)
+    assert s3_middleware.wait_idle()
+    arrivals = [r.arrived for r in s3_middleware.log if r.kind == "LIST"]
+    assert len(arrivals) >= 4  # a first page, shards sent side by side, and a retry
+    # at most tps a second, one ahead: the shards are not sent in a burst
+    for window_s in (0.5, 1.0):
+        assert most_in_window(arrivals, window_s) <= tps * (window_s + LATE_S) + 1, window_s
 
 
 def test_one_limit_for_both_sides_of_a_sync(

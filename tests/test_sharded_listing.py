@@ -10,6 +10,7 @@ import uuid
 from typing import Any
 
 import fsspec
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,6 +22,7 @@ from gens_fs.backends.obstore_listing import first_page, path_at_most
 from gens_fs.backends.sharded import Page, Shard, key_before, list_prefix
 from gens_fs.testing.s3 import MotoServer, boto3_client, s3_storage_options
 from gens_fs.testing.s3_middleware import S3Middleware
+from gens_fs.testing.s3_requests import FaultPlan
 
 META = b'{"task_id": "t", "template_id": "x", "model_id": "m"}'
 
@@ -91,6 +93,42 @@ def test_sharded_listing_returns_every_key_once_whatever_the_keys(
 
 def _seed(moto_server: MotoServer, files: dict[str, bytes]) -> None:
     fsspec.filesystem("s3", **s3_storage_options(moto_server.endpoint_url)).pipe(files)
+
+
+def _lists(s3_middleware: S3Middleware) -> int:
+    s3_middleware.wait_idle()
+    return sum(1 for r in s3_middleware.log if r.kind == "LIST")
+
+
+@pytest.mark.parametrize("engine", ["fsspec", "obstore"])
+def test_a_listing_page_that_fails_is_asked_for_again_alone(
+    moto_server: MotoServer, s3_middleware: S3Middleware, bucket: str, engine: str
+) -> None:
+    gen_ids = sorted(new_gen_id("essay", f"task{i}") for i in range(2_500))
+    stage = f"{bucket}/data/gens/essay"
+    _seed(moto_server, {f"{stage}/{g}/metadata.json": META for g in gen_ids})
+    options = s3_storage_options(s3_middleware.endpoint_url)
+    root = DataRoot(f"s3://{bucket}/data", storage_options=options, engine=engine)
+    s3_middleware.reset_counts()
+    whole = dict(root.backend.scan([stage]).files.items())
+    pages = _lists(s3_middleware)
+    # The third listing request fails once (503 SlowDown), whichever shard sent it.
+    plan = next(
+        plan
+        for seed in range(10_000)
+        if (plan := FaultPlan(rate=0.1, seed=seed, kinds=("503",), only_ops=("LIST",))).faulted(
+            3 * pages
+        )
+        == [(2, "503")]
+    )
+    s3_middleware.faults = plan
+    s3_middleware.reset_counts()
+
+    listed = dict(root.backend.scan([stage]).files.items())
+
+    assert listed == whole
+    assert pages >= 3  # a first page and shards: the failed one is not the first
+    assert _lists(s3_middleware) == pages + 1  # that page again, not the listing again
 
 
 def test_the_obstore_engine_lists_a_large_stage_in_shards_with_the_default_engines_rows(

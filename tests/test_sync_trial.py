@@ -41,8 +41,9 @@ from tests.process import gens_fs, one_error_line
 
 META = {"task_id": "t", "template_id": "tpl", "model_id": "m"}
 ORPHAN_REASON = (
-    "not synced: its parent draft d_gone is missing in the source too: fix the source "
-    "(gens-fs check SRC) or pass --allow-orphans to copy it as it is"
+    "not synced: its parent draft d_gone is not committed in the source either (no "
+    "metadata.json there): fix the source (gens-fs check SRC) or pass --allow-orphans to copy "
+    "it as it is"
 )
 
 

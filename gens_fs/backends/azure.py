@@ -43,6 +43,7 @@ from gens_fs.backends.base import (
     Capabilities,
     Children,
     FileInfo,
+    PageRetry,
     ReadResult,
     Scan,
 )
@@ -128,7 +129,13 @@ class AzureBackend(FsspecBackend):
             **_ONE_ATTEMPT,
         )
 
-    async def scan(self, prefixes: Sequence[str], *, follow_symlinks: bool = False) -> Scan:
+    async def scan(
+        self,
+        prefixes: Sequence[str],
+        *,
+        follow_symlinks: bool = False,
+        retry_page: PageRetry | None = None,
+    ) -> Scan:
         """Every blob under each prefix with its size and Content-MD5 (hex; ``None`` for a
         blob uploaded without one): List Blobs pages only, the prefixes side by side."""
         parts = await asyncio.gather(*(self._collect(p) for p in prefixes))

@@ -33,9 +33,9 @@ import copy
 import errno
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal, NamedTuple, TypeVar
+from typing import ClassVar, Literal, NamedTuple, Protocol, TypeVar
 
 from gens_fs.errors import StorageError
 
@@ -54,6 +54,7 @@ HASH_CONCURRENCY = 64
 PROBE_TIMEOUT_S = 4.0
 
 B = TypeVar("B", bound="Backend")
+T = TypeVar("T")
 W = TypeVar("W", bound="WrappedBackend")
 
 
@@ -152,6 +153,14 @@ HashResult = str | BaseException
 """One file as ``md5`` gives it: its MD5 (hex), or why it could not be hashed."""
 
 
+class PageRetry(Protocol):
+    """How the retry layer sends one listing request: ``attempt`` again after a transient
+    failure, as its policy says, each attempt at its turn (see
+    :mod:`gens_fs.backends.retried`)."""
+
+    def __call__(self, attempt: Callable[[], Awaitable[T]]) -> Awaitable[T]: ...
+
+
 class Backend(ABC):
     """One storage under one root. Paths are the storage's own (no protocol), built by
     :mod:`gens_fs.layout` from :attr:`root`."""
@@ -217,9 +226,24 @@ class Backend(ABC):
         concurrent writers exactly when ``capabilities.exclusive_create``."""
 
     @abstractmethod
-    async def scan(self, prefixes: Sequence[str], *, follow_symlinks: bool = False) -> Scan:
+    async def scan(
+        self,
+        prefixes: Sequence[str],
+        *,
+        follow_symlinks: bool = False,
+        retry_page: PageRetry | None = None,
+    ) -> Scan:
         """Every file under the directories ``prefixes``, one recursive listing each (side
-        by side where the medium allows). ``follow_symlinks`` matters on local disk only."""
+        by side where the medium allows). ``follow_symlinks`` matters on local disk only.
+        ``retry_page``: what a backend that :attr:`pages_retried` sends each listing
+        request through (the others ignore it)."""
+
+    @property
+    def pages_retried(self) -> bool:
+        """True when :meth:`scan` sends each listing request through its ``retry_page``: a
+        failed page is asked for again, not the whole listing (S3: a stage of 10^6 keys is
+        1,000 pages). Otherwise the retry layer retries a prefix's listing whole."""
+        return False
 
     @abstractmethod
     async def children(self, path: str, *, stop_at: Collection[str] = ()) -> Children:
@@ -325,6 +349,10 @@ class WrappedBackend(Backend):
 
     def durable(self) -> Backend:
         return self.around(self.inner.durable())
+
+    @property
+    def pages_retried(self) -> bool:
+        return self.inner.pages_retried
 
     def storage_error(self, exc: BaseException) -> StorageError | None:
         return self.inner.storage_error(exc)

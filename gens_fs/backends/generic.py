@@ -30,6 +30,7 @@ from gens_fs.backends.base import (
     Capabilities,
     Children,
     FileInfo,
+    PageRetry,
     ReadResult,
     Scan,
 )
@@ -114,7 +115,13 @@ class FsspecBackend(Backend):
             return False
         return True
 
-    async def scan(self, prefixes: Sequence[str], *, follow_symlinks: bool = False) -> Scan:
+    async def scan(
+        self,
+        prefixes: Sequence[str],
+        *,
+        follow_symlinks: bool = False,
+        retry_page: PageRetry | None = None,
+    ) -> Scan:
         parts = await asyncio.gather(*(self._find(p) for p in prefixes))
         return Scan(FileTable.merged(parts))
 

@@ -8,7 +8,9 @@ read, once they are known):
 
 * ``read``: one request per file; the bytes once they arrived;
 * ``write``, ``create``: one request per file, its bytes before it is sent;
-* ``scan``: one request per prefix before it, then one per further page the listing took
+* ``scan``: on a backend that sends its listing pages through the retry layer
+  (:attr:`~gens_fs.backends.base.Backend.pages_retried`: S3), each page as it is sent;
+  elsewhere one request per prefix before it, then one per further page the listing took
   (:attr:`~gens_fs.backends.base.Backend.list_page` files a page);
 * ``children``, ``copy``, ``stream``: one request (a stream's bytes as each chunk
   arrives); ``delete``: one per :attr:`~gens_fs.backends.base.Backend.delete_batch` files.
@@ -23,13 +25,14 @@ import asyncio
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Final, TypeVar, cast
 
 from gens_fs.backends.base import (
     STREAM_CHUNK,
     Backend,
     Children,
+    PageRetry,
     ReadResult,
     Scan,
     WrappedBackend,
@@ -161,7 +164,19 @@ class LimitedBackend(WrappedBackend):
         await self.limit.send(1, len(data))
         return await self.inner.create(path, data)
 
-    async def scan(self, prefixes: Sequence[str], *, follow_symlinks: bool = False) -> Scan:
+    async def scan(
+        self,
+        prefixes: Sequence[str],
+        *,
+        follow_symlinks: bool = False,
+        retry_page: PageRetry | None = None,
+    ) -> Scan:
+        if self.inner.pages_retried:  # each request charged as it is sent, retries too
+            charged = self._charging(retry_page)
+            return await self.inner.scan(
+                prefixes, follow_symlinks=follow_symlinks, retry_page=charged
+            )
+
         async def one(prefix: str) -> Scan:
             await self.limit.send()
             found = await self.inner.scan([prefix], follow_symlinks=follow_symlinks)
@@ -174,6 +189,20 @@ class LimitedBackend(WrappedBackend):
             {path: info for part in parts for path, info in part.files.items()},
             [entry for part in parts for entry in part.ignored],
         )
+
+    def _charging(self, retry_page: PageRetry | None) -> PageRetry:
+        """A ``retry_page`` that charges every attempt of a listing request before it is
+        sent (the retry layer's ``retry_page`` around that, when there is one)."""
+        limit = self.limit
+
+        def charged(attempt: Callable[[], Awaitable[T]]) -> Awaitable[T]:
+            async def sent() -> T:
+                await limit.send()
+                return await attempt()
+
+            return sent() if retry_page is None else retry_page(sent)
+
+        return charged
 
     async def children(self, path: str, *, stop_at: Collection[str] = ()) -> Children:
         await self.limit.send()

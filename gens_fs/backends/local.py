@@ -30,6 +30,7 @@ from gens_fs.backends.base import (
     Children,
     HashResult,
     Leftovers,
+    PageRetry,
     ReadResult,
     Removed,
     Scan,
@@ -111,7 +112,13 @@ class LocalBackend(Backend):
                 _fsync_folder(os.path.dirname(path))
         return True
 
-    async def scan(self, prefixes: Sequence[str], *, follow_symlinks: bool = False) -> Scan:
+    async def scan(
+        self,
+        prefixes: Sequence[str],
+        *,
+        follow_symlinks: bool = False,
+        retry_page: PageRetry | None = None,
+    ) -> Scan:
         """Regular files under the ``prefixes``, never following a symbolic link (nor one on
         the way from the root down to a prefix) and never opening a FIFO, socket or device:
         each is left out and reported. With ``follow_symlinks`` a link is followed when

@@ -65,6 +65,7 @@ from gens_fs.backends.base import (
     Children,
     FileInfo,
     ListingHash,
+    PageRetry,
     ReadResult,
     Scan,
 )
@@ -201,23 +202,49 @@ class ObstoreBackend(Backend):
         with _connection_errors():
             await _in_thread(functools.partial(obstore.put, store, key, data, mode=mode))
 
-    async def scan(self, prefixes: Sequence[str], *, follow_symlinks: bool = False) -> Scan:
+    async def scan(
+        self,
+        prefixes: Sequence[str],
+        *,
+        follow_symlinks: bool = False,
+        retry_page: PageRetry | None = None,
+    ) -> Scan:
         """Every object under each prefix with its size (and ETag on S3): listing pages
         only, the prefixes side by side, and on S3 and GCS a prefix that holds more than a
         page listed in parallel shards by key prefix (:mod:`gens_fs.backends.sharded`,
         one request per shard: :mod:`gens_fs.backends.obstore_listing`); on Azure one
         chain of pages (no start-after there). A missing bucket raises ``StorageError``."""
-        parts = await asyncio.gather(*(self._collect(p) for p in prefixes))
+        parts = await asyncio.gather(*(self._collect(p, retry_page) for p in prefixes))
         return Scan(FileTable.merged(parts))
 
-    async def _collect(self, folder: str) -> FileTable:
+    @property
+    def pages_retried(self) -> bool:
+        return self.settings.kind in SHARDED_KINDS
+
+    async def _collect(self, folder: str, retry_page: PageRetry | None) -> FileTable:
         store, key = self._locate(folder)
         bucket = folder.lstrip("/").partition("/")[0] + "/"
         prefix, with_etag = key.strip("/"), self.settings.kind == "s3"
+        if self.settings.kind in SHARDED_KINDS:
+            return await _list_sharded(
+                lambda shard: self._first_page(store, prefix, folder, shard, with_etag),
+                prefix,
+                bucket,
+                retry_page,
+            )
         try:
-            if self.settings.kind not in SHARDED_KINDS:
-                return await _in_thread(list_chain, store, prefix, bucket, with_etag)
-            return await _list_sharded(store, prefix, bucket, with_etag)
+            return await _in_thread(list_chain, store, prefix, bucket, with_etag)
+        except BaseError as exc:
+            mapped = self._mapped(exc, folder)
+            raise mapped from _cause(mapped, exc)
+
+    async def _first_page(
+        self, store: Any, prefix: str, folder: str, shard: Shard, with_etag: bool
+    ) -> Page[FileInfo]:
+        """One shard's request (see :func:`~gens_fs.backends.obstore_listing.first_page`),
+        its error mapped as every request's is, for the retry layer to judge."""
+        try:
+            return await _in_thread(first_page, store, prefix, shard, with_etag)
         except BaseError as exc:
             mapped = self._mapped(exc, folder)
             raise mapped from _cause(mapped, exc)
@@ -413,18 +440,24 @@ def _get_bytes(store: Any, key: str) -> bytes:
     return bytes(obstore.get(store, key).bytes())
 
 
-async def _list_sharded(store: Any, folder: str, bucket: str, with_etag: bool) -> FileTable:
+async def _list_sharded(
+    fetch: Callable[[Shard], Awaitable[Page[FileInfo]]],
+    folder: str,
+    bucket: str,
+    retry_page: PageRetry | None,
+) -> FileTable:
     """Every object under ``folder`` (all for ``""``) as ``bucket`` + its path, each page
-    kept as a compact table as it arrives; each shard's page fetched in a worker thread."""
+    kept as a compact table as it arrives; each shard's page one ``fetch`` (through
+    ``retry_page``, when given)."""
     pages: list[FileTable] = []
 
     def keep(rows: list[tuple[str, FileInfo]]) -> None:
         pages.append(FileTableBuilder().extend((bucket + k, info) for k, info in rows).build())
 
-    async def fetch(shard: Shard) -> Page[FileInfo]:
-        return await _in_thread(first_page, store, folder, shard, with_etag)
+    async def page(shard: Shard) -> Page[FileInfo]:
+        return await (fetch(shard) if retry_page is None else retry_page(lambda: fetch(shard)))
 
-    await list_prefix(fetch, f"{folder}/" if folder else "", keep)
+    await list_prefix(page, f"{folder}/" if folder else "", keep)
     return FileTable.merged(pages)
 
 

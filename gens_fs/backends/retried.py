@@ -16,7 +16,10 @@ serves the storage. What each primitive retries:
   again by itself when the connection closes before any answer, and the second one then
   finds the first one's file. Two writers racing with byte-identical files cannot be told
   apart, and both are told they created it: the store holds what each of them meant;
-* ``scan``: each prefix's listing, whole (a page that fails lists that prefix again);
+* ``scan``: each listing page on its own where the backend sends its pages through the
+  layer (:attr:`~gens_fs.backends.base.Backend.pages_retried`: S3, and GCS with the
+  obstore engine), so a page that fails is asked for again, not the thousand before it;
+  elsewhere each prefix's listing, whole;
 * ``children``: the probe, retried only within :data:`~gens_fs.backends.base.PROBE_TIMEOUT_S`
   of its first attempt, so that an endpoint that cannot be used is still reported within
   that bound;
@@ -37,19 +40,28 @@ thread, where a wait would block it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Collection, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 
 from gens_fs.backends.base import (
     PROBE_TIMEOUT_S,
     STREAM_CHUNK,
     Backend,
     Children,
+    PageRetry,
     ReadResult,
     Scan,
     WrappedBackend,
 )
 from gens_fs.backends.file_table import FileTable
-from gens_fs.backends.retry import AdaptiveRate, RetryPolicy, is_transient, retrying
+from gens_fs.backends.retry import AdaptiveRate, RetryPolicy, T, is_transient, retrying
 
 # Writes in flight at once (what fsspec's batched gather gives a batch of writes).
 _IN_FLIGHT = 128
@@ -138,7 +150,18 @@ class RetriedBackend(WrappedBackend):
             raise found
         return found == data
 
-    async def scan(self, prefixes: Sequence[str], *, follow_symlinks: bool = False) -> Scan:
+    async def scan(
+        self,
+        prefixes: Sequence[str],
+        *,
+        follow_symlinks: bool = False,
+        retry_page: PageRetry | None = None,
+    ) -> Scan:
+        if self.inner.pages_retried:  # each page retried on its own, where it failed
+            return await self.inner.scan(
+                prefixes, follow_symlinks=follow_symlinks, retry_page=self._retry_page
+            )
+
         async def one(prefix: str) -> Scan:
             return await retrying(
                 self.policy,
@@ -150,6 +173,9 @@ class RetriedBackend(WrappedBackend):
         parts = await asyncio.gather(*(one(p) for p in prefixes))
         ignored = [entry for part in parts for entry in part.ignored]
         return Scan(FileTable.merged(part.files for part in parts), ignored)
+
+    def _retry_page(self, attempt: Callable[[], Awaitable[T]]) -> Awaitable[T]:
+        return retrying(self.policy, attempt, what="a listing page", pacer=self.pacer)
 
     async def children(self, path: str, *, stop_at: Collection[str] = ()) -> Children:
         return await retrying(

@@ -20,6 +20,7 @@ from gens_fs.backends.base import (
     Capabilities,
     Children,
     FileInfo,
+    PageRetry,
     Scan,
 )
 from gens_fs.backends.file_table import FileTable, FileTableBuilder
@@ -78,11 +79,18 @@ class S3Backend(FsspecBackend):
         # Also for a user-built S3FileSystem that kept the default max_concurrency.
         return {"max_concurrency": 1}
 
-    async def scan(self, prefixes: Sequence[str], *, follow_symlinks: bool = False) -> Scan:
+    async def scan(
+        self,
+        prefixes: Sequence[str],
+        *,
+        follow_symlinks: bool = False,
+        retry_page: PageRetry | None = None,
+    ) -> Scan:
         """Every object under each prefix with its size and ETag: ListObjectsV2 pages only,
         the prefixes side by side, and a prefix that holds more than a page listed in
         parallel shards by key prefix (:mod:`gens_fs.backends.sharded`): the wait is a few
-        round trips, not one per 1,000 keys.
+        round trips, not one per 1,000 keys. Each request goes through ``retry_page``: a
+        page that fails is asked for again on its own.
 
         No HEAD, and no second listing when a prefix is empty (``find`` sends both). Each
         page is reduced to a compact row as it arrives (s3fs's ``_lsdir`` would keep every
@@ -90,19 +98,28 @@ class S3Backend(FsspecBackend):
         ``StorageError``; listing a prefix never fails otherwise.
         """
         try:
-            parts = await asyncio.gather(*(self._collect(p) for p in prefixes))
+            parts = await asyncio.gather(*(self._collect(p, retry_page) for p in prefixes))
         except FileNotFoundError:
             raise _no_bucket(self.fs.split_path(self.root)[0], self.url(self.root)) from None
         return Scan(FileTable.merged(parts))
 
-    async def _collect(self, prefix: str) -> FileTable:
+    @property
+    def pages_retried(self) -> bool:
+        return True
+
+    async def _collect(self, prefix: str, retry_page: PageRetry | None) -> FileTable:
         bucket, key, _ = self.fs.split_path(prefix)
         pages: list[FileTable] = []  # one per page, kept compact as it arrives
 
         def keep(rows: list[tuple[str, FileInfo]]) -> None:
             pages.append(FileTableBuilder().extend(rows).build())
 
-        await list_prefix(self._list_page, f"{bucket}/{key.rstrip('/')}/", keep)
+        async def fetch(shard: Shard) -> Page[FileInfo]:
+            if retry_page is None:
+                return await self._list_page(shard)
+            return await retry_page(lambda: self._list_page(shard))
+
+        await list_prefix(fetch, f"{bucket}/{key.rstrip('/')}/", keep)
         return FileTable.merged(pages)
 
     async def _list_page(self, shard: Shard) -> Page[FileInfo]:

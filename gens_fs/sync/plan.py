@@ -18,7 +18,7 @@ scope. They are withheld (not run, and said so) when anything is held.
 A commit is planned only for a generation whose parent is committed at the destination
 already or is committed earlier in the same plan (``FileCopy.after``); otherwise the
 generation is *held* (not copied at all, and reported with why: the parent is out of the
-sync's scope, or missing in the source too, or the ``metadata.json`` could not be read).
+sync's scope, or not committed in the source either, or the ``metadata.json`` could not be read).
 The one exception is asked for: ``allow_orphans`` copies a generation whose parent is
 missing in the source itself as it is. A membership CSV listing a held generation is held
 too (:func:`hold_memberships`, once the CSVs' rows are read); the others carry the
@@ -308,7 +308,8 @@ class _Lineage:
             return None, None
         if not self._at_source(parent):
             return self._orphan(
-                f"its parent {parent_stage} {parent_id} is missing in the source too"
+                f"its parent {parent_stage} {parent_id} is not committed in the source either "
+                "(no metadata.json there)"
             )
         return None, (
             f"its parent {parent_stage} {parent_id} is neither committed at the destination nor "
