@@ -32,6 +32,7 @@ from gens_fs.cli._common import (
 from gens_fs.cli.logs import current as verbosity
 from gens_fs.cli.progress import DEFAULT_INTERVAL, LastProgress, progress_shown
 from gens_fs.sync import DEFAULT_JOBS, SyncReport, apply, plan_sync
+from gens_fs.sync.execute import ProgressCallback
 
 StageList = Annotated[
     list[str] | None,
@@ -76,6 +77,90 @@ Fsync = Annotated[
         ),
     ),
 ]
+SourceArg = Annotated[str, typer.Argument(help="Source data root (path or URL).")]
+DestinationArg = Annotated[str, typer.Argument(help="Destination data root (path or URL).")]
+CohortOption = Annotated[
+    str | None,
+    typer.Option(
+        "--cohort",
+        "-c",
+        metavar="COHORT_ID",
+        help="Sync this cohort's membership.csv, its generations and ancestors.",
+    ),
+]
+DeleteFlag = Annotated[
+    bool, typer.Option("--delete", help="Delete destination files in scope not in SRC.")
+]
+MaxDelete = Annotated[
+    int | None,
+    typer.Option(
+        min=0,
+        metavar="N",
+        help=(
+            "Refuse (changing nothing) when more files would be deleted. Without it, "
+            "--delete refuses to delete more than half of DST's files in scope."
+        ),
+    ),
+]
+AllowEmptySource = Annotated[
+    bool,
+    typer.Option(
+        "--allow-empty-source",
+        help="Accept a SRC that holds nothing at all (refused otherwise).",
+    ),
+]
+AllowOrphans = Annotated[
+    bool,
+    typer.Option(
+        "--allow-orphans",
+        help=(
+            "Copy as they are the generations whose parent is missing in SRC itself "
+            "(held back otherwise)."
+        ),
+    ),
+]
+DryRun = Annotated[bool, typer.Option("--dry-run", "-n", help="Print the plan; change nothing.")]
+Checksum = Annotated[
+    bool, typer.Option("--checksum", help="Compare content everywhere (reads files).")
+]
+Jobs = Annotated[
+    int,
+    typer.Option("--jobs", "-j", min=1, metavar="N", help="Transfers in flight at once."),
+]
+Verify = Annotated[bool, typer.Option("--verify", help="List the destination again and compare.")]
+ProgressInterval = Annotated[
+    float,
+    typer.Option(
+        "--progress-interval",
+        min=0,
+        metavar="SECONDS",
+        help=(
+            "When stderr is not a terminal (a log), print a progress line (files, "
+            "bytes, rate, ETA) every SECONDS; 0: after every file."
+        ),
+    ),
+]
+SrcOptions = Annotated[
+    list[str] | None,
+    typer.Option("--src-option", metavar="KEY=VALUE", help="A storage option for SRC only."),
+]
+DstOptions = Annotated[
+    list[str] | None,
+    typer.Option("--dst-option", metavar="KEY=VALUE", help="A storage option for DST only."),
+]
+DaskScheduler = Annotated[
+    str | None,
+    typer.Option(
+        "--dask-scheduler",
+        metavar="ADDRESS",
+        help=(
+            "Run the listing and the copies as tasks on this Dask cluster "
+            "(tcp://HOST:8786; pip install 'gens_fs[dask]'). Its workers open SRC and "
+            "DST themselves: same URLs, options, and credentials in their environment; "
+            "--jobs is then per task."
+        ),
+    ),
+]
 # How many held-back or uncommitted generations the summary names before "...".
 NAMES_SHOWN: Final = 10
 
@@ -83,105 +168,32 @@ NAMES_SHOWN: Final = 10
 @app.command()
 def sync(
     ctx: typer.Context,
-    src: Annotated[str, typer.Argument(help="Source data root (path or URL).")],
-    dst: Annotated[str, typer.Argument(help="Destination data root (path or URL).")],
-    cohort: Annotated[
-        str | None,
-        typer.Option(
-            "--cohort",
-            "-c",
-            metavar="COHORT_ID",
-            help="Sync this cohort's membership.csv, its generations and ancestors.",
-        ),
-    ] = None,
+    src: SourceArg,
+    dst: DestinationArg,
+    cohort: CohortOption = None,
     stage: StageList = None,
     include: IncludeOption = None,
     exclude: ExcludeOption = None,
     where: WhereOption = None,
-    delete: Annotated[
-        bool, typer.Option("--delete", help="Delete destination files in scope not in SRC.")
-    ] = False,
-    max_delete: Annotated[
-        int | None,
-        typer.Option(
-            min=0,
-            metavar="N",
-            help=(
-                "Refuse (changing nothing) when more files would be deleted. Without it, "
-                "--delete refuses to delete more than half of DST's files in scope."
-            ),
-        ),
-    ] = None,
-    allow_empty_source: Annotated[
-        bool,
-        typer.Option(
-            "--allow-empty-source",
-            help="Accept a SRC that holds nothing at all (refused otherwise).",
-        ),
-    ] = False,
-    allow_orphans: Annotated[
-        bool,
-        typer.Option(
-            "--allow-orphans",
-            help=(
-                "Copy as they are the generations whose parent is missing in SRC itself "
-                "(held back otherwise)."
-            ),
-        ),
-    ] = False,
+    delete: DeleteFlag = False,
+    max_delete: MaxDelete = None,
+    allow_empty_source: AllowEmptySource = False,
+    allow_orphans: AllowOrphans = False,
     follow_symlinks: FollowSymlinks = False,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", "-n", help="Print the plan; change nothing.")
-    ] = False,
-    checksum: Annotated[
-        bool, typer.Option("--checksum", help="Compare content everywhere (reads files).")
-    ] = False,
-    jobs: Annotated[
-        int,
-        typer.Option("--jobs", "-j", min=1, metavar="N", help="Transfers in flight at once."),
-    ] = DEFAULT_JOBS,
-    verify: Annotated[
-        bool, typer.Option("--verify", help="List the destination again and compare.")
-    ] = False,
-    progress_interval: Annotated[
-        float,
-        typer.Option(
-            "--progress-interval",
-            min=0,
-            metavar="SECONDS",
-            help=(
-                "When stderr is not a terminal (a log), print a progress line (files, "
-                "bytes, rate, ETA) every SECONDS; 0: after every file."
-            ),
-        ),
-    ] = DEFAULT_INTERVAL,
+    dry_run: DryRun = False,
+    checksum: Checksum = False,
+    jobs: Jobs = DEFAULT_JOBS,
+    verify: Verify = False,
+    progress_interval: ProgressInterval = DEFAULT_INTERVAL,
     tpslimit: TpsLimit = None,
     bwlimit: BwLimit = None,
     fsync: Fsync = False,
     as_json: JsonFlag = False,
     option: OptionList = None,
     engine: EngineOption = EngineChoice.fsspec,
-    src_option: Annotated[
-        list[str] | None,
-        typer.Option("--src-option", metavar="KEY=VALUE", help="A storage option for SRC only."),
-    ] = None,
-    dst_option: Annotated[
-        list[str] | None,
-        typer.Option("--dst-option", metavar="KEY=VALUE", help="A storage option for DST only."),
-    ] = None,
-    dask_scheduler: Annotated[
-        str | None,
-        typer.Option(
-            "--dask-scheduler",
-            metavar="ADDRESS",
-            help=(
-                "Run the listing and the copies as tasks on this Dask cluster "
-                "(tcp://HOST:8786; pip install 'gens_fs[dask]'). Its workers open SRC and "
-                "DST themselves: same URLs, options, and credentials in their environment; "
-                "--jobs is then per task."
-            ),
-        ),
-    ] = None,
+    src_option: SrcOptions = None,
+    dst_option: DstOptions = None,
+    dask_scheduler: DaskScheduler = None,
 ) -> None:
     """Mirror SRC onto DST: incremental, parents before children, metadata.json last.
 
@@ -233,20 +245,16 @@ def sync(
                 "engine": engine.engine,
                 "selection": selection,
             }
-            run = {"dry_run": dry_run, "jobs": jobs, "progress": progress, "verify": verify}
+            run: dict[str, Any] = {
+                "dry_run": dry_run,
+                "jobs": jobs,
+                "progress": progress,
+                "verify": verify,
+            }
             if dask_scheduler is not None:
                 report = _sync_on_cluster(dask_scheduler, src, dst, **options, **run)
             else:
-                planned = plan_sync(src, dst, **options, limit=limit)
-                seen.copying()
-                if dry_run:
-                    report = planned.report()
-                elif planned.refused is not None:  # nothing runs; --json still says why
-                    report = planned.report(dry_run=False)
-                else:
-                    report = apply(
-                        planned, jobs=jobs, progress=progress, verify=verify, fsync=fsync
-                    )
+                report = _sync_here(src, dst, options, limit, seen, fsync=fsync, **run)
     except KeyboardInterrupt:
         interrupted(seen.interrupted_message())
     _warn(report)
@@ -255,6 +263,29 @@ def sync(
         fail(report.refused)
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _sync_here(
+    src: str,
+    dst: str,
+    options: dict[str, Any],
+    limit: RateLimit | None,
+    seen: LastProgress,
+    *,
+    dry_run: bool,
+    jobs: int,
+    progress: ProgressCallback,
+    verify: bool,
+    fsync: bool,
+) -> SyncReport:
+    """Plan, then (unless ``dry_run`` or the plan is refused) apply, on this machine."""
+    planned = plan_sync(src, dst, **options, limit=limit)
+    seen.copying()
+    if dry_run:
+        return planned.report()
+    if planned.refused is not None:  # nothing runs; --json still says why
+        return planned.report(dry_run=False)
+    return apply(planned, jobs=jobs, progress=progress, verify=verify, fsync=fsync)
 
 
 def _warn(report: SyncReport) -> None:
