@@ -97,3 +97,51 @@ def test_views_share_the_rows() -> None:
     assert under.with_hashes({"gens/draft/d1/x.txt": md5})["gens/draft/d1/x.txt"] == FileInfo(
         4, md5
     )
+
+
+PREFIXES = st.sampled_from(["", "a", "a/", "é/", "\udc80", "/"])
+
+
+@given(ROWS, PREFIXES)
+def test_under_is_the_rows_without_a_prefix_they_all_have(
+    rows: list[tuple[str, FileInfo]], prefix: str
+) -> None:
+    table = FileTable.of([(prefix + path, info) for path, info in rows] + rows)
+    expected = {p[len(prefix) :]: i for p, i in table.items() if len(p) > len(prefix)}
+    everywhere = all(p.startswith(prefix) and len(p) > len(prefix) for p in table)
+    under = table.under(prefix)
+    assert (under is not None) == everywhere
+    if under is not None:
+        assert dict(under) == expected and list(under) == [p[len(prefix) :] for p in table]
+
+
+@given(ROWS, st.dictionaries(PATHS, HASHES.filter(lambda h: h is not None), max_size=10))
+def test_with_hashes_replaces_the_hashes_of_the_paths_given(
+    rows: list[tuple[str, FileInfo]], hashes: dict[str, str]
+) -> None:
+    table = FileTable.of(rows)
+    for view in (table, table.without_hashes()):
+        chosen = {p: h for p, h in hashes.items() if p in view} | {
+            p: "fedcba9876543210fedcba9876543210" for p in list(view)[::3]
+        }
+        changed = view.with_hashes({**chosen, "\x00absent": "0" * 32})
+        assert dict(changed) == {
+            p: FileInfo(i.size, chosen.get(p, i.hash)) for p, i in view.items()
+        }
+        assert dict(view) == dict(view.items())  # the table it came from is unchanged
+        assert list(changed.unhashed()) == [p for p, i in changed.items() if i.hash is None]
+
+
+@given(
+    st.lists(
+        st.tuples(PATHS, st.integers(0, 2**62), st.none() | st.binary(min_size=16, max_size=16))
+    )
+)
+def test_a_row_added_with_its_md5_bytes_is_the_row_with_its_hex(
+    rows: list[tuple[str, int, bytes | None]],
+) -> None:
+    raw, text = FileTableBuilder(), FileTableBuilder()
+    for path, size, md5 in rows:
+        raw.add_md5(path, size, md5)
+        text.add(path, FileInfo(size, None if md5 is None else md5.hex()))
+    assert dict(raw.build()) == dict(text.build())
