@@ -1,14 +1,18 @@
 """The compact listing (``gens_fs.backends.file_table``) is the mapping a ``dict`` of the
 same rows would be, whatever the paths, hashes and order they come in; ``pairs`` walks two
-of them as a lookup of each path would."""
+of them as a lookup of each path would; the local walk fills one in path order."""
 
 from __future__ import annotations
 
-from hypothesis import given
+import uuid
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gens_fs.backends import FileInfo
 from gens_fs.backends.file_table import FileTable, FileTableBuilder, pairs
+from gens_fs.backends.local_walk import LocalWalk
 
 PATHS = st.text(
     st.characters(codec="utf-8", exclude_characters="\x00") | st.sampled_from("/-.aé\udc80"),
@@ -145,3 +149,46 @@ def test_a_row_added_with_its_md5_bytes_is_the_row_with_its_hex(
         raw.add_md5(path, size, md5)
         text.add(path, FileInfo(size, None if md5 is None else md5.hex()))
     assert dict(raw.build()) == dict(text.build())
+
+
+NAMES = st.sampled_from(["a", "a.b", "a-", "a0", "b", "é", "z", "\udc80", "a b"])
+TREES = st.recursive(
+    st.just(b"x"),
+    lambda inner: st.dictionaries(NAMES, inner, min_size=1, max_size=4),
+    max_leaves=25,
+)
+
+
+def _write_tree(folder: Path, tree: object) -> dict[str, int]:
+    """Write ``tree`` (name -> bytes for a file, name -> dict for a folder) under ``folder``;
+    every file's path relative to it, with its size."""
+    found: dict[str, int] = {}
+    assert isinstance(tree, dict)
+    for name, value in tree.items():
+        path = folder / name
+        if isinstance(value, dict):
+            path.mkdir()
+            found.update({f"{name}/{r}": s for r, s in _write_tree(path, value).items()})
+        else:
+            path.write_bytes(value)
+            found[name] = len(value)
+    return found
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.dictionaries(NAMES, TREES, min_size=1, max_size=4))
+def test_the_local_walk_lists_every_file_in_path_order(tmp_path: Path, tree: object) -> None:
+    """A folder's files come out in the byte order of their paths (``a/x`` after ``a.b``
+    and ``a-``), whatever names sort between a folder's name and that name plus ``/``."""
+    root = tmp_path / f"t{uuid.uuid4().hex}"
+    (root / "top").mkdir(parents=True)
+    expected = _write_tree(root / "top", tree)
+    walk = LocalWalk(str(root), follow_symlinks=False)
+    walk.prefix(f"{root}/top")
+    table = walk.files
+    assert {p: i.size for p, i in table.items()} == {
+        f"{root}/top/{r}": s for r, s in expected.items()
+    }
+    assert list(table) == sorted(table, key=lambda p: p.encode("utf-8", "surrogateescape"))
