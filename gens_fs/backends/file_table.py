@@ -280,6 +280,11 @@ class FileTable(Mapping[str, FileInfo]):
             return self
         return FileTable.of((path, info) for path, info in self.items() if keep(path))
 
+    def all_md5s(self) -> bool:
+        """Whether every row carries an MD5 (no row without a hash, nor with another
+        kind of hash, such as a multipart ETag): a count of the kinds column."""
+        return all(run.kinds.count(_MD5) == len(run) for run in self._runs)
+
     def unhashed(self) -> Iterator[str]:
         """The paths whose row carries no hash, in order (the others are not decoded)."""
         for run in self._runs:
