@@ -1,5 +1,5 @@
 """``python -m gens_fs`` runs the ``gens-fs`` command."""
 
-from gens_fs.cli import main
+from gens_fs.cli import entry_point
 
-main()
+entry_point()

@@ -210,8 +210,15 @@ def _hidden(parts: Iterable[str]) -> bool:
 
 def is_hidden(relpath: str) -> bool:
     """True when a part of ``relpath`` starts with ``.`` (or is empty): left out of
-    everything, silently."""
-    return _hidden(relpath.split("/"))
+    everything, silently. (``_hidden`` of its parts, without splitting it: every listed
+    path is asked.)"""
+    return (
+        not relpath
+        or relpath[0] in "./"
+        or relpath[-1] == "/"
+        or "/." in relpath
+        or "//" in relpath
+    )
 
 
 def gens_child_stray(name: str, *, is_dir: bool) -> Stray | None:

@@ -74,6 +74,8 @@ class Listing:
         """The listed entries that do not fit the layout, each folder once, sorted.
         ``fitting``: files the caller knows to fit (not looked at again; both listings are
         walked side by side)."""
+        if fitting is self.files:
+            return []  # every file fits
         found: dict[str, str] = {}
         cohort_files: list[str] = []
         for relpath, mine, fits in pairs(self.files, fitting or {}):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from gens_fs import GensStore, sync
 from gens_fs.backends.local_hashes import RACY_WINDOW_NS, HashCache, cache_dir, hash_files
 from gens_fs.listing import list_data_root
 from gens_fs.sync.roots import open_root
+from gens_fs.testing.s3 import s3_storage_options
+from gens_fs.testing.s3_middleware import S3Middleware
 
 FAKE = "0123456789abcdef0123456789abcdef"
 LATER_NS = 10 * RACY_WINDOW_NS  # a hashing this long after the file was written: not racy
@@ -212,6 +215,72 @@ def test_missing_and_special_files_are_values(tmp_path: Path) -> None:
     assert isinstance(found[str(fifo)], OSError)  # SpecialFile: never opened
 
 
+# -- in the local listing ------------------------------------------------------------------
+
+
+def known_md5s(root: Path) -> dict[str, str | None]:
+    """Each file's hash in a listing of ``root`` that carries the MD5s the cache knows."""
+    backend = open_root(str(root), None, "fsspec", None).with_known_md5s()
+    assert backend.capabilities.listing_hash == "md5"
+    listing = list_data_root(backend, ["gens", "cohorts"])
+    return {relpath: info.hash for relpath, info in listing.files.items()}
+
+
+def test_a_listing_carries_the_md5s_the_cache_knows_for_unchanged_files(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    kept, edited, new, racy = (root / f"gens/draft/d{n}/raw.txt" for n in range(4))
+    for path in (kept, edited, new, racy):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"a draft, first version")
+    keep(root, kept, FAKE)  # a wrong MD5: seeing it proves the file was not read
+    keep(root, edited, md5(edited))
+    before = os.stat(edited)
+    edited.write_bytes(b"a draft, FIRST version")  # same size, the mtime put back
+    os.utime(edited, ns=(before.st_atime_ns, before.st_mtime_ns))
+    hashed(root, racy)  # just written: hashed, not kept
+    assert known_md5s(root) == {
+        "gens/draft/d0/raw.txt": FAKE,
+        "gens/draft/d1/raw.txt": None,  # its ctime changed: not the stamp recorded
+        "gens/draft/d2/raw.txt": None,  # never hashed
+        "gens/draft/d3/raw.txt": None,  # racy when hashed
+    }
+    plain = list_data_root(open_root(str(root), None, "fsspec", None), ["gens"])
+    assert {info.hash for info in plain.files.values()} == {None}  # a listing as it always was
+
+
+@pytest.mark.parametrize("damage", ["flip a byte", "garbage"])
+def test_a_listing_never_takes_an_md5_from_a_corrupt_cache(
+    tree: tuple[Path, Path], damage: str
+) -> None:
+    root, path = tree
+    keep(root, path, FAKE)
+    assert known_md5s(root) == {"gens/draft/d1/raw.txt": FAKE}
+    location = HashCache.for_root(str(root)).location
+    assert location is not None
+    data = bytearray(location.read_bytes())
+    if damage == "flip a byte":
+        data[-10] ^= 0x01  # inside the record's MD5: its CRC no longer matches
+    else:
+        data[:] = os.urandom(len(data))
+    location.write_bytes(bytes(data))
+    assert known_md5s(root) == {"gens/draft/d1/raw.txt": None}
+
+
+def test_a_listing_follows_a_link_to_the_file_hashed(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    target = root / "gens/draft/d1/raw.txt"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"a draft")
+    link = root / "gens/draft/d2/raw.txt"
+    link.parent.mkdir()
+    link.symlink_to(target)
+    keep(root, link, FAKE)  # recorded with the stamp of what the link points to
+    backend = open_root(str(root), None, "fsspec", None).with_known_md5s()
+    listing = list_data_root(backend, ["gens"], follow_symlinks=True)
+    assert listing.files["gens/draft/d2/raw.txt"].hash == FAKE
+    assert listing.files["gens/draft/d1/raw.txt"].hash is None
+
+
 # -- through a sync ------------------------------------------------------------------------
 
 
@@ -250,3 +319,68 @@ def test_the_cache_never_appears_in_a_listing(tmp_path: Path) -> None:
             "gens/draft/d1/parsed.txt",
             "gens/draft/d1/raw.txt",
         ]
+
+
+def test_a_resync_to_s3_takes_the_md5s_of_unchanged_files_from_the_listing(
+    tmp_path: Path, bucket: str, s3_options: dict[str, object]
+) -> None:
+    """Against S3 the local listing carries the cached MD5s: an unchanged file is not read
+    (its wrong cached MD5 is trusted, so it is copied again), a same-size edit whose mtime
+    was put back is caught, and ``--checksum`` reads every file instead."""
+    src, dst = tmp_path / "src", f"s3://{bucket}/data"
+    store = GensStore(str(src / "gens"))
+    store.write("draft", "d1", metadata=META, raw="first draft", parsed="first")
+    store.write("draft", "d2", metadata=META, raw="other draft", parsed="other")
+    assert sync(str(src), dst, dst_options=s3_options).copied == 6
+    for path in src.rglob("*.*"):
+        keep(src, path, md5(path))
+    raw1, raw2 = src / "gens/draft/d1/raw.txt", src / "gens/draft/d2/raw.txt"
+    assert sync(str(src), dst, dst_options=s3_options).copied == 0
+    keep(src, raw2, FAKE)
+    stamp = os.stat(raw1)
+    raw1.write_bytes(b"FIRST draft")  # same size, old mtime
+    os.utime(raw1, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    again = sync(str(src), dst, dst_options=s3_options, dry_run=True)
+    assert sorted(a.path for a in again.actions) == [
+        "gens/draft/d1/raw.txt",
+        "gens/draft/d2/raw.txt",
+    ]
+    assert sync(str(src), dst, dst_options=s3_options, checksum=True, dry_run=True).actions == [
+        again.actions[0]
+    ]  # every file read: the wrong entry is not used, d2 is unchanged
+    assert sync(str(src), dst, dst_options=s3_options, checksum=True).copied == 1
+
+
+def test_a_file_changed_between_the_listing_and_the_copy_is_caught_next_time(
+    tmp_path: Path, s3_middleware: S3Middleware, bucket: str
+) -> None:
+    """The MD5 a listing carries is the one recorded for the stamp it saw: a file edited
+    after the listing (same size, mtime put back) is not seen by that sync, and is by the
+    next one; a file edited before its copy is read as it is then."""
+    src, dst = tmp_path / "src", f"s3://{bucket}/data"
+    options = s3_storage_options(s3_middleware.endpoint_url)
+    store = GensStore(str(src / "gens"))
+    store.write("draft", "d1", metadata=META, raw="first draft", parsed="first")
+    assert sync(str(src), dst, dst_options=options).copied == 3
+    for path in src.rglob("*.*"):
+        keep(src, path, md5(path))
+    store.write("draft", "d2", metadata=META, raw="second draft", parsed="second")
+    unchanged, copied = src / "gens/draft/d1/raw.txt", src / "gens/draft/d2/raw.txt"
+    with s3_middleware.hold(["PUT"]) as hold:
+        done: list[int] = []
+        worker = threading.Thread(
+            target=lambda: done.append(sync(str(src), dst, dst_options=options).copied)
+        )
+        worker.start()
+        assert hold.wait_holding(30)  # listed and planned: copying d2
+        stamp = os.stat(unchanged)
+        unchanged.write_bytes(b"FIRST draft")
+        os.utime(unchanged, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+        copied.write_bytes(b"SECOND DRAFT, longer")
+    worker.join(60)  # the held PUTs were answered 503: retried
+    assert done == [3]  # d2's files; d1's raw.txt was unchanged when listed
+    assert sync(str(src), dst, dst_options=options).ok
+    assert sync(str(src), dst, dst_options=options).copied == 0
+    remote = GensStore(f"{dst}/gens", storage_options=options)
+    assert remote.load("draft", "d1").raw_text == "FIRST draft"
+    assert remote.load("draft", "d2").raw_text == "SECOND DRAFT, longer"

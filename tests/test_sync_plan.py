@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from gens_fs.backends import FileInfo
+from gens_fs.backends.file_table import FileTable
+from gens_fs.layout import is_hidden
 from gens_fs.listing import Files
 from gens_fs.sync import plan
 from gens_fs.sync.compare import hashes_needed, unchanged
@@ -282,3 +284,50 @@ def test_plan_never_leaves_its_scope(
             parent = parents_of(6).get((stage, gen_id))
             if parent is not None:
                 assert (PARENT[stage], parent) in scope.generations
+
+
+# Paths of every shape a listing may hold: generation files, strays, hidden entries,
+# cohort files, folders inside generations, ids that are not gen_ids.
+_PARTS = st.sampled_from(["gens", "cohorts", "draft", "essay", "evaluation", "d1", "d1.x", "c1"])
+# ("-x.txt" sorts before a hidden name, "" before every other name of its folder)
+_NAMES = st.sampled_from(["raw.txt", "membership.csv", ".raw.txt.tmp", "", "-x.txt", "x/y", ".h"])
+_STAGES = st.sampled_from(["draft", "essay", "evaluation", "d1"])
+RELPATHS = st.lists(
+    st.builds(lambda parts, name: "/".join([*parts, name]), st.lists(_PARTS, max_size=4), _NAMES)
+    | st.builds("gens/{}/{}/{}".format, _STAGES, st.sampled_from(["d1", "d1.x", "e"]), _NAMES),
+    max_size=30,
+)
+SCOPES = st.sampled_from(
+    [
+        SyncScope.build(),
+        SyncScope.build(["essay"]),
+        SyncScope.build(cohort="c1", generations=[("draft", "d1"), ("essay", "d1.x")]),
+        SyncScope.build(generations=[("draft", "d1")]),
+    ]
+)
+
+
+@given(RELPATHS, SCOPES)
+@example(["gens/draft/d1/", "gens/draft/d1/raw.txt"], SyncScope.build())
+@example(["gens/draft/d1/-x.txt", "gens/draft/d1/.h", "gens/draft/d1/raw.txt"], SyncScope.build())
+def test_the_scope_filter_is_contains_on_every_path(relpaths: list[str], scope: SyncScope) -> None:
+    """``filter`` judges a generation's folder once for its files (they come together in
+    path order): the same files as ``contains`` asked for each."""
+    files = {relpath: FileInfo(1) for relpath in relpaths}
+    assert dict(scope.filter(files)) == {r: i for r, i in files.items() if scope.contains(r)}
+
+
+@given(st.text(st.sampled_from("ab./"), max_size=8))
+def test_is_hidden_is_a_part_starting_with_a_dot_or_empty(relpath: str) -> None:
+    parts = relpath.split("/")
+    assert is_hidden(relpath) == any(not part or part.startswith(".") for part in parts)
+
+
+@given(st.lists(st.sampled_from(["0" * 32, "F" * 32, "1" * 32 + "-2", None]), max_size=4))
+def test_hashes_needed_when_every_file_has_an_md5(hashes: list[str | None]) -> None:
+    """The pass is skipped only when every row of both tables has an MD5: a multipart ETag,
+    an MD5 in capitals (not kept as one) or no hash still has the pass decide."""
+    src = FileTable.of({f"gens/draft/d{n}/raw.txt": FileInfo(1, h) for n, h in enumerate(hashes)})
+    dst = FileTable.of({f"gens/draft/d{n}/raw.txt": FileInfo(1, "0" * 32) for n in range(4)})
+    expected = [r for r, info in src.items() if info.hash is None or "-" in info.hash]
+    assert hashes_needed(src, dst, src_reads=True, dst_reads=False, checksum=False)[0] == expected

@@ -211,6 +211,13 @@ class Backend(ABC):
         write only once it is stored, and memory has no disk: itself, as it is."""
         return self
 
+    def with_known_md5s(self) -> Backend:
+        """This storage, its listings carrying the MD5 of every file whose MD5 is known
+        without reading it (local disk: from its hash cache, see
+        :meth:`~gens_fs.backends.local.LocalBackend.with_known_md5s`), and capabilities
+        that say so. Elsewhere a listing carries what it always does: itself."""
+        return self
+
     @abstractmethod
     async def read(self, paths: Sequence[str]) -> dict[str, ReadResult]:
         """Every path's bytes, one request each, all in flight at once where the medium

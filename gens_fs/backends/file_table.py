@@ -84,16 +84,36 @@ class _Run:
         return FileInfo(self.sizes[index], self.others[index] if kind == _OTHER else None)
 
     def under(self, prefix: bytes) -> _Run | None:
-        """This run without ``prefix`` at the start of every path, if all have it."""
-        blob, ends, skip = self.blob, self.ends, self.skip
-        for index in range(len(self)):
-            begin = (ends[index - 1] if index else 0) + skip
-            if ends[index] - begin <= len(prefix) or not blob.startswith(prefix, begin):
+        """This run without ``prefix`` at the start of every path, if all have it (and
+        something after it). The rows are sorted, so the paths between two that start
+        with ``prefix`` start with it too: the first and the last row decide."""
+        if len(self):
+            first, last = self.key(0), self.key(len(self) - 1)
+            if len(first) <= len(prefix) or not (
+                first.startswith(prefix) and last.startswith(prefix)
+            ):
                 return None
-        return _Run(blob, ends, self.sizes, self.md5s, self.kinds, self.others, skip + len(prefix))
+        skip = self.skip + len(prefix)
+        return _Run(self.blob, self.ends, self.sizes, self.md5s, self.kinds, self.others, skip)
 
     def without_hashes(self) -> _Run:
         return _Run(self.blob, self.ends, self.sizes, self.md5s, bytes(len(self)), {}, self.skip)
+
+    def with_hashes(self, hashes: Mapping[bytes, str]) -> _Run:
+        """This run with the hashes of the paths (as bytes) in ``hashes`` replaced: the
+        paths and sizes shared, the hash columns copied and patched."""
+        md5s, kinds, others = bytearray(self.md5s), bytearray(self.kinds), dict(self.others)
+        for index in range(len(self)):
+            found = hashes.get(self.key(index))
+            if found is None:
+                continue
+            raw = _md5_bytes(found)
+            others.pop(index, None)
+            if raw is None:
+                others[index] = found
+            md5s[16 * index : 16 * index + 16] = _NO_MD5 if raw is None else raw
+            kinds[index] = _OTHER if raw is None else _MD5
+        return _Run(self.blob, self.ends, self.sizes, md5s, kinds, others, self.skip)
 
 
 class FileTableBuilder:
@@ -110,22 +130,31 @@ class FileTableBuilder:
         self._ordered = True  # strictly increasing so far
 
     def add(self, path: str, info: FileInfo) -> None:
+        raw = None if info.hash is None else _md5_bytes(info.hash)
+        if raw is None and info.hash is not None:
+            self._others[len(self._kinds)] = info.hash
+            self._append(path, info.size, _OTHER, _NO_MD5)
+        else:
+            self.add_md5(path, info.size, raw)
+
+    def add_md5(self, path: str, size: int, md5: bytes | None) -> None:
+        """:meth:`add` of a file whose MD5, if known, is its 16 raw bytes (no hex text
+        made and parsed again: the local walk's cached MD5s)."""
+        if md5 is None:
+            self._append(path, size, _NONE, _NO_MD5)
+        else:
+            self._append(path, size, _MD5, md5)
+
+    def _append(self, path: str, size: int, kind: int, md5: bytes) -> None:
         key = _encode(path)
         if self._ends and key <= self._last:
             self._ordered = False
         self._last = key
         self._blob += key
         self._ends.append(len(self._blob))
-        self._sizes.append(info.size)
-        raw = None if info.hash is None else _md5_bytes(info.hash)
-        if raw is not None:
-            self._kinds.append(_MD5)
-            self._md5s += raw
-            return
-        if info.hash is not None:
-            self._others[len(self._kinds)] = info.hash
-        self._kinds.append(_NONE if info.hash is None else _OTHER)
-        self._md5s += _NO_MD5
+        self._sizes.append(size)
+        self._kinds.append(kind)
+        self._md5s += md5
 
     def extend(self, rows: Iterable[tuple[str, FileInfo]]) -> FileTableBuilder:
         for path, info in rows:
@@ -251,14 +280,26 @@ class FileTable(Mapping[str, FileInfo]):
             return self
         return FileTable.of((path, info) for path, info in self.items() if keep(path))
 
+    def all_md5s(self) -> bool:
+        """Whether every row carries an MD5 (no row without a hash, nor with another
+        kind of hash, such as a multipart ETag): a count of the kinds column."""
+        return all(run.kinds.count(_MD5) == len(run) for run in self._runs)
+
+    def unhashed(self) -> Iterator[str]:
+        """The paths whose row carries no hash, in order (the others are not decoded)."""
+        for run in self._runs:
+            at = run.kinds.find(_NONE)
+            while at != -1:
+                yield _decode(run.key(at))
+                at = run.kinds.find(_NONE, at + 1)
+
     def with_hashes(self, hashes: Mapping[str, str]) -> FileTable:
-        """The same rows, the paths of ``hashes`` with those hashes instead (same sizes)."""
+        """The same rows, the paths of ``hashes`` with those hashes instead (same sizes):
+        a table sharing this one's paths and sizes, with hash columns of its own."""
         if not hashes:
             return self
-        return FileTable.of(
-            (path, info if (found := hashes.get(path)) is None else FileInfo(info.size, found))
-            for path, info in self.items()
-        )
+        wanted = {_encode(path): found for path, found in hashes.items()}
+        return FileTable(tuple(run.with_hashes(wanted) for run in self._runs))
 
     def _sorted(self) -> FileTable:
         """The same rows in path order, the last row of a path kept."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import os
 import stat
 import uuid
@@ -42,6 +43,9 @@ from gens_fs.errors import AccessDenied, StorageError
 from gens_fs.layout import temp_file_name
 
 LOCAL = Capabilities(exclusive_create=True, listing_hash=None, costs_requests=False)
+LOCAL_WITH_MD5S = dataclasses.replace(LOCAL, listing_hash="md5")
+"""What :meth:`LocalBackend.with_known_md5s` declares: its listings carry MD5s (where the
+hash cache knows them; the other files are hashed by reading, which costs no request)."""
 
 
 class LocalBackend(Backend):
@@ -58,6 +62,7 @@ class LocalBackend(Backend):
         return other
 
     _hash_cache: HashCache | None = None
+    _lists_md5s: bool = False
 
     @property
     def service(self) -> str:
@@ -124,10 +129,23 @@ class LocalBackend(Backend):
         each is left out and reported. With ``follow_symlinks`` a link is followed when
         its target stays inside the root (a link to a folder that contains it is a loop:
         reported, not followed)."""
-        walk = LocalWalk(self.root, follow_symlinks)
+        known = self._hashes().known if self._lists_md5s else None
+        walk = LocalWalk(self.root, follow_symlinks, known)
         for prefix in prefixes:
             walk.prefix(prefix)
-        return Scan(walk.files.build(), walk.ignored)
+        return Scan(walk.files, walk.ignored)
+
+    def with_known_md5s(self) -> LocalBackend:
+        """This root, its listings carrying the MD5 the hash cache recorded for each file
+        whose stamp (size, mtime, ctime, inode: from the listing's own ``stat``) is the one
+        recorded, and none for the others (changed, new, or racy when hashed: see
+        :mod:`gens_fs.backends.local_hashes`), the way an S3 listing carries ETags. The
+        cache is read by the first listing, shared with this backend's :meth:`md5`."""
+        other = copy.copy(self)
+        other._hash_cache = self._hashes()
+        other._lists_md5s = True
+        other.capabilities = LOCAL_WITH_MD5S
+        return other
 
     async def children(self, path: str, *, stop_at: Collection[str] = ()) -> Children:
         """One ``scandir``; a symbolic link to a folder counts as a folder (listings then
@@ -182,9 +200,13 @@ class LocalBackend(Backend):
         """Through the hash cache of this root (:mod:`gens_fs.backends.local_hashes`): a
         file whose size, mtime, ctime and inode are those recorded when it was last hashed
         is not read again (with ``fresh``, every file is)."""
+        return hash_files(self._hashes(), paths, fresh=fresh)
+
+    def _hashes(self) -> HashCache:
+        """This root's hash cache (not read until it is used)."""
         if self._hash_cache is None or self._hash_cache.root != self.root:
             self._hash_cache = HashCache.for_root(self.root)  # once per root (``at`` copies)
-        return hash_files(self._hash_cache, paths, fresh=fresh)
+        return self._hash_cache
 
     async def blocked_folder(self, folders: Collection[str]) -> str | None:
         for folder in sorted(set(folders), key=len):  # the outermost is the culprit

@@ -130,6 +130,14 @@ class HashCache:
             return None
         return entry[_STAMP.size :].hex()
 
+    def known(self, path: str, info: os.stat_result) -> bytes | None:
+        """The MD5 (its 16 bytes) recorded for the file at ``path`` with exactly the stamp
+        of ``info``, a ``stat`` the caller just took (the local walk's), or ``None``."""
+        entry = self._loaded().get(self.key(path))
+        if entry is None or entry[: _STAMP.size] != _stamp(info):
+            return None
+        return entry[_STAMP.size :]
+
     def record(self, key: str, info: os.stat_result, md5: str, opened_ns: int) -> None:
         """Keep ``md5`` for ``key`` with the stamp ``info`` of the file that was read, unless
         the file is racy: changed less than :data:`RACY_WINDOW_NS` before ``opened_ns``."""

@@ -3,7 +3,9 @@
 :func:`open_regular` opens a regular file (through links: the caller named the path) and
 refuses anything else unopened. :class:`LocalWalk` is one listing of regular files under
 some folders, leaving out (and reporting) symbolic links, FIFOs, sockets and devices;
-with ``follow_symlinks`` it follows links whose target stays inside the root.
+with ``follow_symlinks`` it follows links whose target stays inside the root. Given a
+``known`` lookup (the hash cache's), each file also carries the MD5 recorded for it with
+the stamp the walk's own ``stat`` just took, so a file is stat'ed once per listing.
 """
 
 from __future__ import annotations
@@ -11,11 +13,15 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+from collections.abc import Callable, Iterator
 from typing import IO
 
-from gens_fs.backends.base import FileInfo, Ignored
-from gens_fs.backends.file_table import FileTableBuilder
+from gens_fs.backends.base import Ignored
+from gens_fs.backends.file_table import FileTable, FileTableBuilder
 from gens_fs.errors import SpecialFile
+
+KnownMd5 = Callable[[str, os.stat_result], bytes | None]
+"""The MD5 (16 bytes) known for the file at a path with exactly this ``stat``, if any."""
 
 
 def open_regular(path: str) -> IO[bytes]:
@@ -53,15 +59,25 @@ def _inside(path: str, boundary: str) -> bool:
 
 
 class LocalWalk:
-    """One local listing (``LocalBackend.scan``): regular files with their sizes, and the
-    entries left out. Types come from ``scandir`` (no syscall for most entries)."""
+    """One local listing (``LocalBackend.scan``): regular files with their sizes (and with
+    ``known``, the MD5 it knows for each), and the entries left out. Types come from
+    ``scandir`` (no syscall for most entries). Each prefix is walked in the order of its
+    paths' bytes (a folder sorted as its name and ``/``, as git orders a tree), so its
+    table is built sorted, with nothing to sort afterwards."""
 
-    def __init__(self, root: str, follow_symlinks: bool) -> None:
+    def __init__(self, root: str, follow_symlinks: bool, known: KnownMd5 | None = None) -> None:
         self.root = root
         self.boundary = os.path.realpath(root)
         self.follow = follow_symlinks
-        self.files = FileTableBuilder()
+        self.known = known
+        self.tables: list[FileTable] = []  # one per prefix walked
         self.ignored: list[Ignored] = []
+        self._files = FileTableBuilder()
+
+    @property
+    def files(self) -> FileTable:
+        """Every regular file found under the prefixes walked."""
+        return FileTable.merged(self.tables)
 
     def prefix(self, prefix: str) -> None:
         """Walk ``prefix``, if every folder from the root down to it may be entered."""
@@ -82,23 +98,23 @@ class LocalWalk:
                 mode = target.st_mode
             if not stat.S_ISDIR(mode):
                 return  # a file where a folder should be: nothing under it
+        self._files = FileTableBuilder()
         self._walk(prefix)
+        self.tables.append(self._files.build())
 
     def _walk(self, top: str) -> None:
         # Folder identities on the way down, to refuse a followed link back up (a loop).
-        stack = [(top, frozenset([_identity(top)]) if self.follow else frozenset())]
-        while stack:
-            directory, ancestors = stack.pop()
-            try:
-                with os.scandir(directory) as entries:
-                    found = list(entries)
-            except (FileNotFoundError, NotADirectoryError):
+        levels = [_level(top, frozenset([_identity(top)]) if self.follow else frozenset())]
+        while levels:
+            entries, ancestors = levels[-1]
+            entry = next(entries, None)
+            if entry is None:
+                levels.pop()
                 continue
-            for entry in found:
-                with contextlib.suppress(FileNotFoundError):  # removed since the scandir
-                    folder = self._entry(entry, ancestors)
-                    if folder is not None:
-                        stack.append(folder)
+            with contextlib.suppress(FileNotFoundError):  # removed since the scandir
+                folder = self._entry(entry, ancestors)
+                if folder is not None:
+                    levels.append(_level(*folder))
 
     def _entry(self, entry: os.DirEntry[str], ancestors: _Ancestors) -> _Folder | None:
         """Record one entry; a folder to walk comes back, with its ancestors."""
@@ -110,10 +126,15 @@ class LocalWalk:
             return path, ancestors | {_identity(path)} if self.follow else ancestors
         info = entry.stat(follow_symlinks=False)  # types came free; the size costs an lstat
         if stat.S_ISREG(info.st_mode):
-            self.files.add(_posix(path), FileInfo(info.st_size))
+            self._add(path, info)
         else:
             self._ignore(path, f"{_special_kind(info.st_mode)}, never opened")
         return None
+
+    def _add(self, path: str, info: os.stat_result) -> None:
+        path = _posix(path)
+        known = None if self.known is None else self.known(path, info)
+        self._files.add_md5(path, info.st_size, known)
 
     def _followed(self, path: str, target: os.stat_result, ancestors: _Ancestors) -> _Folder | None:
         """Record a symbolic link that may be followed, by what it points to."""
@@ -124,7 +145,7 @@ class LocalWalk:
                 return None
             return path, ancestors | {identity}
         if stat.S_ISREG(target.st_mode):
-            self.files.add(_posix(path), FileInfo(target.st_size))
+            self._add(path, target)
         else:
             kind = _special_kind(target.st_mode)
             self._ignore(path, f"symbolic link to a {kind}, never opened")
@@ -151,6 +172,24 @@ class LocalWalk:
 
 _Ancestors = frozenset[tuple[int, int]]
 _Folder = tuple[str, _Ancestors]
+
+
+def _level(directory: str, ancestors: _Ancestors) -> tuple[Iterator[os.DirEntry[str]], _Ancestors]:
+    """A folder's entries, in the order of the paths they lead to (none when the folder
+    is gone, or is no folder), with the identities of the folders above them."""
+    try:
+        with os.scandir(directory) as entries:
+            found = sorted(entries, key=_tree_order)
+    except (FileNotFoundError, NotADirectoryError):
+        found = []
+    return iter(found), ancestors
+
+
+def _tree_order(entry: os.DirEntry[str]) -> str:
+    # "d1/..." sorts after "d1.txt" as bytes ("/" > "."): a folder sorts as its name and "/".
+    # (A followed link to a folder, or a name that is not UTF-8, may still come out of
+    # order: the table then sorts itself.)
+    return entry.name + "/" if entry.is_dir(follow_symlinks=False) else entry.name
 
 
 def _identity(path: str) -> tuple[int, int]:

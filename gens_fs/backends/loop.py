@@ -190,6 +190,11 @@ class SyncBackend:
         :meth:`~gens_fs.backends.base.Backend.durable`)."""
         return SyncBackend(self.backend.durable())
 
+    def with_known_md5s(self) -> SyncBackend:
+        """The same storage and root, its listings carrying the MD5s known without reading
+        (see :meth:`~gens_fs.backends.base.Backend.with_known_md5s`)."""
+        return SyncBackend(self.backend.with_known_md5s())
+
     def _run(self, coro: Coroutine[Any, Any, T], operation: str, where: str | None = None) -> T:
         """``coro``'s result; its failure raised as :meth:`raise_for` says, for
         ``operation`` on ``where`` (a path; the root when not given)."""

@@ -8,6 +8,6 @@ Exit codes: 0 success; 1 the work ran but found problems (check errors, failed f
 from __future__ import annotations
 
 from gens_fs.cli import demo, export, gc, inspect, sync  # noqa: F401  (registers the commands)
-from gens_fs.cli._common import app, main
+from gens_fs.cli._common import app, entry_point, main
 
-__all__ = ["app", "main"]
+__all__ = ["app", "entry_point", "main"]

