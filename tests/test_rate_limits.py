@@ -22,7 +22,7 @@ from gens_fs.errors import StorageError
 from gens_fs.testing.invariants import snapshot
 from gens_fs.testing.s3 import MotoServer, new_bucket, s3_storage_options
 from gens_fs.testing.s3_middleware import RequestRecord, S3Middleware
-from gens_fs.testing.s3_requests import FaultPlan
+from gens_fs.testing.s3_requests import FaultPlan, failing_once_at
 from tests.process import gens_fs
 
 META = {"task_id": "t", "template_id": "x", "model_id": "m"}
@@ -157,12 +157,7 @@ def test_a_sharded_listing_charges_each_request_as_it_is_sent_retries_too(
     files = {f"{stage}/{new_gen_id('essay', f't{i}')}/metadata.json": b"{}" for i in range(2_500)}
     fsspec.filesystem("s3", **s3_storage_options(moto_server.endpoint_url)).pipe(files)
     # The third listing request fails once (503): its retry is a request like the others.
-    s3_middleware.faults = next(
-        plan
-        for seed in range(10_000)
-        if (plan := FaultPlan(rate=0.1, seed=seed, kinds=("503",), only_ops=("LIST",))).faulted(20)
-        == [(2, "503")]
-    )
+    s3_middleware.faults = failing_once_at(2, op="LIST")
     options = s3_storage_options(s3_middleware.endpoint_url)
     root = DataRoot(
         f"s3://{stage.partition('/')[0]}/data",

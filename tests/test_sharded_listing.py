@@ -22,7 +22,7 @@ from gens_fs.backends.obstore_listing import first_page, path_at_most
 from gens_fs.backends.sharded import Page, Shard, key_before, list_prefix
 from gens_fs.testing.s3 import MotoServer, boto3_client, s3_storage_options
 from gens_fs.testing.s3_middleware import S3Middleware
-from gens_fs.testing.s3_requests import FaultPlan
+from gens_fs.testing.s3_requests import failing_once_at
 
 META = b'{"task_id": "t", "template_id": "x", "model_id": "m"}'
 
@@ -113,14 +113,7 @@ def test_a_listing_page_that_fails_is_asked_for_again_alone(
     whole = dict(root.backend.scan([stage]).files.items())
     pages = _lists(s3_middleware)
     # The third listing request fails once (503 SlowDown), whichever shard sent it.
-    plan = next(
-        plan
-        for seed in range(10_000)
-        if (plan := FaultPlan(rate=0.1, seed=seed, kinds=("503",), only_ops=("LIST",))).faulted(
-            3 * pages
-        )
-        == [(2, "503")]
-    )
+    plan = failing_once_at(2, op="LIST", within=3 * pages)
     s3_middleware.faults = plan
     s3_middleware.reset_counts()
 

@@ -454,10 +454,7 @@ async def _list_sharded(
     def keep(rows: list[tuple[str, FileInfo]]) -> None:
         pages.append(FileTableBuilder().extend((bucket + k, info) for k, info in rows).build())
 
-    async def page(shard: Shard) -> Page[FileInfo]:
-        return await (fetch(shard) if retry_page is None else retry_page(lambda: fetch(shard)))
-
-    await list_prefix(page, f"{folder}/" if folder else "", keep)
+    await list_prefix(fetch, f"{folder}/" if folder else "", keep, retry_page=retry_page)
     return FileTable.merged(pages)
 
 

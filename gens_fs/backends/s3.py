@@ -114,12 +114,8 @@ class S3Backend(FsspecBackend):
         def keep(rows: list[tuple[str, FileInfo]]) -> None:
             pages.append(FileTableBuilder().extend(rows).build())
 
-        async def fetch(shard: Shard) -> Page[FileInfo]:
-            if retry_page is None:
-                return await self._list_page(shard)
-            return await retry_page(lambda: self._list_page(shard))
-
-        await list_prefix(fetch, f"{bucket}/{key.rstrip('/')}/", keep)
+        prefix_path = f"{bucket}/{key.rstrip('/')}/"
+        await list_prefix(self._list_page, prefix_path, keep, retry_page=retry_page)
         return FileTable.merged(pages)
 
     async def _list_page(self, shard: Shard) -> Page[FileInfo]:

@@ -39,6 +39,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Generic, TypeVar
 
+from gens_fs.backends.base import PageRetry
 from gens_fs.layout import GEN_ID_CHARS
 
 T = TypeVar("T")
@@ -102,17 +103,19 @@ async def list_prefix(
     *,
     alphabet: str = GEN_ID_CHARS,
     in_flight: int = LISTINGS_IN_FLIGHT,
+    retry_page: PageRetry | None = None,
 ) -> None:
     """Every key that starts with ``prefix``, with its value, listed by ``fetch`` in
     shards (see the module docstring), each page's keys passed to ``keep`` as it arrives
     (in key order within a page; the pages in no order, none overlapping another): the
-    caller keeps them as compactly as it likes. At most ``in_flight`` requests at once.
-    The first failure cancels the listings still running and is raised."""
+    caller keeps them as compactly as it likes. At most ``in_flight`` requests at once,
+    each through ``retry_page`` when given (a page that fails is asked for again on its
+    own). The first failure cancels the listings still running and is raised."""
     limit = asyncio.Semaphore(in_flight)
 
     async def walk(shard: Shard) -> None:
         async with limit:
-            page = await fetch(shard)
+            page = await (fetch(shard) if retry_page is None else retry_page(lambda: fetch(shard)))
         kept = [entry for entry in page.entries if shard.holds(entry[0])]
         if kept:
             keep(kept)

@@ -182,3 +182,14 @@ class FaultPlan:
     def faulted(self, count: int) -> list[tuple[int, str]]:
         """``(index, fault)`` for every faulted index below ``count`` — what to expect."""
         return [(i, f) for i in range(count) if (f := self.choose(i)) is not None]
+
+
+def failing_once_at(index: int, *, op: str, kind: str = "503", within: int = 20) -> FaultPlan:
+    """A plan under which the ``index``-th request of kind ``op`` (counted from when it is
+    installed) gets ``kind``, and none other of the first ``within``: the first seed that
+    gives exactly that."""
+    for seed in range(100_000):
+        plan = FaultPlan(rate=1 / within, seed=seed, kinds=(kind,), only_ops=(op,))
+        if plan.faulted(within) == [(index, kind)]:
+            return plan
+    raise ValueError(f"no seed fails request {index} alone of {within}")
