@@ -235,18 +235,20 @@ def require_data_root(
         raise NotADataRoot(f"{what} {url} {state}: {_ROOT_ADVICE}{if_empty}")
 
 
-def refuse_misplaced_root(backend: SyncBackend, *, what: str = "data root") -> None:
+def refuse_misplaced_root(backend: SyncBackend, *, what: str = "data root") -> Children:
     """Raise ``NotADataRoot`` when ``backend.root`` looks like a part of a data root rather
     than one: a gens root (it holds stage folders), a stage folder (named after a stage and
     holding gen_id folders, or holding folders with a generation's files: one of them is
     looked into to be sure), the ``cohorts/`` folder (one holding ``membership.csv`` is
     looked for), a generation folder (it holds ``metadata.json`` and a text). A data root,
     an empty or absent folder, or one holding something else passes: what a destination
-    may be. One listing of the root's first level (two when a folder inside must tell)."""
+    may be. One listing of the root's first level (two when a folder inside must tell),
+    returned: what the root holds at its first level."""
     found = backend.children(backend.root, stop_at=(GENS_DIR, COHORTS_DIR))
     kind = _root_kind(backend, found, confirm=True)
     if kind not in ("data", "other"):
         raise NotADataRoot(f"{what} {backend.url(backend.root)} {_misplaced(backend, kind, found)}")
+    return found
 
 
 def _root_kind(backend: SyncBackend, found: Children, *, confirm: bool = False) -> RootKind:

@@ -23,7 +23,7 @@ from gens_fs.backends.local import LocalBackend
 from gens_fs.backends.memory import MemoryBackend
 from gens_fs.cli import main
 from gens_fs.testing.invariants import mirror_problems, snapshot
-from gens_fs.testing.s3 import s3_storage_options
+from gens_fs.testing.s3 import new_bucket, s3_storage_options
 from gens_fs.testing.s3_middleware import S3Middleware
 from tests.process import start, wait_until_held
 
@@ -154,6 +154,31 @@ def test_mirror_is_incremental_and_exact(
 
     verified = sync(src, dst, src_options=so, dst_options=do, verify=True)
     assert verified.verified is True and verified.ok
+
+
+@pytest.mark.parametrize("engine", ["fsspec", "obstore"])
+def test_an_empty_destination_is_looked_at_once_and_not_listed(
+    engine: str, tmp_path: Path, s3_middleware: S3Middleware
+) -> None:
+    bucket = new_bucket(s3_middleware.endpoint_url)
+    options = s3_storage_options(s3_middleware.endpoint_url)
+    src, dst = str(tmp_path / "src"), f"s3://{bucket}/data"
+    write_store(src, {})
+    files = snapshot(src, {})
+    # a neighbour whose name starts like the destination's is not in it
+    GensStore(f"s3://{bucket}/data2/gens", storage_options=options).write(
+        "draft", "d9", metadata=meta(), raw="elsewhere"
+    )
+    s3_middleware.reset_counts()
+    first = sync(src, dst, dst_options=options, engine=engine)  # type: ignore[arg-type]
+    # the roots' check (one first-level listing) found nothing: the upload lists no more
+    assert s3_middleware.counts() == {"LIST": 1, "PUT": len(files)}
+    assert (first.copied, first.errors) == (len(files), [])
+    assert snapshot(dst, options) == files
+    s3_middleware.reset_counts()
+    again = sync(src, dst, dst_options=options, engine=engine)  # type: ignore[arg-type]
+    assert (again.copied, again.skipped) == (0, len(files))
+    assert s3_middleware.counts()["LIST"] > 1  # no longer empty: listed
 
 
 # -- scope -------------------------------------------------------------------------------

@@ -29,7 +29,8 @@ Symbolic links are not followed (with ``follow_symlinks``, those whose target st
 the data root are); they, FIFOs, sockets and devices, and the source's stray entries are
 left alone and listed in ``SyncReport.ignored``.
 
-**Requests on S3.** The roots: one first-level listing of each. The scope of a cohort: its
+**Requests on S3.** The roots: one first-level listing of each (a destination found empty
+there is not listed again). The scope of a cohort: its
 ``membership.csv`` and the ``metadata.json`` of its generations and their ancestors (one
 batch per lineage level). The listings: one recursive listing per scope root and side (LIST
 pages only), both sides at once (:mod:`gens_fs.sync.sides`). Then, only for what changed:
@@ -229,7 +230,7 @@ def plan_sync(
     started = time.monotonic()
     source = open_root(src, src_options, engine, retry, limit)
     target = open_root(dst, dst_options, engine, retry, limit)
-    _check_roots(source, target, allow_empty_source=allow_empty_source)
+    dst_empty = _check_roots(source, target, allow_empty_source=allow_empty_source)
     reads = SourceReads(source, lister)
     scope = reads.scope(stages, cohort, selection, follow_symlinks=follow_symlinks)
     if scope.cohort is not None and membership_path(scope.cohort) in reads.unreadable:
@@ -238,7 +239,7 @@ def plan_sync(
         scope = gone_from_source(
             reads, target, scope, stages, selection, follow_symlinks=follow_symlinks
         )
-    listed = _list_and_hash(reads, target, scope, follow_symlinks, checksum)
+    listed = _list_and_hash(reads, target, scope, follow_symlinks, checksum, dst_empty)
     diff = Diff.within(listed.src_files, listed.dst_files, scope)
     parents = reads.parents(diff.parents_to_read())
     probed = reads.committed(parents_to_probe(parents, listed.dst_files, scope))
@@ -263,12 +264,14 @@ def plan_sync(
     )
 
 
-def _check_roots(source: SyncBackend, target: SyncBackend, *, allow_empty_source: bool) -> None:
-    """The roots apart and of the right kinds (see the module), before anything is listed."""
-    check_roots(source, target)
+def _check_roots(source: SyncBackend, target: SyncBackend, *, allow_empty_source: bool) -> bool:
+    """The roots apart and of the right kinds (see the module), before anything is listed;
+    whether the destination is empty (:func:`~gens_fs.sync.roots.check_roots`)."""
+    dst_empty = check_roots(source, target)
     require_data_root(
         source, what="source data root", allow_empty=allow_empty_source, if_empty=_EMPTY_SOURCE_HINT
     )
+    return dst_empty
 
 
 class _Listed(NamedTuple):
@@ -285,12 +288,23 @@ class _Listed(NamedTuple):
 
 
 def _list_and_hash(
-    reads: SourceReads, target: SyncBackend, scope: SyncScope, follow_symlinks: bool, checksum: bool
+    reads: SourceReads,
+    target: SyncBackend,
+    scope: SyncScope,
+    follow_symlinks: bool,
+    checksum: bool,
+    dst_empty: bool,
 ) -> _Listed:
     """One recursive listing per scope root and side (the destination's ancestor stages
-    too, for context), then the hashes the comparison needs."""
+    too, for context; none of an empty destination), then the hashes the comparison
+    needs."""
     src_listing, dst_listing = list_sides(
-        reads, target, scope, follow_symlinks=follow_symlinks, checksum=checksum
+        reads,
+        target,
+        scope,
+        follow_symlinks=follow_symlinks,
+        checksum=checksum,
+        dst_empty=dst_empty,
     )
     src_in = scope.filter(src_listing.files)
     unhashed: dict[str, str] = {}

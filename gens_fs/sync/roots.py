@@ -41,21 +41,26 @@ def display(backend: SyncBackend) -> str:
     return backend.url(backend.root)
 
 
-def check_roots(source: SyncBackend, target: SyncBackend) -> None:
+def check_roots(source: SyncBackend, target: SyncBackend) -> bool:
     """Fail fast, before any listing of the stores: the same root twice, or one inside the
     other; a source that is a file; a destination that looks like a part of a data root (a
     gens root, a stage folder, ``cohorts/``, a generation folder). The destination's check
     is one first-level listing: on a remote one it also catches a missing bucket or an
     endpoint that does not answer, bounded in time (the source gets the same from
-    ``require_data_root``)."""
+    ``require_data_root``). True when that listing found the destination empty (or
+    absent): then there is nothing under it to list."""
     _refuse_overlap(source, target)
     if source.blocked_folder([source.root]) is not None:
         raise NotADataRoot(
             f"source data root {display(source)} is a file, not a folder: give the folder "
             "that holds gens/ and cohorts/"
         )
-    if target.blocked_folder([target.root]) is None:  # else: check_destination_writable
-        refuse_misplaced_root(target, what="destination data root")
+    if target.blocked_folder([target.root]) is not None:
+        return False  # check_destination_writable says what is in the way
+    found = refuse_misplaced_root(target, what="destination data root")
+    # An empty first level is the whole answer (no page was left unread), so it is safe
+    # to trust; a partial one (a first level over a page long) is not.
+    return not (found.folders or found.files)
 
 
 def _refuse_overlap(source: SyncBackend, target: SyncBackend) -> None:

@@ -36,6 +36,8 @@ from gens_fs.sync.source import SourceReads
 # Local files hashed between two looks at whether the other side's listing is in.
 _CHUNK = 256
 
+_NOTHING = Listing(FileTable.of(()))
+
 
 @dataclass
 class _Side:
@@ -53,26 +55,38 @@ def list_sides(
     *,
     follow_symlinks: bool = False,
     checksum: bool = False,
+    dst_empty: bool = False,
 ) -> tuple[Listing, Listing]:
     """The source's listing of the scope and the destination's (wider: the ancestor stages
     outside the scope, for context), as :func:`~gens_fs.listing.list_data_root` gives
     them; local files in scope may carry their MD5 already (see the module).
+    ``dst_empty``: the destination was just seen empty (the roots' check): not listed,
+    unless a cluster lists (its workers' listing is their first touch of the destination:
+    what they cannot reach is one error there, before anything is copied).
 
     Listed by ``reads``' lister, one side after the other, when that is not this process
     (a cluster lists: nothing here to overlap) or when planning listed some of the
     source's folders already (a selection's stages): those are not listed twice."""
     dst_folders = scope.roots() + scope.context_roots()
-    if reads.lister is not list_data_root or reads.has_listed(scope.roots()):
+    if reads.lister is not list_data_root:
         src_listing = reads.listing(scope.roots(), follow_symlinks=follow_symlinks)
         return src_listing, reads.lister(target, dst_folders, follow_symlinks=follow_symlinks)
+    dst_folders = () if dst_empty else dst_folders
+    if reads.has_listed(scope.roots()):
+        src_listing = reads.listing(scope.roots(), follow_symlinks=follow_symlinks)
+        if not dst_folders:
+            return src_listing, _NOTHING
+        return src_listing, list_data_root(target, dst_folders, follow_symlinks=follow_symlinks)
     sides = (_Side(reads.source, scope.roots()), _Side(target, dst_folders))
     try:
         for side in sides:
-            if not side.backend.backend.runs_inline:
+            if not side.folders:
+                side.listing = _NOTHING
+            elif not side.backend.backend.runs_inline:
                 paths = scan_paths(side.backend, side.folders)
                 side.pending = side.backend.scan_started(paths, follow_symlinks=follow_symlinks)
         for side, other in (sides, sides[::-1]):
-            if side.pending is None:
+            if side.pending is None and side.listing is None:
                 side.listing = list_data_root(
                     _lister(side.backend, other.backend, checksum),
                     side.folders,
