@@ -88,6 +88,7 @@ class Run:
     repeat: int = 0
     wall_s: float | None = None
     cpu_s: float | None = None
+    server_cpu_s: float | None = None  # the S3 server's CPU while it answered this run
     requests: dict[str, int] = field(default_factory=dict)
     returncode: int | None = None
     timeout: bool = False
@@ -311,6 +312,7 @@ class Bench:
             rc, timed_out, err = run_command(command, self.timeout_s)
         self.service.set_latency(0)
         run.wall_s, run.cpu_s, run.requests = m.wall_s, m.cpu_s, m.requests
+        run.server_cpu_s = m.server_cpu_s
         run.returncode, run.timeout = rc, timed_out
         run.stderr_tail = err.strip()[-600:]
         self.service.reset_counts()
@@ -336,7 +338,8 @@ def _print(run: Run) -> None:
     status = "TIMEOUT" if run.timeout else ("ok" if run.correct else f"WRONG: {run.mismatch}")
     print(
         f"  {run.latency_ms:>4g} ms {run.tool:<13} {run.scenario:<9} #{run.repeat} "
-        f"wall {run.wall_s or 0:7.2f}s cpu {run.cpu_s or 0:6.2f}s rc={run.returncode} "
+        f"wall {run.wall_s or 0:7.2f}s cpu {run.cpu_s or 0:6.2f}s "
+        f"server cpu {run.server_cpu_s or 0:6.2f}s rc={run.returncode} "
         f"{format_requests(run.requests)} [{status}]",
         file=sys.stderr,
         flush=True,

@@ -146,12 +146,14 @@ class S3Service:
 
 @dataclass
 class Measurement:
-    """One timed run: wall seconds, client CPU seconds, requests by kind."""
+    """One timed run: wall seconds, client CPU seconds, requests by kind, and the S3
+    server's CPU seconds while it served them (moto and the middleware, one process)."""
 
     name: str
     wall_s: float
     cpu_s: float
     requests: dict[str, int] = field(default_factory=dict)
+    server_cpu_s: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -166,16 +168,19 @@ def _children_cpu() -> float:
 
 @contextmanager
 def measure(name: str, service: S3Service | None = None) -> Iterator[Measurement]:
-    """Time the block; CPU is this process's plus any subprocess it waited for."""
+    """Time the block; CPU is this process's plus any subprocess it waited for. With a
+    ``service``: its requests, and its CPU from before the block to its last answer."""
     result = Measurement(name, 0.0, 0.0)
     if service is not None:
         service.reset_counts()
+        server0 = service.cpu()
     cpu0, child0, wall0 = time.process_time(), _children_cpu(), time.perf_counter()
     yield result
     result.wall_s = time.perf_counter() - wall0
     result.cpu_s = time.process_time() - cpu0 + _children_cpu() - child0
     if service is not None:
-        result.requests = service.counts()
+        result.requests = service.counts()  # waits for the requests still being answered
+        result.server_cpu_s = service.cpu() - server0
 
 
 def best_of(runs: int, fn: Callable[[], object]) -> float:

@@ -148,14 +148,19 @@ def _row(runs: dict[Key, list[Run]], lat: float, tool: str, scenario: str) -> st
     if group is None:
         return None
     wall, cpu = median(group, "wall_s"), median(group, "cpu_s")
+    server = median(group, "server_cpu_s")
     s5cmd, aws = runs.get((lat, "s5cmd", scenario)), runs.get((lat, "aws", scenario))
     name = f"**{LABELS[tool]}**" if tool in OURS else LABELS[tool]
     return (
         f"| {scenario} | {name} | {len(group)} | {_requests(group[0]['requests'])} | "
-        f"{'-' if wall is None else f'{wall:.2f}'} | {_ratio(wall, median(s5cmd, 'wall_s'))} | "
-        f"{_ratio(wall, median(aws, 'wall_s'))} | {'-' if cpu is None else f'{cpu:.2f}'} | "
-        f"{_ratio(cpu, median(s5cmd, 'cpu_s'))} | {_mirror(group)} |"
+        f"{_seconds(wall)} | {_ratio(wall, median(s5cmd, 'wall_s'))} | "
+        f"{_ratio(wall, median(aws, 'wall_s'))} | {_seconds(cpu)} | "
+        f"{_ratio(cpu, median(s5cmd, 'cpu_s'))} | {_seconds(server)} | {_mirror(group)} |"
     )
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def table(runs: dict[Key, list[Run]]) -> list[str]:
@@ -172,8 +177,9 @@ def table(runs: dict[Key, list[Run]]) -> list[str]:
             else "",
             "",
             "| scenario | tool | runs | requests (first run) | wall s (median) | wall / s5cmd "
-            "| wall / aws | client CPU s (median) | CPU / s5cmd | correct mirror |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| wall / aws | client CPU s (median) | CPU / s5cmd | server CPU s (median) "
+            "| correct mirror |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for scenario in SCENARIOS:
             lines += [r for tool in tools(runs) if (r := _row(runs, lat, tool, scenario))]
@@ -214,8 +220,20 @@ def _verdict(ok: bool) -> str:
     return "met" if ok else "**not met**"
 
 
+def server_floor(runs: dict[Key, list[Run]], lat: float, scenario: str) -> float | None:
+    """The least CPU the S3 server spent on one tool's run of ``scenario`` (median of each
+    tool's runs): the server answers on one core at a time (moto is Python, under one
+    GIL), so no run of that scenario ends sooner than this, however fast its client."""
+    spent = [
+        median(g, "server_cpu_s") for (la, _, s), g in runs.items() if (la, s) == (lat, scenario)
+    ]
+    known = [v for v in spent if v is not None]
+    return min(known) if known else None
+
+
 def _wall_goal(runs: dict[Key, list[Run]], lat: float, tool: str) -> str:
-    """At most 0.9x s5cmd's wall time and at most 0.5x aws's, scenario by scenario."""
+    """At most 0.9x s5cmd's wall time and at most 0.5x aws's, scenario by scenario; a
+    target below the server's floor (:func:`server_floor`) is said to be."""
     parts, oks = [], []
     for scenario in GOAL_SCENARIOS:
         mine = median(runs.get((lat, tool, scenario)), "wall_s")
@@ -223,9 +241,13 @@ def _wall_goal(runs: dict[Key, list[Run]], lat: float, tool: str) -> str:
         aws = median(runs.get((lat, "aws", scenario)), "wall_s")
         if mine is None or s5cmd is None or aws is None:
             continue
-        ok = mine <= 0.9 * s5cmd and mine <= 0.5 * aws
+        target = min(0.9 * s5cmd, 0.5 * aws)
+        ok = mine <= target
         oks.append(ok)
+        floor = server_floor(runs, lat, scenario)
         mark = "" if ok else " (**over**)"
+        if not ok and floor is not None and target < floor:
+            mark = f" (**over**; the target, {target:.2f} s, is below the server's {floor:.2f} s)"
         parts.append(f"{scenario} {mine / s5cmd:.2f}x s5cmd, {mine / aws:.2f}x aws{mark}")
     return f"{_verdict(bool(oks) and all(oks))} ({sum(oks)} of {len(oks)}): " + "; ".join(parts)
 
