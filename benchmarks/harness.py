@@ -54,6 +54,9 @@ def _serve(conn: Connection) -> None:
                 conn.send(None)
             elif command == "cpu":
                 conn.send(time.process_time())
+            elif command == "arrivals":
+                middleware.wait_idle()
+                conn.send([record.arrived for record in middleware.log])
             elif command == "load":
                 conn.send(_load(*arg))
 
@@ -115,6 +118,11 @@ class S3Service:
         """The server process's CPU seconds so far (moto and the middleware, every thread):
         what the server spent on a step is the difference around it."""
         return float(self._call("cpu"))
+
+    def arrivals(self) -> list[float]:
+        """When each request since the last reset arrived (``time.monotonic()``: one clock
+        for every process on the machine), in order; waits for in-flight ones."""
+        return list(self._call("arrivals"))
 
     def create_bucket(self, name: str) -> None:
         self._call("bucket", name)
