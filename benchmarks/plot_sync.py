@@ -172,7 +172,7 @@ def table(runs: dict[Key, list[Run]]) -> list[str]:
             f"#### +{lat:g} ms per request",
             "",
             f"1-minute load average before the runs: {min(loads):.1f} to {max(loads):.1f} on "
-            "2 cores (other engineers' test suites shared the machine)."
+            "2 cores (the last minute's work: the runs before, other work if any)."
             if loads
             else "",
             "",
