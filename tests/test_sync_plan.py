@@ -123,6 +123,23 @@ def test_initial_plan_orders_files_then_commits_by_lineage_then_cohorts() -> Non
     assert plan.skipped == 0 and not plan.held and not plan.deletes
 
 
+def test_edits_to_committed_generations_commit_in_one_phase_and_new_children_after() -> None:
+    dst = store(3)
+    src = dict(dst)
+    for key in ("draft/d0", "essay/e1", "evaluation/v2"):  # edited metadata, every stage
+        src[f"gens/{key}/metadata.json"] = entry(f"edited {key}".encode())
+    src.update(lineage(3))  # and a new lineage: its essay waits for its draft, and so on
+    plan = make_plan(src, dst, SyncScope.build(), parents=parents_of(4))
+    assert commit_stages(plan) == [
+        ["draft", "draft", "essay", "evaluation"],
+        ["essay"],
+        ["evaluation"],
+    ]
+    assert [c.after for c in plan.commits[0]] == [None] * 4
+    assert [c.after for c in plan.commits[1]] == [("draft", "d3")]
+    assert [c.after for c in plan.commits[2]] == [("essay", "e3")]
+
+
 def test_unchanged_files_are_skipped_and_a_same_size_edit_is_copied() -> None:
     src = store(2)
     dst = dict(src)
@@ -154,7 +171,9 @@ def test_stage_scope_leaves_cohorts_and_other_stages_out() -> None:
     with_drafts = {r: e for r, e in store(1).items() if "/draft/" in r}
     plan = make_plan(store(1), with_drafts, scope, parents=parents_of(1))
     assert {c.relpath.split("/")[1] for c in plan.copies} == {"essay"}
-    assert plan.commits[1][0].after is None and not plan.held
+    # its parent is committed at the destination: it waits for no other commit
+    assert commit_stages(plan) == [["essay"]]
+    assert plan.commits[0][0].after is None and not plan.held
 
 
 def test_cohort_scope_is_the_closure_and_its_membership() -> None:

@@ -84,7 +84,7 @@ class RunLedger:
         self._bytes_total = plan.copy_bytes
 
     def copy_phases(self) -> Iterator[list[FileCopy]]:
-        """The copy phases in order: files, each stage's commits (parents' first), the
+        """The copy phases in order: files, the commits (parents' first), the
         membership CSVs. Each is decided when it is asked for, from the outcomes recorded so
         far: record every outcome of a phase before asking for the next (the barrier)."""
         yield list(self.plan.files)

@@ -6,7 +6,10 @@ real run would do and the ordering guarantee is testable without storage.
 The plan runs in phases, each finished before the next starts:
 
 1. ``files``: every file to copy except ``metadata.json`` (any order, concurrently);
-2. ``commits``: ``metadata.json`` of drafts, then essays, then evaluations (one phase each);
+2. ``commits``: ``metadata.json`` in lineage order: first the commits that wait for no
+   other (drafts, and generations whose parent is committed at the destination already),
+   then their children's, then their grandchildren's (an upload: drafts, essays,
+   evaluations; a resync of edits: one phase);
 3. ``cohort_files``: membership CSVs, once the generations they list are committed;
 4. ``deletes`` (only with ``delete=True``, only after every copy succeeded): evaluations'
    ``metadata.json``, then essays', then drafts' (children uncommitted first), then the rest.
@@ -159,7 +162,7 @@ class SyncPlan:
 
     @property
     def copy_phases(self) -> tuple[tuple[FileCopy, ...], ...]:
-        """Every copy phase in order: files, one commit phase per stage, cohort files."""
+        """Every copy phase in order: files, the commit phases, cohort files."""
         return (self.files, *self.commits, self.cohort_files)
 
     @property
@@ -270,20 +273,26 @@ class _Lineage:
     held: dict[GenKey, str] = field(default_factory=dict)
 
     def commit_phases(self) -> tuple[tuple[FileCopy, ...], ...]:
-        """One phase per stage, parents' first, of the commits not held."""
-        phases: list[tuple[FileCopy, ...]] = []
-        for stage in STAGES:
-            phase: list[FileCopy] = []
+        """The commits not held, in phases by how many commits of this plan they wait
+        for: first those that wait for none (drafts, and generations whose parent is
+        committed at the destination already and stays so), then those whose parent is
+        committed in the first phase, and so on. An upload is a phase per stage; a resync
+        of edits to committed generations, one phase (one round trip, not three)."""
+        depth: dict[GenKey, int] = {}
+        phases: list[list[FileCopy]] = []
+        for stage in STAGES:  # parents' stage first: an ``after`` has its depth already
             for key, relpath in sorted(self.commit_keys.items()):
                 if key[0] != stage:
                     continue
                 after, reason = self._rule(key)
                 if reason is not None:
                     self.held[key] = reason
-                else:
-                    phase.append(FileCopy(relpath, self.src[relpath].size, key, after))
-            phases.append(tuple(phase))
-        return tuple(phases)
+                    continue
+                depth[key] = 0 if after is None else depth[after] + 1
+                if depth[key] == len(phases):
+                    phases.append([])
+                phases[depth[key]].append(FileCopy(relpath, self.src[relpath].size, key, after))
+        return tuple(tuple(phase) for phase in phases)
 
     def _rule(self, key: GenKey) -> tuple[GenKey | None, str | None]:
         """``(parent committed earlier in this plan or None, reason to hold or None)``."""
