@@ -222,8 +222,9 @@ def _verdict(ok: bool) -> str:
 
 def server_floor(runs: dict[Key, list[Run]], lat: float, scenario: str) -> float | None:
     """The least CPU the S3 server spent on one tool's run of ``scenario`` (median of each
-    tool's runs): the server answers on one core at a time (moto is Python, under one
-    GIL), so no run of that scenario ends sooner than this, however fast its client."""
+    tool's runs). The server answers on one core at a time (moto is Python, under one
+    GIL), so a run's wall time is at least its own server CPU, however fast its client;
+    and no tool here needed less than this for the scenario's requests."""
     spent = [
         median(g, "server_cpu_s") for (la, _, s), g in runs.items() if (la, s) == (lat, scenario)
     ]
